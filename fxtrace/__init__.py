@@ -1,0 +1,1 @@
+"""fxtrace: torch.jit.trace, reimplemented on torch.fx."""
