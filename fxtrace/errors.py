@@ -40,7 +40,7 @@ class TraceError(FxTraceError, RuntimeError):
     """
 
 
-class InvalidArgument(FxTraceError, ValueError):
+class InvalidArgument(FxTraceError, ValueError, TypeError):
     """An argument of ``trace``/``trace_module``/``capture`` is malformed.
 
     The message names the argument and the value that was rejected.

@@ -1,0 +1,307 @@
+"""``trace`` / ``trace_module`` / ``capture``: the one place where the options meet.
+
+Argument handling follows ``torch.jit.trace`` (``torch/jit/_trace.py``) exactly where it is
+observable: the same wrapping of example inputs, the same exception types for the same
+mistakes, the same warnings. The pipeline is capture → passes → lower → check.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import sys
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.fx as fx
+
+from .capture.assemble import assemble
+from .capture.concrete import capture_concrete
+from .capture.meta import CaptureInfo
+from .capture.source import user_source
+from .errors import InvalidArgument
+from .lower.script import lower_function, lower_module
+
+__all__ = ["trace", "trace_module", "capture"]
+
+_ISSUE_FIDELITY = "https://fxtrace issue #3 (trace fidelity)"
+
+
+def _where() -> str:
+    src = user_source(sys._getframe(2))
+    return f" (called at {src})" if src is not None else ""
+
+
+def _make_tuple(example_inputs: Any, argument: str) -> Tuple[Any, ...]:
+    """torch.jit's ``make_tuple``: a tensor or dict is one argument; other iterables unpack."""
+    if isinstance(example_inputs, (torch.Tensor, dict)):
+        return (example_inputs,)
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    try:
+        return tuple(example_inputs)
+    except TypeError:
+        raise InvalidArgument(
+            f"{argument} must be a tensor, a tuple of inputs or a dict; got "
+            f"{type(example_inputs).__name__}{_where()}") from None
+
+
+@contextlib.contextmanager
+def _preserved_state(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
+    """Leave grad mode as it was; on failure also restore RNG, training flags and buffers."""
+    grad = torch.is_grad_enabled()
+    rng = torch.random.get_rng_state()
+    flags = [(m, m.training) for root in modules for m in root.modules()]
+    buffers = [(b, b.detach().clone()) for root in modules for b in root.buffers()]
+    try:
+        yield
+    except BaseException:
+        torch.random.set_rng_state(rng)
+        for m, training in flags:
+            m.training = training
+        with torch.no_grad():
+            for b, saved in buffers:
+                if b.shape == saved.shape:
+                    b.copy_(saved)
+        raise
+    finally:
+        torch.set_grad_enabled(grad)
+
+
+def _check_unsupported(_force_outplace: bool) -> None:
+    if _force_outplace:
+        raise NotImplementedError(
+            "fxtrace.trace(_force_outplace=True) is not implemented yet; it is planned in "
+            f"{_ISSUE_FIDELITY}. Pass _force_outplace=False.")
+
+
+def _output_containers(out: Any) -> Tuple[bool, bool]:
+    """(has list, has dict) anywhere in an output structure."""
+    has_list = has_dict = False
+    stack = [out]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            has_list = True
+            stack.extend(v)
+        elif isinstance(v, dict):
+            has_dict = True
+            stack.extend(v.values())
+        elif isinstance(v, tuple):
+            stack.extend(v)
+    return has_list, has_dict
+
+
+def _check_strict(gm: fx.GraphModule, strict: bool) -> None:
+    """torch.jit refuses mutable containers at the output unless ``strict=False``."""
+    if not strict:
+        return
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            has_list, has_dict = _output_containers(node.args[0])
+            kind = "list" if has_list else "dict" if has_dict else None
+            if kind is not None:
+                raise RuntimeError(
+                    f"Encountering a {kind} at the output of the tracer might cause the trace to "
+                    "be incorrect, this is only valid if the container structure does not change "
+                    "based on the module's inputs. Consider using a constant container instead "
+                    "(e.g. for `list`, use a `tuple` instead. for `dict`, use a `NamedTuple` "
+                    "instead). If you absolutely need this and know the side effects, pass "
+                    "strict=False to trace() to allow this behavior.")
+
+
+def _capture(root: Optional[torch.nn.Module],
+             methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
+             name: str) -> fx.GraphModule:
+    info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
+                       training=bool(root.training) if root is not None else False)
+    with _preserved_state([root] if root is not None else []):
+        tracer, root_trace = capture_concrete(methods, root=root, name=name)
+    fn = methods[0][1] if root is None else None
+    return assemble(tracer, root_trace, info, fn)
+
+
+def _function_name(func: Callable[..., Any]) -> str:
+    name = getattr(func, "__name__", None) or type(func).__name__
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return name if name and not name[0].isdigit() else f"fn_{name}"
+
+
+def _validate_callable(func: Any) -> None:
+    if not callable(func):
+        raise InvalidArgument(f"func must be a callable (a function or an nn.Module); got "
+                              f"{type(func).__name__}{_where()}")
+
+
+def _method_args(func: Callable[..., Any], example: Any, is_kwarg: bool
+                 ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    if is_kwarg:
+        names = _argument_names(func)
+        for key in example:
+            if names is not None and key not in names:
+                raise NameError(f"'{key}' is not in forward() method's arguments, valid "
+                                f"arguments name are [{','.join(names)}]")
+        return (), dict(example)
+    return _make_tuple(example, "example_inputs"), {}
+
+
+def _argument_names(func: Callable[..., Any]) -> Optional[List[str]]:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return None
+    return [p for p, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)]
+
+
+def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = None,
+                 check_trace: bool = True, check_inputs: Optional[List[Dict[str, Any]]] = None,
+                 check_tolerance: float = 1e-5, strict: bool = True, _force_outplace: bool = False,
+                 _module_class: Optional[type] = None, _compilation_unit: Any = None,
+                 example_inputs_is_kwarg: bool = False, _store_inputs: bool = True
+                 ) -> torch.jit.ScriptModule:
+    """Trace methods of ``mod`` into a ``torch.jit.ScriptModule``, as ``torch.jit.trace_module``.
+
+    Args:
+        mod: the module. Its submodules keep their names; the result holds the original
+            Parameter and buffer objects.
+        inputs: ``{method_name: example_inputs}``; ``"forward"`` runs through ``mod(...)`` so
+            hooks are traced, other methods are called directly.
+        check_trace / check_inputs / check_tolerance: see :func:`trace`.
+        strict: as torch.jit: ``False`` allows lists and dicts at the output.
+        _module_class / _compilation_unit: as torch.jit (the class wrapping the result).
+        example_inputs_is_kwarg: the values of ``inputs`` are dicts of keyword arguments.
+
+    Returns:
+        A ``torch.jit.ScriptModule`` (a ``TopLevelTracedModule`` unless ``_module_class``).
+    """
+    if optimize is not None:
+        warnings.warn("`optimize` is deprecated and has no effect. "
+                      "Use `with torch.jit.optimized_execution()` instead",
+                      FutureWarning, stacklevel=2)
+    if not isinstance(mod, torch.nn.Module):
+        raise AttributeError("expected torch.nn.Module as the first argument")
+    if not isinstance(inputs, dict):
+        raise AttributeError("expected a dictionary of (method_name, input) pairs")
+    _check_unsupported(_force_outplace)
+    methods = []
+    for method_name, example in inputs.items():
+        target = getattr(mod, method_name, None)
+        if target is None or not callable(target):
+            raise InvalidArgument(f"inputs names method {method_name!r}, which "
+                                  f"{type(mod).__name__} does not have{_where()}")
+        func = mod if method_name == "forward" else target
+        args, kwargs = _method_args(target, example, example_inputs_is_kwarg)
+        methods.append((method_name, func, args, kwargs))
+    gm = _capture(mod, methods, type(mod).__name__)
+    _check_strict(gm, strict)
+    script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
+    script.__dict__["_fxtrace_capture"] = gm
+    if check_trace:
+        from .check.trace_check import check_trace as run_check
+        for method_name, func, args, kwargs in methods:
+            sets = [c[method_name] for c in check_inputs] if check_inputs else None
+            run_check(script if method_name == "forward" else getattr(script, method_name), func,
+                      [(args, kwargs)] if sets is None else
+                      [_method_args(func, s, example_inputs_is_kwarg) for s in sets],
+                      check_tolerance, stateful=[mod])
+    return script
+
+
+def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any = None,
+          optimize: Any = None, check_trace: bool = True, check_inputs: Optional[List[Any]] = None,
+          check_tolerance: float = 1e-5, strict: bool = True, _force_outplace: bool = False,
+          _module_class: Optional[type] = None, _compilation_unit: Any = None,
+          example_kwarg_inputs: Optional[Dict[str, Any]] = None, _store_inputs: bool = True
+          ) -> Union[torch.jit.ScriptModule, torch.jit.ScriptFunction]:
+    """Trace ``func`` on example inputs into TorchScript, with ``torch.jit.trace``'s contract.
+
+    Capture runs ``func`` once on the real inputs and records every tensor operation into a
+    ``torch.fx`` graph; fxtrace then writes TorchScript source for it and compiles it.
+
+    Args:
+        func: a function or an ``nn.Module`` (or a module's bound ``forward``).
+        example_inputs: a tensor (wrapped into a 1-tuple) or a tuple of positional inputs.
+        optimize: deprecated, as in torch.jit; warns.
+        check_trace: run the trace and the original on ``check_inputs`` (default: the example
+            inputs) and compare outputs with ``check_tolerance``.
+        check_inputs: a list of input tuples to check with.
+        check_tolerance: relative tolerance of the output comparison.
+        strict: ``False`` allows lists and dicts at the output.
+        example_kwarg_inputs: a dict of keyword example inputs instead of ``example_inputs``.
+
+    Returns:
+        A ``torch.jit.ScriptFunction`` for a function, a ``torch.jit.ScriptModule`` for a
+        module. Both can be saved with ``torch.jit.save`` and loaded without fxtrace.
+
+    Example::
+
+        >>> def foo(x, y):
+        ...     return 2 * x + y
+        >>> traced = fxtrace.trace(foo, (torch.rand(3), torch.rand(3)))
+    """
+    if isinstance(func, torch.jit.ScriptModule):
+        warnings.warn("The input to trace is already a ScriptModule, tracing it is a no-op. "
+                      "Returning the object as is.", stacklevel=2)
+        return func
+    _validate_callable(func)
+    is_kwarg = isinstance(example_kwarg_inputs, dict)
+    if example_inputs is None and not is_kwarg:
+        raise InvalidArgument("trace needs example inputs: pass example_inputs (a tensor or a "
+                              "tuple) or example_kwarg_inputs (a dict)" + _where())
+    if example_kwarg_inputs is not None and not is_kwarg:
+        raise InvalidArgument("example_kwarg_inputs must be a dict of argument name to value; got "
+                              f"{type(example_kwarg_inputs).__name__}{_where()}")
+    module = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
+    if isinstance(module, torch.nn.Module) and (func is module or func.__name__ == "forward"):
+        example = example_inputs if example_inputs is not None else example_kwarg_inputs
+        return trace_module(module, {"forward": example}, optimize, check_trace,
+                            [{"forward": c} for c in check_inputs] if check_inputs else None,
+                            check_tolerance, strict, _force_outplace, _module_class,
+                            _compilation_unit, example_inputs_is_kwarg=is_kwarg,
+                            _store_inputs=_store_inputs)
+    if isinstance(module, torch.nn.Module):
+        raise AttributeError("trace doesn't support compiling individual module's functions.\n"
+                             "Please use trace_module")
+    if optimize is not None:
+        warnings.warn("`optimize` is deprecated and has no effect. "
+                      "Use `with torch.jit.optimized_execution()` instead",
+                      FutureWarning, stacklevel=2)
+    _check_unsupported(_force_outplace)
+    args, kwargs = _method_args(func, example_kwarg_inputs if is_kwarg else example_inputs, is_kwarg)
+    name = _function_name(func)
+    gm = _capture(None, [("forward", func, args, kwargs)], name)
+    _check_strict(gm, strict)
+    traced = lower_function(gm, name)
+    traced._fxtrace_capture = gm  # type: ignore[attr-defined]
+    if check_trace:
+        from .check.trace_check import check_trace as run_check
+        sets = [(args, kwargs)] if not check_inputs else [
+            _method_args(func, c, is_kwarg) for c in check_inputs]
+        run_check(traced, func, sets, check_tolerance, stateful=[])
+    return traced
+
+
+def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any = None, *,
+            example_kwarg_inputs: Optional[Dict[str, Any]] = None, method: str = "forward"
+            ) -> fx.GraphModule:
+    """Capture ``func`` into an ``fx.GraphModule`` tree without lowering it to TorchScript.
+
+    The result runs in Python with the same results as eager on inputs that take the same path
+    (guards raise on others); ``gm.meta["fxtrace"]`` holds the :class:`CaptureInfo`.
+    """
+    _validate_callable(func)
+    is_kwarg = isinstance(example_kwarg_inputs, dict)
+    if example_inputs is None and not is_kwarg:
+        raise InvalidArgument("capture needs example inputs: pass example_inputs or "
+                              "example_kwarg_inputs" + _where())
+    example = example_kwarg_inputs if is_kwarg else example_inputs
+    module = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
+    if isinstance(module, torch.nn.Module):
+        name = method if func is module else func.__name__
+        target = getattr(module, name)
+        args, kwargs = _method_args(target, example, is_kwarg)
+        return _capture(module, [(name, module if name == "forward" else target, args, kwargs)],
+                        type(module).__name__)
+    args, kwargs = _method_args(func, example, is_kwarg)
+    return _capture(None, [("forward", func, args, kwargs)], _function_name(func))
+

@@ -1,0 +1,805 @@
+"""The concrete tracer: run the user's code once on real inputs and record it into fx graphs.
+
+NOTE [How concrete capture works]
+User code runs on the real example tensors. A ``TorchFunctionMode`` sees every torch-level
+call (torch functions, Tensor methods and operators, ``torch.nn.functional``, factories); the
+tracer runs the call for real, then records a node whose arguments are the graph nodes that
+produced the argument tensors (a value map keyed by object identity, as torch.jit's tracer
+does). ``nn.Module.__call__`` is patched for the duration of the capture so that each
+submodule call opens a *frame*: the submodule gets a graph of its own, and the caller records
+a ``call_module`` node. Tensors a submodule reads from its caller without receiving them as
+arguments are lifted into extra inputs of the submodule's graph.
+
+Everything the tracer installs (the mode, the ``__call__`` patch, ``torch._C._is_tracing``) is
+removed in a ``finally``, whatever the user's code raises.
+"""
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dataclasses
+import inspect
+import operator
+import sys
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.fx as fx
+from torch.overrides import TorchFunctionMode
+
+from ..errors import TraceError, TracerWarning
+from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, Specialisation, tensor_meta_of
+from .source import user_source
+from .types import python_type_of
+from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
+
+__all__ = ["capture_concrete", "ModuleTrace"]
+
+_LEAF_TYPES = (int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout,
+               torch.memory_format, type(Ellipsis), torch.Generator)
+
+# Tensor getters that are plain metadata: fixed by dtype, layout or device, never by values.
+_METADATA_PROPERTIES = frozenset({
+    "dtype", "device", "layout", "is_cuda", "is_cpu", "is_sparse", "is_quantized", "is_meta",
+    "is_mkldnn", "is_nested", "is_sparse_csr", "is_xla", "is_xpu", "is_mps", "is_vulkan",
+    "is_ipu", "is_maia", "is_mtia", "requires_grad", "is_leaf", "itemsize", "name",
+    "grad_fn", "output_nr", "_version", "retains_grad", "_base", "_cdata", "volatile",
+    "grad_dtype", "_has_symbolic_sizes_strides", "_python_dispatch", "_backward_hooks",
+    "_post_accumulate_grad_hooks", "_grad_fn", "_grad", "grad",
+})
+_METADATA_METHODS = frozenset({
+    "is_floating_point", "is_complex", "is_signed", "element_size", "get_device", "data_ptr",
+    "is_contiguous", "__repr__", "__format__", "__hash__", "storage_offset", "untyped_storage",
+    "is_pinned", "is_shared", "type", "_is_view", "has_names", "__reduce_ex__", "__deepcopy__",
+    "__dlpack_device__", "__array__", "requires_grad_", "retain_grad", "register_hook",
+    "__setstate__", "__getstate__", "is_inference", "is_set_to", "dim_order", "nbytes",
+})
+
+
+class _Unrecordable(Exception):
+    """An argument fxtrace cannot put into a graph (a numpy array, an arbitrary object)."""
+
+
+@dataclasses.dataclass
+class ModuleTrace:
+    """The graphs recorded for one module object: one per distinct way it was called."""
+
+    module: torch.nn.Module
+    path: str
+    graphs: List[fx.Graph] = dataclasses.field(default_factory=list)
+    keys: List[str] = dataclasses.field(default_factory=list)
+    constants: Dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    calls: int = 0
+    named: Dict[str, fx.Graph] = dataclasses.field(default_factory=dict)  # root methods by name
+
+
+class _Frame:
+    """One graph under construction: the root call or one submodule call."""
+
+    def __init__(self, tracer: "ConcreteTracer", module: Optional[torch.nn.Module], path: str,
+                 parent: Optional["_Frame"], trace: ModuleTrace) -> None:
+        self.tracer = tracer
+        self.module = module
+        self.path = path
+        self.parent = parent
+        self.trace = trace
+        self.graph = fx.Graph()
+        # id(obj) -> (obj, node); holding obj keeps the id from being reused while tracing.
+        self.values: Dict[int, Tuple[Any, fx.Node]] = {}
+        self.lifted: List[Any] = []          # caller values read without being passed in
+        self.last_placeholder: Optional[fx.Node] = None
+
+    # -- placeholders -------------------------------------------------------------------
+    def placeholder(self, name: str, value: Any, type_: Any) -> fx.Node:
+        if self.last_placeholder is None:
+            first = next(iter(self.graph.nodes), None)
+            ctx = self.graph.inserting_before(first) if first is not None else contextlib.nullcontext()
+        else:
+            ctx = self.graph.inserting_after(self.last_placeholder)
+        with ctx:
+            node = self.graph.placeholder(name, type_expr=type_)
+        self.last_placeholder = node
+        with torch._C.DisableTorchFunction():  # reading metadata must not be recorded
+            node.meta[TENSOR_META] = tensor_meta_of(value)
+        node.meta[VALUE_TYPE] = None if isinstance(value, torch.Tensor) else type(untraced(value))
+        node.meta[MODULE] = self.path
+        node.meta[SOURCE] = None
+        return node
+
+    def bind(self, value: Any, node: fx.Node) -> None:
+        self.values[id(value)] = (value, node)
+
+    def lookup(self, value: Any) -> Optional[fx.Node]:
+        hit = self.values.get(id(value))
+        return hit[1] if hit is not None and hit[0] is value else None
+
+
+class ConcreteTracer:
+    """Runs user code once and records its torch-level operations (see the module NOTE)."""
+
+    def __init__(self, root: Optional[torch.nn.Module], name: str) -> None:
+        self.root = root
+        self.name = name
+        self.frames: List[_Frame] = []
+        self.module_traces: Dict[int, ModuleTrace] = {}
+        self.specialisations: List[Specialisation] = []
+        self._warned: set = set()
+        self.paused = 0
+        self.param_names: Dict[int, List[str]] = {}
+        self.module_names: Dict[int, List[str]] = {}
+        if root is not None:
+            for qual, p in root.named_parameters(remove_duplicate=False):
+                self.param_names.setdefault(id(p), []).append(qual)
+            for qual, b in root.named_buffers(remove_duplicate=False):
+                self.param_names.setdefault(id(b), []).append(qual)
+            for qual, m in root.named_modules(remove_duplicate=False):
+                self.module_names.setdefault(id(m), []).append(qual)
+
+    @property
+    def frame(self) -> _Frame:
+        return self.frames[-1]
+
+    # -- value resolution ---------------------------------------------------------------
+    def resolve(self, value: Any, frame: Optional[_Frame] = None) -> fx.Node:
+        """The node of ``frame``'s graph holding ``value`` (tensor or traced number).
+
+        Order: the frame's own values; a parameter or buffer of the frame's module subtree
+        (``get_attr``); a value of an enclosing frame (lifted into an extra input); for tensors
+        not known anywhere, a constant attribute of the frame's module.
+        """
+        frame = frame or self.frame
+        node = self._find(value, frame)
+        if node is not None:
+            return node
+        if is_traced(value):
+            # A size from a graph that is not an ancestor (stored on self earlier): frozen.
+            self.specialise_plain("size", untraced(value), "a traced size used outside its graph")
+            return untraced(value)
+        return self._constant(value, frame)
+
+    def _find(self, value: Any, frame: _Frame) -> Optional[fx.Node]:
+        node = frame.lookup(value)
+        if node is not None:
+            return node
+        if isinstance(value, torch.Tensor):
+            attr = self._attr_path(value, frame)
+            if attr is not None:
+                node = self._create(frame, "get_attr", attr, (), {}, value)
+                frame.bind(value, node)
+                return node
+        if frame.parent is not None:
+            outer = self._find(value, frame.parent)
+            if outer is not None:
+                frame.lifted.append(value)
+                node = frame.placeholder(f"lifted_{len(frame.lifted)}", value,
+                                         python_type_of(value))
+                frame.bind(value, node)
+                return node
+        return None
+
+    def _attr_path(self, t: torch.Tensor, frame: _Frame) -> Optional[str]:
+        names = self.param_names.get(id(t))
+        if not names:
+            return None
+        if frame.module is None:
+            return None
+        prefix = frame.path + "." if frame.path else ""
+        for qual in names:
+            if qual.startswith(prefix):
+                return qual[len(prefix):]
+        return None
+
+    def _constant(self, t: torch.Tensor, frame: _Frame) -> fx.Node:
+        if t.requires_grad:
+            src = user_source(sys._getframe(1))
+            raise TraceError(
+                "Cannot insert a Tensor that requires grad as a constant "
+                f"(shape {tuple(t.shape)}, at {src or 'unknown location'}). "
+                "Consider making it a parameter or input, or detaching the gradient.")
+        name = f"_tensor_constant{len(frame.trace.constants)}"
+        frame.trace.constants[name] = t
+        node = self._create(frame, "get_attr", name, (), {}, t)
+        frame.bind(t, node)
+        return node
+
+    def to_arg(self, value: Any) -> Any:
+        """Map a Python argument to an fx argument: tensors and traced numbers become nodes."""
+        if isinstance(value, torch.Tensor) or is_traced(value):
+            return self.resolve(value)
+        if isinstance(value, _LEAF_TYPES):
+            return value
+        if isinstance(value, torch.Size):
+            return tuple(value)
+        if isinstance(value, (tuple, list)):
+            mapped = [self.to_arg(v) for v in value]
+            return tuple(mapped) if isinstance(value, tuple) else mapped
+        if isinstance(value, slice):
+            return slice(self.to_arg(value.start), self.to_arg(value.stop), self.to_arg(value.step))
+        if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
+            return {k: self.to_arg(v) for k, v in value.items()}
+        raise _Unrecordable(type(value).__name__)
+
+    # -- node creation --------------------------------------------------------------------
+    def _create(self, frame: _Frame, op: str, target: Any, args: Tuple[Any, ...],
+                kwargs: Dict[str, Any], value: Any, source: Optional[SourceLoc] = None) -> fx.Node:
+        node = frame.graph.create_node(op, target, args, kwargs)
+        node.meta[SOURCE] = source if source is not None else (
+            None if op == "get_attr" else user_source(sys._getframe(1)))
+        if node.meta[SOURCE] is not None:
+            node.meta["stack_trace"] = node.meta[SOURCE].stack_trace()
+        node.meta[MODULE] = frame.path
+        with torch._C.DisableTorchFunction():  # reading metadata must not be recorded
+            node.meta[TENSOR_META] = tensor_meta_of(value)
+        node.meta[VALUE_TYPE] = None if isinstance(value, torch.Tensor) else type(untraced(value))
+        return node
+
+    def record(self, op: str, target: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+               out: Any) -> Any:
+        """Record one call whose real result is ``out``; bind the tensors of ``out``."""
+        frame = self.frame
+        try:
+            fx_args = self.to_arg(args)
+            fx_kwargs = self.to_arg(kwargs)
+        except _Unrecordable as e:
+            self.specialise_plain("constant", out, f"an argument of type {e} cannot be recorded; "
+                                  "the result is a constant")
+            return out
+        node = self._create(frame, op, target, fx_args, fx_kwargs, out)
+        self._bind_output(frame, node, out)
+        return out
+
+    def _bind_output(self, frame: _Frame, node: fx.Node, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            frame.bind(out, node)
+        elif isinstance(out, (tuple, list)):
+            for i, item in enumerate(out):
+                if isinstance(item, (torch.Tensor, tuple, list)):
+                    sub = self._create(frame, "call_function", operator.getitem, (node, i), {}, item,
+                                       source=node.meta[SOURCE])
+                    self._bind_output(frame, sub, item)
+
+    def record_scalar(self, op: Callable[..., Any], args: Tuple[Any, ...], value: Any) -> Any:
+        """Record arithmetic on traced numbers; returns a traced number holding ``value``."""
+        frame = self.frame
+        fx_args = tuple(self.resolve(a) if is_traced(a) else a for a in args)
+        node = self._create(frame, "call_function", op, fx_args, {}, value)
+        cls = TracedInt if isinstance(value, int) and not isinstance(value, bool) else TracedFloat
+        result = cls(value, node, self)
+        frame.bind(result, node)
+        return result
+
+    def traced_int(self, node: fx.Node, value: int) -> TracedInt:
+        result = TracedInt(value, node, self)
+        self.frame.bind(result, node)
+        return result
+
+    # -- specialisations ------------------------------------------------------------------
+    def specialise_scalar(self, kind: str, op: Callable[[Any, Any], Any], args: Tuple[Any, Any],
+                          result: Any) -> None:
+        """A traced number left the graph through ``op(*args) == result``: record and guard."""
+        src = user_source(sys._getframe(2))
+        frame = self.frame
+        fx_args = tuple(self.resolve(a) if is_traced(a) else untraced(a) for a in args)
+        cond = self._create(frame, "call_function", op, fx_args, {}, result, source=src)
+        if result is not True:
+            cond = self._create(frame, "call_function", operator.not_, (cond,), {}, True, source=src)
+        shown = " ".join([str(untraced(args[0])), _OP_TEXT.get(op, op.__name__), str(untraced(args[1]))])
+        self._guard(frame, cond, kind, result, src, f"{shown} is {result}")
+
+    def specialise_tensor(self, kind: str, tensor: torch.Tensor, value: Any,
+                          observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]) -> None:
+        """A tensor's *value* left the graph (``bool(t)``, ``t.item()``): record and guard.
+
+        ``observe(node) -> (op, target, args)`` re-reads the value from the tensor's node in
+        the graph; the guard asserts that it equals ``value`` at run time.
+        """
+        src = user_source(sys._getframe(2))
+        frame = self.frame
+        node = self.resolve(tensor)
+        if node.op == "get_attr":
+            return  # a parameter or constant: its value is part of the model, not the input
+        op, target, args = observe(node)
+        seen = self._create(frame, op, target, args, {}, value, source=src)
+        cond = self._create(frame, "call_function", operator.eq, (seen, value), {}, True, source=src)
+        self._guard(frame, cond, kind, value, src, f"{kind} gave {value!r}")
+        self._warn(src, f"Converting a tensor to a Python {kind} might cause the trace to be "
+                        "incorrect. fxtrace records it as a constant and guards it at run time.")
+
+    def specialise_plain(self, kind: str, value: Any, detail: str) -> None:
+        """A value frozen without a guard (nothing in the graph can check it)."""
+        src = user_source(sys._getframe(2))
+        self.specialisations.append(Specialisation(kind, _short(value), src, self.frame.path,
+                                                   guarded=False, detail=detail))
+
+    def _guard(self, frame: _Frame, cond: fx.Node, kind: str, value: Any,
+               src: Optional[SourceLoc], detail: str) -> None:
+        where = f"{src.short} ({src.code})" if src is not None else "an unknown line"
+        msg = (f"fxtrace guard failed at {where}: traced with {detail}; "
+               "this trace only covers inputs that take the same path")
+        guard = self._create(frame, "call_function", torch._assert, (cond, msg), {}, None, source=src)
+        guard.meta["fxtrace_guard"] = True
+        self.specialisations.append(Specialisation(kind, _short(value), src, frame.path,
+                                                   guarded=True, detail=detail))
+
+    def _warn(self, src: Optional[SourceLoc], message: str) -> None:
+        key = (src.filename, src.lineno, message) if src is not None else (None, None, message)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        if src is None:
+            warnings.warn(message, TracerWarning, stacklevel=3)
+        else:
+            warnings.warn_explicit(message, TracerWarning, src.filename, src.lineno)
+
+    # -- module calls -----------------------------------------------------------------------
+    def module_path(self, module: torch.nn.Module) -> Optional[str]:
+        """The qualified name of ``module`` inside the current frame's module, else None."""
+        frame = self.frame
+        if frame.module is None:
+            return None
+        prefix = frame.path + "." if frame.path else ""
+        for qual in self.module_names.get(id(module), ()):
+            if qual.startswith(prefix) and qual != frame.path:
+                return qual
+        return None
+
+    def trace_of(self, module: Optional[torch.nn.Module], path: str) -> ModuleTrace:
+        key = id(module)
+        if key not in self.module_traces:
+            self.module_traces[key] = ModuleTrace(module, path)  # type: ignore[arg-type]
+        return self.module_traces[key]
+
+    def call_module(self, module: torch.nn.Module, orig_call: Callable[..., Any],
+                    args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+        path = self.module_path(module)
+        if path is None:
+            # Not a submodule of the module whose graph is being built (a module held in a plain
+            # list, or a sibling reached through a reference): its ops are recorded inline.
+            return orig_call(module, *args, **kwargs)
+        src = user_source(sys._getframe(2))
+        parent = self.frame
+        relative = path[len(parent.path) + 1:] if parent.path else path
+        trace = self.trace_of(module, path)
+        trace.calls += 1
+        if isinstance(module, torch.jit.ScriptModule):
+            fx_args = [self.to_arg(a) for a in args]
+            fx_kwargs = {k: self.to_arg(v) for k, v in kwargs.items()}
+            out = orig_call(module, *args, **kwargs)
+            return self._emit_call(parent, relative, "forward", fx_args, out, src, fx_kwargs)
+        names = [(n, v) for n, v in _bind_names(_signature(module.forward), args, kwargs)
+                 if _has_traced(v)]
+        call_args: List[Any] = [self.to_arg(v) for _, v in names]
+        frame = _Frame(self, module, path, parent, trace)
+        self.frames.append(frame)
+        try:
+            for name, value in names:
+                self._input(frame, name, value)
+            out = orig_call(module, *args, **kwargs)
+            self._output(frame, out)
+        finally:
+            self.frames.pop()
+        call_args.extend(self.resolve(value, parent) for value in frame.lifted)
+        method = self._add_variant(trace, frame.graph)
+        return self._emit_call(parent, relative, method, call_args, out, src)
+
+    def _emit_call(self, parent: _Frame, path: str, method: str, args: List[Any], out: Any,
+                   src: Optional[SourceLoc], kwargs: Optional[Dict[str, Any]] = None) -> Any:
+        if method == "forward":
+            node = self._create(parent, "call_module", path, tuple(args), kwargs or {}, out, source=src)
+        else:
+            mod = self._create(parent, "get_attr", path, (), {}, None, source=src)
+            node = self._create(parent, "call_method", method, (mod, *args), kwargs or {}, out, source=src)
+        self._bind_structure(parent, node, out)
+        return out
+
+    def _bind_structure(self, frame: _Frame, node: fx.Node, value: Any) -> None:
+        """Bind every tensor / traced number inside a call's result to getitem nodes of it."""
+        if isinstance(value, torch.Tensor):
+            frame.bind(value, node)
+        elif is_traced(value):
+            frame.bind(value, node)
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                if _has_traced(item):
+                    sub = self._create(frame, "call_function", operator.getitem, (node, i), {}, item,
+                                       source=node.meta[SOURCE])
+                    self._bind_structure(frame, sub, item)
+        elif isinstance(value, dict):
+            for k, item in value.items():
+                if _has_traced(item):
+                    sub = self._create(frame, "call_function", operator.getitem, (node, k), {}, item,
+                                       source=node.meta[SOURCE])
+                    self._bind_structure(frame, sub, item)
+
+    def _input(self, frame: _Frame, name: str, value: Any) -> fx.Node:
+        """Make a placeholder for ``value`` in ``frame`` and bind what it contains."""
+        node = frame.placeholder(name, value, python_type_of(value))
+        self._bind_structure_input(frame, node, value)
+        return node
+
+    def _bind_structure_input(self, frame: _Frame, node: fx.Node, value: Any) -> None:
+        if isinstance(value, torch.Tensor) or is_traced(value):
+            frame.bind(value, node)
+            return
+        items = value.items() if isinstance(value, dict) else enumerate(value) \
+            if isinstance(value, (tuple, list)) else ()
+        for k, item in items:
+            if _has_traced(item):
+                sub = frame.graph.create_node("call_function", operator.getitem, (node, k), {})
+                with torch._C.DisableTorchFunction():
+                    sub.meta.update({SOURCE: None, MODULE: frame.path,
+                                     TENSOR_META: tensor_meta_of(item), VALUE_TYPE: None})
+                self._bind_structure_input(frame, sub, item)
+
+    def _output(self, frame: _Frame, out: Any) -> None:
+        fx_out = self._output_arg(out)
+        node = frame.graph.output(fx_out)
+        with torch._C.DisableTorchFunction():
+            node.meta[TENSOR_META] = tensor_meta_of(out)
+        node.meta[MODULE] = frame.path
+        node.meta[SOURCE] = None
+
+    def _output_arg(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor) or is_traced(value):
+            return self.resolve(value)
+        if isinstance(value, (tuple, list)):
+            mapped = [self._output_arg(v) for v in value]
+            if isinstance(value, tuple) and type(value) is not tuple and hasattr(value, "_fields"):
+                return type(value)(*mapped)
+            return type(value)(mapped) if type(value) in (tuple, list) else tuple(mapped)
+        if isinstance(value, dict):
+            return {k: self._output_arg(v) for k, v in value.items()}
+        if isinstance(value, _LEAF_TYPES):
+            return value
+        raise TraceError(f"Only tensors, (nested) tuples, lists, dicts and Python scalars can be "
+                         f"output from traced functions; got {type(value).__name__} "
+                         f"(from {self.frame.path or self.name})")
+
+    def _add_variant(self, trace: ModuleTrace, graph: fx.Graph) -> str:
+        key = _graph_key(graph)
+        if key in trace.keys:
+            index = trace.keys.index(key)
+        else:
+            trace.keys.append(key)
+            trace.graphs.append(graph)
+            index = len(trace.graphs) - 1
+        return "forward" if index == 0 else f"forward{index}"
+
+    # -- the torch function hook --------------------------------------------------------------
+    def on_torch_function(self, func: Callable[..., Any], args: Tuple[Any, ...],
+                          kwargs: Dict[str, Any]) -> Any:
+        if self.paused:
+            return func(*args, **kwargs)
+        prop = _property_name(func)
+        if prop is not None:
+            return self._on_property(prop, func, args)
+        method = _tensor_method_name(func)
+        handler = _SPECIAL_METHODS.get(method) if method is not None else None
+        if handler is not None:
+            return handler(self, func, args, kwargs)
+        real_args, real_kwargs = _untraced_tree(args), _untraced_tree(kwargs)
+        out = func(*real_args, **real_kwargs)
+        if method in _METADATA_METHODS:
+            return out
+        if not _has_tensor(out):
+            return self._on_value(func, method, args, kwargs, out)
+        if method == "__getitem__":
+            return self.record("call_function", operator.getitem, args, kwargs, out)
+        if method is not None:
+            return self.record("call_method", method, args, kwargs, out)
+        return self.record("call_function", _public_target(func), args, kwargs, out)
+
+    def _on_value(self, func: Callable[..., Any], method: Optional[str], args: Tuple[Any, ...],
+                  kwargs: Dict[str, Any], out: Any) -> Any:
+        """A torch call returned a plain Python value computed from tensor values."""
+        if not any(isinstance(a, torch.Tensor) and self._find(a, self.frame) is not None
+                   and self._find(a, self.frame).op != "get_attr"
+                   for a in _leaves((args, kwargs))):
+            return out
+        if isinstance(out, (bool, int, float)) and method is not None:
+            target = method
+            try:
+                fx_args, fx_kwargs = self.to_arg(args), self.to_arg(kwargs)
+            except _Unrecordable:
+                self.specialise_plain("value", out, f"{method}() result frozen")
+                return out
+            src = user_source(sys._getframe(2))
+            frame = self.frame
+            node = self._create(frame, "call_method", target, fx_args, fx_kwargs, out, source=src)
+            cond = self._create(frame, "call_function", operator.eq, (node, out), {}, True, source=src)
+            self._guard(frame, cond, method, out, src, f"{method}() == {out!r}")
+            self._warn(src, f"Converting a tensor to a Python value ({method}) might cause the "
+                            "trace to be incorrect. fxtrace guards it at run time.")
+        else:
+            name = method or getattr(func, "__name__", str(func))
+            self.specialise_plain("value", out, f"{name}() result frozen")
+        return out
+
+    def _on_property(self, prop: str, func: Callable[..., Any], args: Tuple[Any, ...]) -> Any:
+        t = args[0]
+        value = func(*args)
+        if prop == "shape":
+            return self._sizes(t, value)
+        if prop == "ndim":
+            return self._scalar_method(t, "dim", (), value)
+        if prop in ("T", "mT", "H", "mH", "data", "real", "imag"):
+            target, extra = {
+                "T": ("permute", (tuple(range(t.dim() - 1, -1, -1)),)),
+                "mT": ("transpose", (-2, -1)),
+                "H": ("adjoint", ()) if t.is_complex() else ("permute", (tuple(range(t.dim() - 1, -1, -1)),)),
+                "mH": ("adjoint", ()),
+                "data": ("detach", ()),
+                "real": ("real", ()),
+                "imag": ("imag", ()),
+            }[prop]
+            if target in ("real", "imag"):
+                return self.record("call_function", getattr(torch, target), (t,), {}, value)
+            return self.record("call_method", target, (t, *extra), {}, value)
+        return value
+
+    def _is_graph_tensor(self, t: Any) -> bool:
+        if not isinstance(t, torch.Tensor):
+            return False
+        node = self._find(t, self.frame)
+        return node is not None and node.op != "get_attr"
+
+    def _sizes(self, t: torch.Tensor, value: Sequence[int]) -> Any:
+        if not self._is_graph_tensor(t):
+            return value
+        node = self._create(self.frame, "call_method", "size", (self.resolve(t),), {}, tuple(value))
+        dims = []
+        for i, d in enumerate(value):
+            item = self._create(self.frame, "call_function", operator.getitem, (node, i), {}, d,
+                                source=node.meta[SOURCE])
+            dims.append(self.traced_int(item, d))
+        return TracedSize(tuple(dims))
+
+    def _scalar_method(self, t: torch.Tensor, method: str, extra: Tuple[Any, ...], value: int) -> Any:
+        if not self._is_graph_tensor(t):
+            return value
+        node = self._create(self.frame, "call_method", method, (self.resolve(t), *extra), {}, value)
+        return self.traced_int(node, value)
+
+    def _untraced_call(self, func: Callable[..., Any], args: Tuple[Any, ...],
+                       kwargs: Dict[str, Any]) -> Any:
+        return func(*_untraced_tree(args), **_untraced_tree(kwargs))
+
+
+# -- special Tensor methods -------------------------------------------------------------------
+def _size_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
+                 kwargs: Dict[str, Any]) -> Any:
+    value = tr._untraced_call(func, args, kwargs)
+    t = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    if dim is None:
+        return tr._sizes(t, value)
+    if not tr._is_graph_tensor(t):
+        return value
+    return tr._scalar_method(t, "size", (tr.to_arg(dim),), value)
+
+
+def _int_method(name: str) -> Callable[..., Any]:
+    def handler(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
+                kwargs: Dict[str, Any]) -> Any:
+        value = tr._untraced_call(func, args, kwargs)
+        return tr._scalar_method(args[0], name, (), value)
+    return handler
+
+
+def _escape_method(kind: str, observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]
+                   ) -> Callable[..., Any]:
+    """A Tensor method that turns a tensor's value into a Python value (bool, int, item, len)."""
+    def handler(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
+                kwargs: Dict[str, Any]) -> Any:
+        value = tr._untraced_call(func, args, kwargs)
+        if tr._is_graph_tensor(args[0]):
+            tr.specialise_tensor(kind, args[0], value, observe)
+        return value
+    return handler
+
+
+def _iter_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
+                 kwargs: Dict[str, Any]) -> Any:
+    t = args[0]
+    if not tr._is_graph_tensor(t) or t.dim() == 0:
+        return tr._untraced_call(func, args, kwargs)
+    tr.specialise_tensor("iter", t, t.shape[0], lambda node: ("call_function", len, (node,)))
+    return iter(t.unbind(0))  # recorded: the mode is active again here
+
+
+def _setitem_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
+                    kwargs: Dict[str, Any]) -> Any:
+    tr._untraced_call(func, args, kwargs)
+    return tr.record("call_function", operator.setitem, args, kwargs, None)
+
+
+def _builtin(fn: Callable[..., Any]) -> Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]:
+    return lambda node: ("call_function", fn, (node,))
+
+
+def _method(name: str) -> Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]:
+    return lambda node: ("call_method", name, (node,))
+
+
+_SPECIAL_METHODS: Dict[str, Callable[..., Any]] = {
+    "size": _size_method,
+    "dim": _int_method("dim"),
+    "ndimension": _int_method("dim"),
+    "numel": _int_method("numel"),
+    "nelement": _int_method("numel"),
+    "__bool__": _escape_method("bool", _builtin(bool)),
+    "__int__": _escape_method("int", _builtin(int)),
+    "__index__": _escape_method("index", _builtin(int)),
+    "__float__": _escape_method("float", _builtin(float)),
+    "item": _escape_method("item", _method("item")),
+    "tolist": _escape_method("tolist", _method("tolist")),
+    "__len__": _escape_method("len", _builtin(len)),
+    "__iter__": _iter_method,
+    "__setitem__": _setitem_method,
+}
+
+_OP_TEXT = {operator.eq: "==", operator.ne: "!=", operator.lt: "<", operator.le: "<=",
+            operator.gt: ">", operator.ge: ">="}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _property_name(func: Any) -> Optional[str]:
+    if type(func).__name__ == "method-wrapper" and getattr(func, "__name__", "") == "__get__":
+        owner = getattr(func, "__self__", None)
+        return getattr(owner, "__name__", None)
+    return None
+
+
+_TENSOR_CLASSES = (torch.Tensor, torch._C.TensorBase)
+
+
+def _tensor_method_name(func: Any) -> Optional[str]:
+    name = getattr(func, "__name__", None)
+    if name is None:
+        return None
+    for cls in _TENSOR_CLASSES:
+        if cls.__dict__.get(name) is func:
+            return name
+    return None
+
+
+def _public_target(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Prefer ``torch.nn.functional.linear`` over the identical ``torch._C._nn.linear``."""
+    module = getattr(func, "__module__", None) or ""
+    name = getattr(func, "__name__", None)
+    if module.startswith("torch._C") and name is not None:
+        for ns in (torch.nn.functional, torch, torch.special, torch.linalg, torch.fft):
+            if getattr(ns, name, None) is func:
+                return func
+    return func
+
+
+def _untraced_tree(value: Any) -> Any:
+    if is_traced(value):
+        return untraced(value)
+    if type(value) in (tuple, list):
+        return type(value)(_untraced_tree(v) for v in value)
+    if isinstance(value, TracedSize):
+        return tuple(untraced(v) for v in value)
+    if type(value) is dict:
+        return {k: _untraced_tree(v) for k, v in value.items()}
+    return value
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _leaves(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _has_tensor(value: Any) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in _leaves(value))
+
+
+def _has_traced(value: Any) -> bool:
+    return any(isinstance(v, torch.Tensor) or is_traced(v) for v in _leaves(value))
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 60 else text[:57] + "..."
+
+
+def _signature(fn: Callable[..., Any]) -> Optional[inspect.Signature]:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bind_names(signature: Optional[inspect.Signature], args: Tuple[Any, ...],
+                kwargs: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    """(parameter name, value) for every argument, *args expanded as name_0, name_1, ..."""
+    if signature is not None:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            bound = None
+        if bound is not None:
+            out: List[Tuple[str, Any]] = []
+            for name, value in bound.arguments.items():
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    out.extend((f"{name}_{i}", v) for i, v in enumerate(value))
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    out.extend((k, v) for k, v in value.items())
+                else:
+                    out.append((name, value))
+            return out
+    return [(f"arg{i}", v) for i, v in enumerate(args)] + list(kwargs.items())
+
+
+def _graph_key(graph: fx.Graph) -> str:
+    """A canonical text of a graph: equal for graphs that compute the same thing."""
+    index: Dict[fx.Node, int] = {}
+    lines = []
+    for i, node in enumerate(graph.nodes):
+        index[node] = i
+        args = fx.node.map_arg((node.args, node.kwargs), lambda n: f"%{index[n]}")
+        target = node.target if isinstance(node.target, str) else getattr(
+            node.target, "__qualname__", repr(node.target))
+        if node.target is torch._assert:
+            args = (args[0][0],)
+        lines.append(f"{node.op} {target} {args!r} {node.type!r}")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
+    """Install the torch function mode, the Module.__call__ patch and is_tracing; undo all."""
+    orig_call = torch.nn.Module.__call__
+    orig_is_tracing = torch._C._is_tracing
+
+    class _Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+            return tracer.on_torch_function(func, args, kwargs or {})
+
+    def patched_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if tracer.paused:
+            return orig_call(module, *args, **kwargs)
+        return tracer.call_module(module, orig_call, args, kwargs)
+
+    torch.nn.Module.__call__ = patched_call  # type: ignore[method-assign]
+    torch._C._is_tracing = lambda: True  # type: ignore[assignment]
+    try:
+        with _Mode():
+            yield
+    finally:
+        torch.nn.Module.__call__ = orig_call  # type: ignore[method-assign]
+        torch._C._is_tracing = orig_is_tracing  # type: ignore[assignment]
+
+
+def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
+                     *, root: Optional[torch.nn.Module], name: str) -> Tuple[ConcreteTracer, ModuleTrace]:
+    """Run each ``(method_name, fn, args, kwargs)`` once, recording it into a root graph.
+
+    ``root`` is the module the methods belong to (None for a plain function). All methods
+    share one tracer, so a submodule called from several of them gets one graph per distinct
+    behaviour. Returns the tracer and the root's :class:`ModuleTrace` (``named`` holds the
+    root graph of each method).
+    """
+    tracer = ConcreteTracer(root, name)
+    root_trace = tracer.trace_of(root, "")
+    for method_name, fn, args, kwargs in methods:
+        root_trace.calls += 1
+        frame = _Frame(tracer, root, "", None, root_trace)
+        tracer.frames = [frame]
+        signature = _signature(fn.forward if isinstance(fn, torch.nn.Module) else fn)
+        for pname, value in _bind_names(signature, args, kwargs):
+            tracer._input(frame, pname, value)
+        with _tracing_environment(tracer):
+            out = fn(*args, **kwargs)
+        tracer._output(frame, out)
+        root_trace.named[method_name] = frame.graph
+    return tracer, root_trace

@@ -1,0 +1,188 @@
+"""Traced Python values: sizes that behave like ints and remember the graph node they came from.
+
+NOTE [Live sizes]
+``x.size(0)`` during concrete capture returns a :class:`TracedInt`: a real ``int`` (so every
+Python use of it works, with the example value) that also knows the fx node computing it.
+Arithmetic between traced and plain ints is recorded and yields new traced ints, so
+``x.view(x.size(0) * 2, -1)`` lowers to an expression over the runtime input, not to the number
+seen at trace time. Where a traced int *leaves* the graph (``int(n)``, ``range(n)``, ``n > 3``
+in an ``if``, use as a list index, ...) its value is frozen: the tracer records a
+specialisation and emits a guard, so the trace refuses inputs on which the frozen value would
+be wrong instead of silently computing something else.
+"""
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any, Callable, Tuple
+
+import torch.fx as fx
+
+if TYPE_CHECKING:
+    from .concrete import ConcreteTracer
+
+__all__ = ["TracedInt", "TracedFloat", "TracedSize", "is_traced", "untraced"]
+
+
+def _binary(op: Callable[[Any, Any], Any], reflected: bool = False) -> Callable[[Any, Any], Any]:
+    def method(self: "TracedInt", other: Any) -> Any:
+        if not isinstance(other, (int, float)) or isinstance(other, bool):
+            return NotImplemented
+        a, b = (other, self) if reflected else (self, other)
+        value = op(untraced(a), untraced(b))
+        return self._tracer.record_scalar(op, (a, b), value)
+
+    method.__name__ = f"__{'r' if reflected else ''}{op.__name__.strip('_')}__"
+    return method
+
+
+def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
+    def method(self: "TracedInt", other: Any) -> Any:
+        if not isinstance(other, (int, float)):
+            return NotImplemented
+        result = op(untraced(self), untraced(other))
+        self._tracer.specialise_scalar("compare", op, (self, other), result)
+        return result
+
+    method.__name__ = f"__{op.__name__.strip('_')}__"
+    return method
+
+
+def _escape(kind: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def method(self: "TracedInt") -> Any:
+        value = convert(untraced(self))
+        self._tracer.specialise_scalar(kind, operator.eq, (self, untraced(self)), True)
+        return value
+
+    return method
+
+
+class _TracedNumber:
+    """Mixin holding the node and tracer; the arithmetic is defined on the concrete classes."""
+
+    _node: fx.Node
+    _tracer: "ConcreteTracer"
+
+    def _plain(self) -> Any:
+        # The base type's own slot: calling int(self) would run our __int__ and specialise.
+        base = self._base  # type: ignore[attr-defined]
+        return int.__int__(self) if base is int else float.__float__(self)  # type: ignore
+
+    def __reduce__(self) -> Any:  # pickling / deepcopy see the plain number
+        return (self._base, (self._plain(),))  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return repr(self._plain())
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return format(self._plain(), spec)
+
+    def __hash__(self) -> int:
+        return hash(self._plain())
+
+
+class TracedInt(_TracedNumber, int):
+    """An ``int`` produced by a traced size query or by arithmetic on one."""
+
+    _base = int
+
+    def __new__(cls, value: int, node: fx.Node, tracer: "ConcreteTracer") -> "TracedInt":
+        self = int.__new__(cls, value)
+        self._node = node
+        self._tracer = tracer
+        return self
+
+    __add__ = _binary(operator.add)
+    __radd__ = _binary(operator.add, reflected=True)
+    __sub__ = _binary(operator.sub)
+    __rsub__ = _binary(operator.sub, reflected=True)
+    __mul__ = _binary(operator.mul)
+    __rmul__ = _binary(operator.mul, reflected=True)
+    __floordiv__ = _binary(operator.floordiv)
+    __rfloordiv__ = _binary(operator.floordiv, reflected=True)
+    __truediv__ = _binary(operator.truediv)
+    __rtruediv__ = _binary(operator.truediv, reflected=True)
+    __mod__ = _binary(operator.mod)
+    __rmod__ = _binary(operator.mod, reflected=True)
+    __pow__ = _binary(operator.pow)  # type: ignore[assignment]
+
+    def __neg__(self) -> Any:
+        return self._tracer.record_scalar(operator.neg, (self,), -self._plain())
+
+    def __pos__(self) -> "TracedInt":
+        return self
+
+    __eq__ = _compare(operator.eq)  # type: ignore[assignment]
+    __ne__ = _compare(operator.ne)  # type: ignore[assignment]
+    __lt__ = _compare(operator.lt)
+    __le__ = _compare(operator.le)
+    __gt__ = _compare(operator.gt)
+    __ge__ = _compare(operator.ge)
+    __int__ = _escape("int", int)
+    __index__ = _escape("index", int)
+    __float__ = _escape("float", float)
+    __bool__ = _escape("bool", bool)
+    __hash__ = _TracedNumber.__hash__
+
+
+class TracedFloat(_TracedNumber, float):
+    """A ``float`` computed from traced sizes (``x.size(0) / 2``)."""
+
+    _base = float
+
+    def __new__(cls, value: float, node: fx.Node, tracer: "ConcreteTracer") -> "TracedFloat":
+        self = float.__new__(cls, value)
+        self._node = node
+        self._tracer = tracer
+        return self
+
+    __add__ = _binary(operator.add)
+    __radd__ = _binary(operator.add, reflected=True)
+    __sub__ = _binary(operator.sub)
+    __rsub__ = _binary(operator.sub, reflected=True)
+    __mul__ = _binary(operator.mul)
+    __rmul__ = _binary(operator.mul, reflected=True)
+    __truediv__ = _binary(operator.truediv)
+    __rtruediv__ = _binary(operator.truediv, reflected=True)
+    __eq__ = _compare(operator.eq)  # type: ignore[assignment]
+    __ne__ = _compare(operator.ne)  # type: ignore[assignment]
+    __lt__ = _compare(operator.lt)
+    __le__ = _compare(operator.le)
+    __gt__ = _compare(operator.gt)
+    __ge__ = _compare(operator.ge)
+    __int__ = _escape("int", int)
+    __float__ = _escape("float", float)
+    __bool__ = _escape("bool", bool)
+    __hash__ = _TracedNumber.__hash__
+
+
+class TracedSize(tuple):
+    """``x.shape`` / ``x.size()``: a tuple of :class:`TracedInt`, one per dimension.
+
+    ``len()`` of it is the tensor's rank, which a trace always fixes, so it is not a
+    specialisation. Slicing gives a plain tuple of traced ints.
+    """
+
+    def __new__(cls, dims: Tuple[Any, ...]) -> "TracedSize":
+        return tuple.__new__(cls, dims)
+
+    def numel(self) -> Any:
+        total: Any = 1
+        for d in self:
+            total = total * d
+        return total
+
+
+def is_traced(value: Any) -> bool:
+    """True for values that carry a graph node (traced ints/floats)."""
+    return isinstance(value, _TracedNumber)
+
+
+def untraced(value: Any) -> Any:
+    """The plain Python value behind a traced one; other values are returned unchanged."""
+    if isinstance(value, _TracedNumber):
+        return value._plain()
+    if type(value) is TracedSize:
+        return tuple(untraced(v) for v in value)
+    return value

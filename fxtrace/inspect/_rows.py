@@ -1,0 +1,385 @@
+"""Turn the accepted inputs (fxtrace result, ``fx.GraphModule``, TorchScript) into rows.
+
+Every table is computed from :class:`NodeRow` lists, so the same table code serves fx graphs
+and TorchScript graphs (including ones loaded from a file fxtrace never saw).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.fx
+
+from fxtrace.capture.meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc
+
+from ._format import fmt_args, fmt_device, fmt_dtype, fmt_shape, fmt_value, qualname
+
+ACCEPTED = ("an fxtrace result (a ScriptModule with ._fxtrace_capture)", "torch.fx.GraphModule",
+            "torch.jit.ScriptModule", "torch.jit.ScriptFunction")
+
+
+@dataclasses.dataclass
+class NodeRow:
+    """One graph node, already rendered to (unabbreviated) text."""
+
+    index: int
+    opcode: str
+    name: str
+    target: str
+    args: str
+    kwargs: str
+    shape: str
+    dtype: str
+    device: str
+    location: str
+    module: str
+    op_key: str      # the ops-histogram key, "opcode:target"
+    canon: str       # position-independent identity for diff alignment (no shape/dtype)
+    source: Optional[SourceLoc] = None
+
+    def call_text(self) -> str:
+        """``name = target(args, kwargs)``: one cell for the diff table."""
+        inner = ", ".join(p for p in (self.args, self.kwargs) if p)
+        if self.opcode == "placeholder":
+            return f"{self.name}: input"
+        if self.opcode == "output":
+            return f"return {inner}"
+        if self.opcode == "get_attr":
+            return f"{self.name} = self.{self.target}"
+        return f"{self.name} = {self.target}({inner})"
+
+
+# --------------------------------------------------------------------------- resolution
+
+def _type_error(x: Any) -> TypeError:
+    return TypeError(
+        f"fxtrace.inspect: cannot table a {type(x).__module__}.{type(x).__qualname__}; "
+        f"expected one of: {', '.join(ACCEPTED)}")
+
+
+def _as_graph_module(x: Any) -> Optional[torch.fx.GraphModule]:
+    """The ``fx.GraphModule`` behind ``x``: itself, or an fxtrace result's capture; else None."""
+    if isinstance(x, torch.fx.GraphModule):
+        return x
+    capture = getattr(x, "_fxtrace_capture", None)
+    if isinstance(capture, torch.fx.GraphModule):
+        return capture
+    return None
+
+
+def _is_script(x: Any) -> bool:
+    return isinstance(x, (torch.jit.ScriptModule, torch.jit.ScriptFunction))
+
+
+def resolve(x: Any) -> Tuple[str, Any]:
+    """``("fx", GraphModule)`` or ``("script", ScriptModule|ScriptFunction)``; TypeError else."""
+    gm = _as_graph_module(x)
+    if gm is not None:
+        return "fx", gm
+    if _is_script(x):
+        return "script", x
+    raise _type_error(x)
+
+
+# --------------------------------------------------------------------------- fx
+
+def _has_tensor(meta: Any) -> bool:
+    if meta is None:
+        return False
+    if isinstance(meta, dict):
+        return any(_has_tensor(m) for m in meta.values())
+    if isinstance(meta, (tuple, list)):
+        return any(_has_tensor(m) for m in meta)
+    return True
+
+
+def _meta_columns(meta: Any, value_type: Any) -> Tuple[str, str, str]:
+    """shape, dtype, device text for a ``tensor_meta`` entry (possibly a container)."""
+    if not _has_tensor(meta):
+        # no tensor in the value: show its Python type (``int``, ``Size``, ...) if known
+        if value_type is not None and value_type is not type(None):
+            return "", getattr(value_type, "__name__", str(value_type)), ""
+        return "", "", ""
+    if hasattr(meta, "shape") and hasattr(meta, "dtype"):
+        return (fmt_shape(meta.shape), fmt_dtype(meta.dtype),
+                fmt_device(getattr(meta, "device", None)))
+    if isinstance(meta, dict):
+        items = list(meta.values())
+    elif isinstance(meta, (tuple, list)):
+        items = list(meta)
+    else:
+        return "", type(meta).__name__, ""
+    cols = [_meta_columns(m, None) for m in items]
+    shapes = "(" + ", ".join(c[0] or "-" for c in cols) + ("," if len(cols) == 1 else "") + ")"
+
+    def _same(vals: List[str]) -> str:
+        vals = [v for v in vals if v]
+        if not vals:
+            return ""
+        return vals[0] if all(v == vals[0] for v in vals) else "(" + ", ".join(vals) + ")"
+
+    return shapes, _same([c[1] for c in cols]), _same([c[2] for c in cols])
+
+
+def _node_meta(node: torch.fx.Node) -> Any:
+    meta = node.meta.get(TENSOR_META)
+    if meta is None:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            meta = val
+        elif isinstance(val, (tuple, list)) and val and all(isinstance(v, torch.Tensor) for v in val):
+            meta = tuple(val)
+    return meta
+
+
+def _fx_target(node: torch.fx.Node) -> str:
+    if node.op == "call_function":
+        return qualname(node.target)
+    if node.op == "call_method":
+        return f".{node.target}"
+    if node.op == "output":
+        return "output"
+    return str(node.target)
+
+
+def _module_type_name(mod: Any) -> str:
+    if isinstance(mod, torch.fx.GraphModule):
+        original = mod.meta.get("fxtrace_original_type") if hasattr(mod, "meta") else None
+        if original:
+            return str(original)
+    original = getattr(mod, "original_name", None)
+    if isinstance(original, str) and _is_script(mod):
+        return original
+    return type(mod).__name__
+
+
+def _get_submodule(root: torch.nn.Module, path: str) -> Optional[torch.nn.Module]:
+    try:
+        return root.get_submodule(path) if path else root
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix and name else (prefix or name)
+
+
+def fx_rows(gm: torch.fx.GraphModule, recurse: bool = False) -> List[NodeRow]:
+    rows: List[NodeRow] = []
+    graphs: List[Tuple[str, torch.fx.GraphModule]] = [("", gm)]
+    if recurse:
+        graphs += [(path, m) for path, m in gm.named_modules()
+                   if path and isinstance(m, torch.fx.GraphModule)]
+    for prefix, holder in graphs:
+        position: Dict[torch.fx.Node, int] = {}
+        for i, node in enumerate(holder.graph.nodes):
+            position[node] = i
+
+            def rel(n: torch.fx.Node, _i=i) -> str:
+                return f"%{position.get(n, _i) - _i}" if n in position else f"%{n.name}"
+
+            args, kwargs = fmt_args(node.args, node.kwargs)
+            cargs, ckwargs = fmt_args(node.args, node.kwargs, node_ref=rel)
+            shape, dtype, device = _meta_columns(_node_meta(node), node.meta.get(VALUE_TYPE))
+            target = _fx_target(node)
+            src = node.meta.get(SOURCE)
+            module = node.meta.get(MODULE)
+            module = _join(prefix, "") if module is None else module
+            if node.op == "call_module":
+                sub = _get_submodule(holder, str(node.target))
+                op_key = f"call_module:{_module_type_name(sub) if sub is not None else node.target}"
+            else:
+                op_key = f"{node.op}:{target}"
+            canon = f"{node.op}|{target}|{cargs}|{ckwargs}"
+            rows.append(NodeRow(
+                index=len(rows), opcode=node.op, name=node.name, target=target, args=args,
+                kwargs=kwargs, shape=shape, dtype=dtype, device=device,
+                location=src.short if isinstance(src, SourceLoc) else (str(src) if src else ""),
+                module=module, op_key=op_key, canon=canon,
+                source=src if isinstance(src, SourceLoc) else None))
+    return rows
+
+
+# --------------------------------------------------------------------------- TorchScript
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_TRACE_FRAME = re.compile(r"^(?P<file>.+?)\((?P<line>\d+)\): (?P<fn>.*)$", re.M)
+_SCRIPT_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<fn>\S+))?')
+
+
+def script_source(text: str) -> Optional[SourceLoc]:
+    """The user location in a TorchScript ``node.sourceRange()`` text, when there is one.
+
+    Traced graphs carry a Python call stack (``file.py(12): forward`` lines, innermost first);
+    scripted ones a ``File "file.py", line 12`` header; loaded archives add a
+    ``Serialized File "code/__torch__.py"`` part, used only when nothing else is there.
+    """
+    if not text:
+        return None
+    original, _, serialized = text.partition("Serialized")
+    frames = list(_TRACE_FRAME.finditer(original))
+    if frames:
+        user = [f for f in frames if not f.group("file").startswith(_TORCH_DIR)]
+        f = (user or frames)[0]
+        return SourceLoc(f.group("file"), int(f.group("line")), f.group("fn"))
+    for part in (original, serialized):
+        m = _SCRIPT_FRAME.search(part)
+        if m:
+            return SourceLoc(m.group("file"), int(m.group("line")), m.group("fn") or "")
+    return None
+
+
+def _hierarchy_path(node: Any) -> str:
+    try:
+        h = node.getModuleHierarchy()
+    except Exception:  # noqa: BLE001 - older builds
+        h = ""
+    if h:
+        return ".".join(part.split("(", 1)[0] for part in h.split("."))
+    scope = node.scopeName()
+    if scope:
+        last = scope.split("/")[-1]
+        return last[len("__module."):] if last.startswith("__module.") else last
+    return ""
+
+
+def _script_type_columns(value: Any, attr_obj: Any = None) -> Tuple[str, str, str]:
+    if isinstance(attr_obj, torch.Tensor):
+        return fmt_shape(attr_obj.shape), fmt_dtype(attr_obj.dtype), fmt_device(attr_obj.device)
+    ty = value.type()
+    if isinstance(ty, torch._C.TensorType):
+        sizes = ty.sizes()
+        return ("" if sizes is None else fmt_shape(sizes), fmt_dtype(ty.dtype()),
+                fmt_device(ty.device()))
+    if isinstance(ty, torch._C.ClassType):
+        return "", ty.name().replace("__torch__.", ""), ""
+    return "", str(ty), ""
+
+
+def _script_constant(node: Any) -> Any:
+    if not node.hasAttribute("value"):
+        return None
+    try:
+        return node.output().toIValue()
+    except Exception:  # noqa: BLE001
+        return f"<{node.kindOf('value')}>"
+
+
+def script_graph(x: Any, recurse: bool) -> Any:
+    owner = x.forward if isinstance(x, torch.jit.ScriptModule) else x
+    return owner.inlined_graph if recurse else owner.graph
+
+
+def script_rows(x: Any, recurse: bool = False) -> List[NodeRow]:
+    """Rows for the ``forward`` graph of a ScriptModule (or a ScriptFunction's graph).
+
+    ``recurse=False`` tables ``graph`` (submodule calls stay ``call_module`` rows);
+    ``recurse=True`` tables ``inlined_graph``. ``prim::Constant`` nodes get no row: their
+    values are printed inline where they are used.
+    """
+    graph = script_graph(x, recurse)
+    root = x if isinstance(x, torch.jit.ScriptModule) else None
+    rows: List[NodeRow] = []
+    names: Dict[Any, str] = {}      # Value -> "%name" or constant text
+    consts: Dict[Any, Any] = {}     # Value -> constant value
+    position: Dict[Any, int] = {}   # Value -> producing row index
+    paths: Dict[Any, str] = {}      # Value -> module attribute path ("" = self)
+
+    def ref(v: Any) -> str:
+        return fmt_value(consts[v]) if v in consts else f"%{v.debugName()}"
+
+    def cref(v: Any, here: int) -> str:
+        if v in consts:
+            return fmt_value(consts[v])
+        return f"%{position[v] - here}" if v in position else f"%{v.debugName()}"
+
+    def add(opcode: str, name: str, target: str, ins: List[Any], outs: List[Any],
+            module: str, src: Optional[SourceLoc], op_key: Optional[str] = None,
+            attr_obj: Any = None, depth: int = 0) -> None:
+        here = len(rows)
+        cols = [_script_type_columns(o, attr_obj) for o in outs]
+        if len(cols) == 1:
+            shape, dtype, device = cols[0]
+        elif not cols:
+            shape = dtype = device = ""
+        else:
+            shape = "(" + ", ".join(c[0] or "-" for c in cols) + ")"
+            dtype = "(" + ", ".join(c[1] for c in cols) + ")"
+            device = next((c[2] for c in cols if c[2]), "")
+        args = ", ".join(ref(v) for v in ins)
+        cargs = ", ".join(cref(v, here) for v in ins)
+        shown_target = ("| " * depth) + target
+        rows.append(NodeRow(
+            index=here, opcode=opcode, name=name, target=shown_target, args=args, kwargs="",
+            shape=shape, dtype=dtype, device=device, location=src.short if src else "",
+            module=module, op_key=op_key or f"{opcode}:{target}",
+            canon=f"{opcode}|{target}|{cargs}|", source=src))
+        for o in outs:
+            position[o] = here
+
+    inputs = list(graph.inputs())
+    if inputs and isinstance(inputs[0].type(), torch._C.ClassType):
+        paths[inputs[0]] = ""
+        inputs = inputs[1:]
+    for v in inputs:
+        name = v.debugName()
+        add("placeholder", name, name.split(".")[0], [], [v], "", None)
+
+    def walk(block_nodes: Any, depth: int) -> None:
+        for node in block_nodes:
+            kind = node.kind()
+            outs = list(node.outputs())
+            if kind == "prim::Constant":
+                for o in outs:
+                    consts[o] = _script_constant(node)
+                continue
+            ins = list(node.inputs())
+            src = script_source(node.sourceRange())
+            module = _hierarchy_path(node)
+            name = ", ".join(o.debugName() for o in outs)
+            if kind == "prim::GetAttr" and ins and ins[0] in paths:
+                path = _join(paths[ins[0]], node.s("name"))
+                obj = None
+                if root is not None:
+                    try:
+                        obj = root
+                        for part in path.split("."):
+                            obj = getattr(obj, part)
+                    except Exception:  # noqa: BLE001
+                        obj = None
+                if isinstance(outs[0].type(), torch._C.ClassType):
+                    paths[outs[0]] = path
+                add("get_attr", name, path, [], outs, module, src, attr_obj=obj, depth=depth)
+            elif kind == "prim::CallMethod" and ins and ins[0] in paths:
+                path, method = paths[ins[0]], node.s("name")
+                sub = _get_submodule(root, path) if root is not None else None
+                type_name = _module_type_name(sub) if sub is not None else path
+                if method == "forward":
+                    add("call_module", name, path, ins[1:], outs, module, src,
+                        op_key=f"call_module:{type_name}", depth=depth)
+                else:
+                    add("call_method", name, f"{path}.{method}", ins[1:], outs, module, src,
+                        op_key=f"call_method:{type_name}.{method}", depth=depth)
+            elif kind == "prim::CallFunction" and ins:
+                fn = str(ins[0].type()).replace("__torch__.", "")
+                add("call_function", name, fn, ins[1:], outs, module, src, depth=depth)
+            else:
+                add("call_function", name, kind, ins, outs, module, src, depth=depth)
+            for block in node.blocks():
+                walk(block.nodes(), depth + 1)
+                ret = block.returnNode()
+                if list(ret.inputs()):
+                    add("output", "", "block_return", list(ret.inputs()), [], module, None,
+                        depth=depth + 1)
+
+    walk(graph.nodes(), 0)
+    add("output", "output", "output", list(graph.return_node().inputs()), [], "", None)
+    return rows
+
+
+def rows_of(x: Any, recurse: bool = False) -> List[NodeRow]:
+    kind, obj = resolve(x)
+    return fx_rows(obj, recurse) if kind == "fx" else script_rows(obj, recurse)

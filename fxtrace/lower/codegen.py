@@ -1,0 +1,303 @@
+"""The TorchScript code generator: one ``fx.Graph`` in, one TorchScript ``def`` out.
+
+NOTE [Names in generated code]
+Every local comes from one :class:`_Namespace`, which never hands out a TorchScript keyword,
+a builtin, or a name the generated code itself refers to (``self``, ``torch``, ``Tensor``, ...).
+Attribute and module names from the user's model are never pasted into code as identifiers
+unless they are valid ones; otherwise they are reached with ``getattr(obj, "name")``.
+Callables that have no spelling reachable from ``torch`` get an alias that the resolution
+callback maps back to the object, so no user-controlled text becomes code.
+
+NOTE [Line map]
+Each statement line ends with a ``# file.py:12`` comment naming the user line of its node, and
+:class:`TorchScriptSource` keeps ``line -> node``. TorchScript's compile errors and runtime
+tracebacks quote the generated line, comment included, so users see their own line.
+"""
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import keyword
+import math
+import operator
+import typing
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.fx as fx
+
+from ..capture.meta import SOURCE, SourceLoc
+from ..errors import LoweringError
+
+__all__ = ["TorchScriptSource", "generate", "type_repr"]
+
+_RESERVED = {"self", "torch", "math", "Tensor", "Tuple", "List", "Dict", "Optional", "NoneType",
+             "annotate", "ops", "Any", "Union", "Future", "device", "dtype", "inf", "nan"}
+
+_BINARY = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+           operator.floordiv: "//", operator.mod: "%", operator.pow: "**", operator.eq: "==",
+           operator.ne: "!=", operator.lt: "<", operator.le: "<=", operator.gt: ">",
+           operator.ge: ">=", operator.and_: "&", operator.or_: "|", operator.xor: "^",
+           operator.matmul: "@", operator.lshift: "<<", operator.rshift: ">>"}
+_UNARY = {operator.neg: "-", operator.pos: "+", operator.invert: "~", operator.not_: "not "}
+
+# Tensor dunder methods as the torch function mode reports them -> infix operator.
+_DUNDER_BINARY = {"__add__": "+", "__sub__": "-", "__mul__": "*", "__truediv__": "/",
+                  "__div__": "/", "__floordiv__": "//", "__mod__": "%", "__pow__": "**",
+                  "__matmul__": "@", "__and__": "&", "__or__": "|", "__xor__": "^",
+                  "__lshift__": "<<", "__rshift__": ">>", "__eq__": "==", "__ne__": "!=",
+                  "__lt__": "<", "__le__": "<=", "__gt__": ">", "__ge__": ">="}
+_DUNDER_REFLECTED = {"__radd__": "+", "__rsub__": "-", "__rmul__": "*", "__rtruediv__": "/",
+                     "__rdiv__": "/", "__rpow__": "**", "__rmatmul__": "@", "__rand__": "&",
+                     "__ror__": "|", "__rxor__": "^", "__rmod__": "%"}
+_DUNDER_UNARY = {"__neg__": "-", "__invert__": "~", "__pos__": "+", "__abs__": "abs"}
+
+_NAMESPACES: Tuple[Tuple[str, Any], ...] = (
+    ("torch", torch), ("torch.nn.functional", torch.nn.functional), ("torch.special", torch.special),
+    ("torch.linalg", torch.linalg), ("torch.fft", torch.fft), ("torch._C._nn", torch._C._nn),
+    ("torch._C._special", torch._C._special), ("torch._C._linalg", torch._C._linalg),
+    ("torch._C._fft", torch._C._fft), ("math", math),
+)
+
+
+@dataclasses.dataclass
+class TorchScriptSource:
+    """Generated TorchScript for one method: text, the names it needs, and its line map."""
+
+    src: str
+    env: Dict[str, Any]
+    line_nodes: List[Optional[fx.Node]]
+
+    def rcb(self, name: str) -> Any:
+        """The resolution callback TorchScript's compiler asks for free names."""
+        return self.env.get(name)
+
+    def numbered(self) -> str:
+        return "\n".join(f"{i + 1:4d} | {line}" for i, line in enumerate(self.src.splitlines()))
+
+
+class _Namespace:
+    """Unique, legal local names that shadow nothing the generated code uses."""
+
+    def __init__(self) -> None:
+        self.used: set = set(_RESERVED)
+
+    def create(self, candidate: str) -> str:
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in candidate) or "v"
+        if base[0].isdigit():
+            base = "_" + base
+        if keyword.iskeyword(base) or hasattr(builtins, base):
+            base += "_"
+        name, i = base, 1
+        while name in self.used:
+            name, i = f"{base}_{i}", i + 1
+        self.used.add(name)
+        return name
+
+
+def type_repr(t: Any) -> str:
+    """TorchScript spelling of a ``typing`` annotation (``Tuple[Tensor, int]``, ...)."""
+    if t is torch.Tensor:
+        return "Tensor"
+    if t in (int, float, bool, str):
+        return t.__name__
+    if t is type(None):
+        return "NoneType"
+    if t is torch.dtype:
+        return "int"
+    if t is torch.device:
+        return "Device"
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    if origin is tuple:
+        if not args or args == ((),):
+            return "Tuple[()]"
+        return f"Tuple[{', '.join(type_repr(a) for a in args)}]"
+    if origin is list:
+        return f"List[{type_repr(args[0])}]"
+    if origin is dict:
+        return f"Dict[{type_repr(args[0])}, {type_repr(args[1])}]"
+    if origin is typing.Union and len(args) == 2 and type(None) in args:
+        inner = args[0] if args[1] is type(None) else args[1]
+        return f"Optional[{type_repr(inner)}]"
+    raise LoweringError(f"type {t!r} has no TorchScript spelling")
+
+
+def _is_identifier(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _attr_chain(base: str, dotted: str) -> str:
+    expr = base
+    for part in dotted.split("."):
+        expr = f"{expr}.{part}" if _is_identifier(part) else f"getattr({expr}, {_string(part)})"
+    return expr
+
+
+def _string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class _Writer:
+    """Writes the body of one method; one instance per generated function."""
+
+    def __init__(self, graph: fx.Graph, env: Dict[str, Any]) -> None:
+        self.graph = graph
+        self.env = env
+        self.ns = _Namespace()
+        self.names: Dict[fx.Node, str] = {}
+        self.lines: List[str] = []
+        self.line_nodes: List[Optional[fx.Node]] = []
+
+    # -- values -----------------------------------------------------------------------------
+    def value(self, arg: Any) -> str:
+        if isinstance(arg, fx.Node):
+            return self.names[arg]
+        if arg is None or isinstance(arg, bool):
+            return repr(arg)
+        if isinstance(arg, int):
+            return repr(arg)
+        if isinstance(arg, float):
+            if math.isnan(arg):
+                return 'float("nan")'
+            if math.isinf(arg):
+                return 'float("inf")' if arg > 0 else '-float("inf")'
+            return repr(arg)
+        if isinstance(arg, str):
+            return _string(arg)
+        if isinstance(arg, (torch.dtype, torch.layout, torch.memory_format)):
+            return str(arg)
+        if isinstance(arg, torch.device):
+            return f"torch.device({_string(str(arg))})"
+        if isinstance(arg, tuple):
+            inner = ", ".join(self.value(a) for a in arg)
+            return f"({inner},)" if len(arg) == 1 else f"({inner})"
+        if isinstance(arg, list):
+            return "[" + ", ".join(self.value(a) for a in arg) + "]"
+        if isinstance(arg, dict):
+            return "{" + ", ".join(f"{self.value(k)}: {self.value(v)}" for k, v in arg.items()) + "}"
+        if isinstance(arg, complex):
+            return f"complex({arg.real!r}, {arg.imag!r})"
+        raise LoweringError(f"cannot write a value of type {type(arg).__name__} into TorchScript: {arg!r}")
+
+    def index(self, idx: Any) -> str:
+        """A subscript: slices as ``a:b:c``, Ellipsis as ``...``."""
+        if isinstance(idx, tuple):
+            return ", ".join(self.index(i) for i in idx) if idx else "()"
+        if isinstance(idx, slice):
+            parts = ["" if p is None else self.value(p) for p in (idx.start, idx.stop, idx.step)]
+            return f"{parts[0]}:{parts[1]}" + (f":{parts[2]}" if idx.step is not None else "")
+        if idx is Ellipsis:
+            return "..."
+        return self.value(idx)
+
+    def call_args(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
+        parts = [self.value(a) for a in args]
+        parts += [f"{k}={self.value(v)}" for k, v in kwargs.items()]
+        return ", ".join(parts)
+
+    def callable_name(self, fn: Callable[..., Any]) -> str:
+        name = getattr(fn, "__name__", None)
+        if fn in (bool, int, float, len, abs, min, max):
+            return fn.__name__
+        if name is not None:
+            for prefix, ns in _NAMESPACES:
+                if getattr(ns, name, None) is fn:
+                    return f"{prefix}.{name}"
+        alias = self.ns.create(f"_fn_{name or 'callable'}")
+        self.env[alias] = fn
+        return alias
+
+    # -- statements ------------------------------------------------------------------------------
+    def emit(self, text: str, node: Optional[fx.Node]) -> None:
+        src: Optional[SourceLoc] = node.meta.get(SOURCE) if node is not None else None
+        self.lines.append(f"    {text}" + (f"  # {src.short}" if src is not None else ""))
+        self.line_nodes.append(node)
+
+    def expression(self, node: fx.Node) -> Optional[str]:
+        """The right-hand side for ``node``, or None when the node is a statement."""
+        op, target, args, kwargs = node.op, node.target, node.args, node.kwargs
+        if op == "get_attr":
+            return _attr_chain("self", target)  # type: ignore[arg-type]
+        if op == "call_module":
+            return f"{_attr_chain('self', target)}({self.call_args(args, kwargs)})"  # type: ignore[arg-type]
+        if op == "call_method":
+            return self.method(target, args, kwargs)  # type: ignore[arg-type]
+        if op == "call_function":
+            return self.function(node, target, args, kwargs)
+        raise LoweringError(f"Node {node.name}: opcode {op!r} cannot be lowered")
+
+    def method(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
+        recv, rest = args[0], args[1:]
+        if name in _DUNDER_BINARY and len(rest) == 1 and not kwargs:
+            return f"{self.value(recv)} {_DUNDER_BINARY[name]} {self.value(rest[0])}"
+        if name in _DUNDER_REFLECTED and len(rest) == 1 and not kwargs:
+            other = rest[0]
+            if name == "__rsub__":
+                return f"torch.rsub({self.value(recv)}, {self.value(other)})"
+            return f"{self.value(other)} {_DUNDER_REFLECTED[name]} {self.value(recv)}"
+        if name == "__rfloordiv__":
+            return f"torch.floor_divide(torch.tensor({self.value(rest[0])}), {self.value(recv)})"
+        if name in _DUNDER_UNARY and not rest:
+            sym = _DUNDER_UNARY[name]
+            return f"abs({self.value(recv)})" if sym == "abs" else f"{sym}{self.value(recv)}"
+        if name.startswith("__i") and name.endswith("__") and name[3:-2] in {
+                "add", "sub", "mul", "truediv", "div", "floordiv", "mod", "pow", "and", "or", "xor"}:
+            base = {"truediv": "div_", "and": "bitwise_and_", "or": "bitwise_or_",
+                    "xor": "bitwise_xor_", "floordiv": "floor_divide_", "mod": "remainder_"}
+            inplace = base.get(name[3:-2], name[3:-2] + "_")
+            return f"{self.value(recv)}.{inplace}({self.call_args(rest, kwargs)})"
+        if name.startswith("__"):
+            raise LoweringError(f"Tensor method {name} has no TorchScript spelling")
+        return f"{self.value(recv)}.{name}({self.call_args(rest, kwargs)})"
+
+    def function(self, node: fx.Node, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[str]:
+        if fn is operator.getitem:
+            return f"{self.value(args[0])}[{self.index(args[1])}]"
+        if fn is operator.setitem:
+            self.emit(f"{self.value(args[0])}[{self.index(args[1])}] = {self.value(args[2])}", node)
+            return None
+        if fn in _BINARY and not kwargs:
+            return f"{self.value(args[0])} {_BINARY[fn]} {self.value(args[1])}"
+        if fn in _UNARY and not kwargs:
+            return f"{_UNARY[fn]}{self.value(args[0])}"
+        if fn is torch._assert:
+            self.emit(f"torch._assert({self.call_args(args, kwargs)})", node)
+            return None
+        return f"{self.callable_name(fn)}({self.call_args(args, kwargs)})"
+
+
+def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> TorchScriptSource:
+    """Write ``graph`` as a TorchScript function (``method=True``: a method taking ``self``).
+
+    Invariant: the generated function computes what the graph computes, node by node in graph
+    order, and every node with users is bound to a local named by the namespace.
+    """
+    env: Dict[str, Any] = {"torch": torch, "math": math, "Tensor": torch.Tensor,
+                           "Tuple": typing.Tuple, "List": typing.List, "Dict": typing.Dict,
+                           "Optional": typing.Optional}
+    w = _Writer(graph, env)
+    params: List[str] = ["self"] if method else []
+    ret = "None"
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            local = w.ns.create(node.name)
+            w.names[node] = local
+            annotation = node.type if node.type is not None else torch.Tensor
+            params.append(f"{local}: {type_repr(annotation)}")
+            continue
+        if node.op == "output":
+            ret = w.value(node.args[0])
+            continue
+        expr = w.expression(node)
+        if expr is None:
+            continue
+        local = w.ns.create(node.name)
+        w.names[node] = local
+        if node.users or node.op in ("call_module", "call_method", "call_function"):
+            w.emit(f"{local} = {expr}", node)
+    header = f"def {name}({', '.join(params)}):"
+    body = w.lines + [f"    return {ret}"]
+    text = "\n".join([header, *body]) + "\n"
+    return TorchScriptSource(text, env, [None, *w.line_nodes, None])

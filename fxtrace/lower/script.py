@@ -1,0 +1,119 @@
+"""Compile generated TorchScript into real ``ScriptModule`` / ``ScriptFunction`` objects.
+
+NOTE [The module shell]
+A traced module is built the way torch.jit.trace builds its own result: ``TopLevelTracedModule``
+(or the user's ``_module_class``) wraps the module tree with no methods compiled, holding the
+original Parameter and buffer objects. fxtrace then compiles its generated source into each
+module's type with ``_define``, children before parents. No user Python is ever scripted: the
+shell compiles nothing of the original classes, and the methods are fxtrace's own source.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import torch
+import torch.fx as fx
+
+from ..capture.assemble import METHODS
+from ..errors import LoweringError
+from .codegen import TorchScriptSource, generate
+
+__all__ = ["lower_module", "lower_function", "quiet_jit"]
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence torch.jit's own DeprecationWarnings for the calls fxtrace makes, and only those."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit.*")
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated.*", category=DeprecationWarning)
+        yield
+
+
+def _compile_error(what: str, source: TorchScriptSource, error: Exception) -> LoweringError:
+    users = sorted({str(n.meta.get("fxtrace_source")) for n in source.line_nodes
+                    if n is not None and n.meta.get("fxtrace_source") is not None})
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return LoweringError(
+        f"TorchScript could not compile the code generated for {what}: {first_line}\n\n"
+        f"Generated source (user lines in comments):\n{source.numbered()}\n\n"
+        f"TorchScript said:\n{error}\n"
+        + (f"User lines involved: {', '.join(users[:10])}" if users else ""))
+
+
+def _submodule(root: torch.nn.Module, path: str) -> Any:
+    obj: Any = root
+    for part in path.split(".") if path else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+def _graph_modules(root: fx.GraphModule) -> List[Tuple[str, fx.GraphModule]]:
+    """Every traced GraphModule by qualified name (a shared one at each of its names),
+    deepest first, so callees are compiled before their callers."""
+    found = [(name, m) for name, m in root.named_modules(remove_duplicate=False)
+             if isinstance(m, fx.GraphModule) and not m.meta.get("fxtrace_untraced")]
+    return sorted(found, key=lambda item: -item[0].count(".") - (1 if item[0] else 0))
+
+
+def _register_constants(gm: fx.GraphModule, script: Any) -> None:
+    """Tensor attributes read by get_attr that are not parameters or buffers (constants)."""
+    for node in gm.graph.nodes:
+        if node.op != "get_attr" or "." in node.target:
+            continue
+        value = getattr(gm, node.target)
+        if isinstance(value, torch.Tensor) and not script._c.hasattr(node.target):
+            script._c._register_attribute(node.target, torch._C.TensorType.get(), value)
+
+
+def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
+                 compilation_unit: Any = None) -> torch.jit.ScriptModule:
+    """A ScriptModule with ``root``'s tree, parameters and generated methods (see NOTE)."""
+    cls = module_class or torch.jit.TopLevelTracedModule
+    with quiet_jit():
+        script = cls(root, _compilation_unit=compilation_unit)
+        for path, gm in _graph_modules(root):
+            sub = _submodule(script, path)
+            _register_constants(gm, sub)
+            methods: Dict[str, fx.Graph] = {"forward": gm.graph} if gm.meta.get(
+                "fxtrace_has_forward", True) else {}
+            methods.update({k: v.graph for k, v in gm.meta.get(METHODS, {}).items()})
+            for name, graph in methods.items():
+                source = generate(graph, name)
+                try:
+                    sub._c._define(sub._concrete_type, source.src, source.rcb)
+                except RuntimeError as e:
+                    what = f"{type(gm).__name__}.{name}" + (f" (module '{path}')" if path else "")
+                    raise _compile_error(what, source, e) from None
+    return script
+
+
+def lower_function(gm: fx.GraphModule, name: str) -> torch.jit.ScriptFunction:
+    """A ScriptFunction computing ``gm``; tensor constants become graph constants."""
+    constants = [n.target for n in gm.graph.nodes if n.op == "get_attr"]
+    with quiet_jit():
+        if not constants:
+            source = generate(gm.graph, name, method=False)
+            cu = torch.jit.CompilationUnit()
+            try:
+                cu.define(source.src, rcb=source.rcb)
+            except RuntimeError as e:
+                raise _compile_error(f"function {name}", source, e) from None
+            return cu.find_function(name)
+        # Constants live on a module shell first; then each read of one is replaced by the
+        # constant itself and the module argument is dropped, leaving a plain function graph.
+        script = lower_module(gm)
+        graph = script.forward.graph.copy()
+        self_value = next(graph.inputs())
+        for use in list(self_value.uses()):
+            node = use.user
+            if node.kind() != "prim::GetAttr":
+                raise LoweringError(f"function {name}: unexpected use of module state ({node.kind()})")
+            constant = graph.insertConstant(getattr(script, node.s("name")))
+            constant.node().moveBefore(node)
+            node.output().replaceAllUsesWith(constant)
+            node.destroy()
+        graph.eraseInput(0)
+        return torch._C._create_function_from_graph(name, graph)
