@@ -284,8 +284,12 @@ class ConcreteTracer:
         cond = self._create(frame, "call_function", op, fx_args, {}, result, source=src)
         if result is not True:
             cond = self._create(frame, "call_function", operator.not_, (cond,), {}, True, source=src)
-        shown = " ".join([str(untraced(args[0])), _OP_TEXT.get(op, op.__name__), str(untraced(args[1]))])
-        self._guard(frame, cond, kind, result, src, f"{shown} is {result}")
+        if kind == "compare":
+            text = _OP_TEXT.get(op, op.__name__)
+            detail = f"{untraced(args[0])} {text} {untraced(args[1])} is {result}"
+        else:
+            detail = f"a size or size expression equal to {untraced(args[0])} ({kind})"
+        self._guard(frame, cond, kind, untraced(args[0]), src, detail)
 
     def specialise_tensor(self, kind: str, tensor: torch.Tensor, value: Any,
                           observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]) -> None:
@@ -760,6 +764,7 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
     """Install the torch function mode, the Module.__call__ patch and is_tracing; undo all."""
     orig_call = torch.nn.Module.__call__
     orig_is_tracing = torch._C._is_tracing
+    orig_range = builtins.range
 
     class _Mode(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
@@ -770,14 +775,24 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
             return orig_call(module, *args, **kwargs)
         return tracer.call_module(module, orig_call, args, kwargs)
 
+    def traced_range(*args: Any) -> range:
+        # range() reads an int subclass's value without calling __index__, so a loop over a
+        # live size would escape unnoticed; this is where it is recorded and guarded.
+        for a in args:
+            if is_traced(a):
+                a.__index__()
+        return orig_range(*(untraced(a) for a in args))
+
     torch.nn.Module.__call__ = patched_call  # type: ignore[method-assign]
     torch._C._is_tracing = lambda: True  # type: ignore[assignment]
+    builtins.range = traced_range  # type: ignore[assignment,misc]
     try:
         with _Mode():
             yield
     finally:
         torch.nn.Module.__call__ = orig_call  # type: ignore[method-assign]
         torch._C._is_tracing = orig_is_tracing  # type: ignore[assignment]
+        builtins.range = orig_range  # type: ignore[misc]
 
 
 def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
