@@ -452,11 +452,11 @@ def _draw_noncontiguous(draw: Callable[..., Any], spec: _Spec) -> torch.Tensor:
         view.copy_(_draw_flat(draw, spec, _numel(shape)).reshape(shape))
         return view
     if method == "expand":
-        # A size-1 dim expanded: stride 0, the values repeat along that dim.
+        # A size-1 dim expanded: stride 0, the values repeat along that dim. All values are drawn
+        # and one slice is kept (see NOTE [draw count]).
         dim = draw(st.sampled_from(big))
-        small = list(shape)
-        small[dim] = 1
-        return _draw_flat(draw, spec, _numel(small)).reshape(small).to(spec.device).expand(shape)
+        full = _draw_flat(draw, spec, _numel(shape)).reshape(shape)
+        return full.narrow(dim, 0, 1).clone().to(spec.device).expand(shape)
     # transpose: values laid out with two dims swapped.
     i, j = draw(st.sampled_from([(a, b) for a in big for b in big if a < b]))
     swapped = list(shape)
@@ -474,10 +474,15 @@ def _draw_strided(draw: Callable[..., Any], spec: _Spec) -> torch.Tensor:
         length = offset + 1
     else:
         length = offset + sum((side - 1) * stride for side, stride in zip(shape, strides)) + 1
+    length = max(length, _numel(shape))  # NOTE [draw count]
     buffer = _draw_flat(draw, spec, length).to(spec.device)
     return buffer.as_strided(shape, strides, offset)
 
 
+# NOTE [draw count]: Hypothesis shrinks towards shorter choice sequences first. Every layout
+# therefore draws at least as many values as the tensor has elements, and more choices than a
+# contiguous tensor; otherwise an expanded or overlapping view (fewer values) would count as
+# "simpler" than a contiguous tensor, and examples would not shrink to contiguous memory.
 def _draw_tensor(draw: Callable[..., Any], spec: _Spec) -> torch.Tensor:
     kinds = ["contiguous"] + (["noncontiguous"] if _can_be_noncontiguous(spec.shape) else []) + ["strided"]
     kind = spec.layout if spec.layout != "any" else draw(st.sampled_from(kinds))

@@ -715,7 +715,7 @@ def test_verify_require_source():
 def test_verify_recurses_into_submodules():
     _, gm = _traced_children_root(with_original=False)
     verify(gm)
-    inner = gm.conv.graph.find_nodes(op="call_function")[0]
+    inner = next(n for n in gm.conv.graph.nodes if n.op == "call_function")
     inner.name = "not valid"
     with pytest.raises(VerifyError, match=r"Node not valid in 'conv':"):
         verify(gm)

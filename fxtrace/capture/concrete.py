@@ -318,7 +318,8 @@ class ConcreteTracer:
 
     def _guard(self, frame: _Frame, cond: fx.Node, kind: str, value: Any,
                src: Optional[SourceLoc], detail: str) -> None:
-        where = f"{src.short} ({src.code})" if src is not None else "an unknown line"
+        where = "an unknown line" if src is None else (
+            f"{src.short} ({src.code})" if src.code else src.short)
         msg = (f"fxtrace guard failed at {where}: traced with {detail}; "
                "this trace only covers inputs that take the same path")
         guard = self._create(frame, "call_function", torch._assert, (cond, msg), {}, None, source=src)

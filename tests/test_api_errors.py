@@ -1,0 +1,355 @@
+"""Bad input to ``fxtrace.trace`` / ``trace_module`` / ``capture``: a clear error, nothing changed.
+
+Where torch.jit.trace rejects the same mistake, the exception type is compared with
+torch.jit's (called inside ``warnings.catch_warnings`` so its deprecation warnings stay quiet).
+Every error test also checks that no global state was left behind (``unchanged``): the
+``nn.Module.__call__`` patch, torch function modes, grad mode, RNG state, warning filters,
+``torch.jit.is_tracing()``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import traceback
+import warnings
+from typing import Any, Callable, Iterator, List
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fxtrace
+
+x = torch.randn(2, 3)
+
+
+def f(x):
+    return x * 2
+
+
+class M(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.lin(x)
+
+    def other(self, x):
+        return x + 1
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+def function_mode_depth() -> int:
+    return torch._C._len_torch_function_stack()
+
+
+@contextlib.contextmanager
+def unchanged(*modules: nn.Module) -> Iterator[None]:
+    """Assert that the block leaves global tracing state, and ``modules``, as it found them."""
+    call = nn.Module.__call__
+    modes = function_mode_depth()
+    grad = torch.is_grad_enabled()
+    rng = torch.get_rng_state()
+    filters = list(warnings.filters)
+    flags = [(name, m.training) for mod in modules for name, m in mod.named_modules()]
+    state = [{k: v.detach().clone() for k, v in mod.state_dict().items()} for mod in modules]
+    yield
+    assert nn.Module.__call__ is call, "nn.Module.__call__ is still patched"
+    assert function_mode_depth() == modes, "a torch function mode is still active"
+    assert function_mode_depth() == 0
+    assert not torch.jit.is_tracing(), "torch.jit.is_tracing() is still True"
+    assert torch.is_grad_enabled() == grad, "grad mode changed"
+    assert torch.equal(torch.get_rng_state(), rng), "RNG state changed"
+    assert warnings.filters == filters, "warnings.filters changed"
+    assert [(n, m.training) for mod in modules for n, m in mod.named_modules()] == flags
+    for mod, saved in zip(modules, state):
+        now = mod.state_dict()
+        assert list(now) == list(saved)
+        for k, v in saved.items():
+            assert torch.equal(now[k], v), f"{k} changed"
+
+
+def jit_error(call: Callable[[Any], Any]) -> type:
+    """The exception type torch.jit raises for ``call(torch.jit)``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        try:
+            call(torch.jit)
+        except Exception as e:  # noqa: BLE001 - we want torch.jit's type, whatever it is
+            return type(e)
+    raise AssertionError("torch.jit accepted the call")
+
+
+def check_like_jit(call: Callable[[Any], Any], match: str, *modules: nn.Module) -> Exception:
+    """fxtrace raises an exception of torch.jit's type for ``call`` whose message matches."""
+    expected = jit_error(call)
+    with unchanged(*modules):
+        with pytest.raises(expected, match=match) as info:
+            call(fxtrace)
+    return info.value
+
+
+# ------------------------------------------------------------------------- argument checking
+
+@pytest.mark.parametrize("api", ["trace", "capture"])
+@pytest.mark.parametrize("func", [3, "f", None, object()], ids=["int", "str", "None", "object"])
+def test_non_callable_func(api: str, func: Any) -> None:
+    with unchanged():
+        with pytest.raises(fxtrace.InvalidArgument, match=r"\bfunc\b") as info:
+            getattr(fxtrace, api)(func, x)
+    assert type(func).__name__ in str(info.value)
+    assert os.path.basename(__file__) in str(info.value), "message points at the caller"
+
+
+@pytest.mark.parametrize("api", ["trace", "capture"])
+@pytest.mark.parametrize("func", [f, M()], ids=["function", "module"])
+def test_no_example_inputs(api: str, func: Any) -> None:
+    with unchanged():
+        with pytest.raises(fxtrace.InvalidArgument, match="example_inputs") as info:
+            getattr(fxtrace, api)(func)
+    assert "example_kwarg_inputs" in str(info.value)
+    # torch.jit fails with a TypeError here; InvalidArgument is one, so old handlers still work
+    assert isinstance(info.value, jit_error(lambda lib: lib.trace(f)))
+
+
+def test_example_kwarg_inputs_not_a_dict() -> None:
+    with unchanged():
+        with pytest.raises(fxtrace.InvalidArgument, match="example_kwarg_inputs"):
+            fxtrace.trace(f, x, example_kwarg_inputs=[x])
+        with pytest.raises(fxtrace.InvalidArgument, match="example_kwarg_inputs"):
+            fxtrace.trace(f, example_kwarg_inputs=[x])
+
+
+def test_example_inputs_not_iterable() -> None:
+    with unchanged():
+        with pytest.raises(fxtrace.InvalidArgument, match="example_inputs") as info:
+            fxtrace.trace(f, object())
+    assert "object" in str(info.value)
+    assert isinstance(info.value, jit_error(lambda lib: lib.trace(f, object())))  # TypeError
+
+
+@pytest.mark.parametrize("api", ["trace", "capture"])
+def test_object_where_tensor_needed_is_rejected(api: str) -> None:
+    with unchanged():
+        with pytest.raises(fxtrace.InvalidArgument, match="object"):
+            getattr(fxtrace, api)(f, (object(),))
+
+
+@pytest.mark.xfail(strict=True, reason="the message for a non-tensor example input says 'input "
+                   "has type object' but names neither example_inputs nor its position")
+@pytest.mark.parametrize("api", ["trace", "capture"])
+def test_object_where_tensor_needed_names_the_argument(api: str) -> None:
+    with pytest.raises(fxtrace.InvalidArgument, match=r"example_inputs"):
+        getattr(fxtrace, api)(f, (object(),))
+
+
+def test_tracing_other_method_like_jit() -> None:
+    m = M()
+    err = check_like_jit(lambda lib: lib.trace(m.other, x), "trace_module", m)
+    assert isinstance(err, AttributeError)
+
+
+def test_trace_module_non_module_like_jit() -> None:
+    err = check_like_jit(lambda lib: lib.trace_module(f, {"forward": x}), r"nn\.Module")
+    assert isinstance(err, AttributeError)
+
+
+@pytest.mark.parametrize("inputs", [x, (x,), [("forward", x)]], ids=["tensor", "tuple", "list"])
+def test_trace_module_non_dict_like_jit(inputs: Any) -> None:
+    m = M()
+    err = check_like_jit(lambda lib: lib.trace_module(m, inputs), "dictionary", m)
+    assert isinstance(err, AttributeError)
+
+
+@pytest.mark.xfail(strict=True, reason="trace_module with a method the module lacks raises "
+                   "InvalidArgument (ValueError/TypeError); torch.jit raises AttributeError")
+def test_trace_module_unknown_method_like_jit() -> None:
+    m = M()
+    check_like_jit(lambda lib: lib.trace_module(m, {"nope": x}), "nope", m)
+
+
+def test_trace_module_unknown_method_names_it() -> None:
+    m = M()
+    with unchanged(m):
+        with pytest.raises(fxtrace.InvalidArgument, match="'nope'.*M"):
+            fxtrace.trace_module(m, {"nope": x})
+
+
+def test_unknown_kwarg_module_like_jit() -> None:
+    m = M()
+    err = check_like_jit(lambda lib: lib.trace(m, example_kwarg_inputs={"y": x}), "'y'", m)
+    assert isinstance(err, NameError)
+    assert "[x]" in str(err), "the message lists the valid argument names"
+
+
+def test_unknown_kwarg_function() -> None:
+    """torch.jit fails by calling ``f(y=...)`` (TypeError); fxtrace checks the names first."""
+    with unchanged():
+        with pytest.raises((NameError, TypeError), match="'y'") as info:
+            fxtrace.trace(f, example_kwarg_inputs={"y": x})
+    assert "[x]" in str(info.value)
+
+
+@pytest.mark.xfail(strict=True, reason="unknown example_kwarg_inputs key of a plain function: "
+                   "the message says \"forward() method's arguments\" for function f")
+def test_unknown_kwarg_function_message_names_the_function() -> None:
+    with pytest.raises(NameError) as info:
+        fxtrace.trace(f, example_kwarg_inputs={"y": x})
+    assert "forward()" not in str(info.value) and "f" in str(info.value)
+
+
+@pytest.mark.parametrize("target", ["function", "module"])
+def test_force_outplace_not_implemented(target: str) -> None:
+    m = M()
+    func = f if target == "function" else m
+    with unchanged(m):
+        with pytest.raises(NotImplementedError, match="_force_outplace"):
+            fxtrace.trace(func, x, _force_outplace=True)
+        with pytest.raises(NotImplementedError, match="_force_outplace"):
+            fxtrace.trace_module(m, {"forward": x}, _force_outplace=True)
+
+
+@pytest.mark.parametrize("target", ["function", "module"])
+def test_optimize_warns_like_jit(target: str) -> None:
+    func = f if target == "function" else M()
+
+    def categories(lib: Any) -> List[type]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lib.trace(func, x, optimize=True, check_trace=False)
+        return [w.category for w in caught if "optimize" in str(w.message)]
+
+    expected = categories(torch.jit)
+    assert expected == [FutureWarning]
+    assert categories(fxtrace) == expected
+    with pytest.warns(FutureWarning, match="optimize") as record:
+        fxtrace.trace(func, x, optimize=True, check_trace=False)
+    assert any(os.path.basename(r.filename) == os.path.basename(__file__) for r in record), \
+        "the warning points at the caller (stacklevel)"
+
+
+# --------------------------------------------------------------- user code raising in capture
+
+class UserError(Exception):
+    pass
+
+
+class Raising(nn.Module):
+    """Changes everything fxtrace promises to restore, then raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.bn = nn.BatchNorm1d(3)
+        self.drop = nn.Dropout(0.5)
+        self.register_buffer("calls", torch.zeros(()))
+        self.tracing_seen: List[bool] = []
+
+    def forward(self, x):
+        self.tracing_seen.append(torch.jit.is_tracing())
+        y = self.drop(self.bn(x))          # updates running stats, draws random numbers
+        self.calls.add_(1)
+        torch.rand(3)
+        self.eval()
+        torch.set_grad_enabled(False)
+        raise UserError("user code failed")  # USER-LINE
+
+
+def raising_function(x):
+    y = x * 2
+    torch.rand(3)
+    torch.set_grad_enabled(False)
+    raise UserError("function failed")  # USER-LINE
+
+
+def _user_line(func: Callable[..., Any]) -> int:
+    import inspect
+    lines, start = inspect.getsourcelines(func)
+    return start + next(i for i, line in enumerate(lines) if "# USER-LINE" in line)
+
+
+def _assert_user_frame(exc: BaseException, func: Callable[..., Any]) -> None:
+    frames = traceback.extract_tb(exc.__traceback__)
+    line = _user_line(func)
+    assert any(fr.filename == __file__ and fr.lineno == line for fr in frames), \
+        "".join(traceback.format_list(frames))
+
+
+@pytest.mark.parametrize("api", ["trace", "trace_module", "capture"])
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_user_exception_in_module_restores_everything(api: str, grad: bool) -> None:
+    m = Raising().train()
+    with torch.set_grad_enabled(grad):
+        with unchanged(m):
+            with pytest.raises(UserError, match="user code failed") as info:
+                if api == "trace_module":
+                    fxtrace.trace_module(m, {"forward": x})
+                else:
+                    getattr(fxtrace, api)(m, x)
+    assert m.tracing_seen == [True]
+    assert m.training and m.bn.training and m.calls.item() == 0
+    _assert_user_frame(info.value, Raising.forward)
+
+
+@pytest.mark.parametrize("api", ["trace", "capture"])
+def test_user_exception_in_function_restores_everything(api: str) -> None:
+    with unchanged():
+        with pytest.raises(UserError, match="function failed") as info:
+            getattr(fxtrace, api)(raising_function, x)
+    _assert_user_frame(info.value, raising_function)
+
+
+def test_user_exception_after_a_module_call_restores_everything() -> None:
+    """The exception is raised while a submodule frame is open (inside a child's forward)."""
+    class Child(nn.Module):
+        def forward(self, x):
+            raise UserError("child failed")
+
+    class Parent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+            self.child = Child()
+
+        def forward(self, x):
+            return self.child(self.lin(x))
+
+    m = Parent()
+    with unchanged(m):
+        with pytest.raises(UserError, match="child failed"):
+            fxtrace.trace(m, x)
+    # and a later trace of a healthy model still works
+    traced = fxtrace.trace(M(), x)
+    torch.testing.assert_close(traced(x), M()(x))
+
+
+@pytest.mark.parametrize("api", ["trace", "capture"])
+def test_is_tracing_inside_capture_only(api: str) -> None:
+    seen: List[bool] = []
+
+    def g(x):
+        seen.append(torch.jit.is_tracing())
+        return x + 1
+
+    kwargs = {"check_trace": False} if api == "trace" else {}
+    with unchanged():
+        getattr(fxtrace, api)(g, x, **kwargs)
+    assert seen == [True]
+    assert not torch.jit.is_tracing()
+    if api == "trace":  # check_trace re-runs g eagerly: not tracing then
+        seen.clear()
+        fxtrace.trace(g, x, check_trace=True)
+        assert seen[0] is True and all(s is False for s in seen[1:]) and len(seen) > 1
+
+
+def test_successful_trace_leaves_no_state_behind() -> None:
+    m = M()
+    with unchanged(m):
+        fxtrace.trace(m, x)
+        fxtrace.capture(m, x)
+        fxtrace.trace(f, x)
