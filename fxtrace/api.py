@@ -19,7 +19,7 @@ from .capture.assemble import assemble
 from .capture.concrete import capture_concrete
 from .capture.meta import CaptureInfo
 from .capture.source import user_source
-from .errors import InvalidArgument
+from .errors import InvalidArgument, TracerWarning
 from .lower.script import lower_function, lower_module
 
 __all__ = ["trace", "trace_module", "capture"]
@@ -92,22 +92,25 @@ def _output_containers(out: Any) -> Tuple[bool, bool]:
     return has_list, has_dict
 
 
+_CONTAINER_MESSAGE = (
+    "Encountering a {kind} at the output of the tracer might cause the trace to be incorrect, "
+    "this is only valid if the container structure does not change based on the module's "
+    "inputs. Consider using a constant container instead (e.g. for `list`, use a `tuple` "
+    "instead. for `dict`, use a `NamedTuple` instead). If you absolutely need this and know "
+    "the side effects, pass strict=False to trace() to allow this behavior.")
+
+
 def _check_strict(gm: fx.GraphModule, strict: bool) -> None:
-    """torch.jit refuses mutable containers at the output unless ``strict=False``."""
+    """As torch.jit with ``strict=True``: a dict at the output raises, a list warns."""
     if not strict:
         return
     for node in gm.graph.nodes:
         if node.op == "output":
             has_list, has_dict = _output_containers(node.args[0])
-            kind = "list" if has_list else "dict" if has_dict else None
-            if kind is not None:
-                raise RuntimeError(
-                    f"Encountering a {kind} at the output of the tracer might cause the trace to "
-                    "be incorrect, this is only valid if the container structure does not change "
-                    "based on the module's inputs. Consider using a constant container instead "
-                    "(e.g. for `list`, use a `tuple` instead. for `dict`, use a `NamedTuple` "
-                    "instead). If you absolutely need this and know the side effects, pass "
-                    "strict=False to trace() to allow this behavior.")
+            if has_dict:
+                raise RuntimeError(_CONTAINER_MESSAGE.format(kind="dict"))
+            if has_list:
+                warnings.warn(_CONTAINER_MESSAGE.format(kind="list"), TracerWarning, stacklevel=4)
 
 
 def _capture(root: Optional[torch.nn.Module],

