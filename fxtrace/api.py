@@ -21,6 +21,11 @@ from .capture.meta import CaptureInfo
 from .capture.source import user_source
 from .errors import InvalidArgument, TracerWarning
 from .lower.script import lower_function, lower_module
+from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
+
+#: The passes every capture goes through. Constant folding is not among them: it would store
+#: folded tensors as new module state, which torch.jit.trace's results do not have.
+CAPTURE_PASSES = [eliminate_dead_code, eliminate_common_subexpressions, eliminate_dead_code]
 
 __all__ = ["trace", "trace_module", "capture"]
 
@@ -121,7 +126,9 @@ def _capture(root: Optional[torch.nn.Module],
     with _preserved_state([root] if root is not None else []):
         tracer, root_trace = capture_concrete(methods, root=root, name=name)
     fn = methods[0][1] if root is None else None
-    return assemble(tracer, root_trace, info, fn)
+    gm = assemble(tracer, root_trace, info, fn)
+    gm, info.passes = run_passes(gm, CAPTURE_PASSES)
+    return gm
 
 
 def _function_name(func: Callable[..., Any]) -> str:

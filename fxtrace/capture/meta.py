@@ -133,3 +133,4 @@ class CaptureInfo:
     specialisations: List[Specialisation] = dataclasses.field(default_factory=list)
     module_calls: Dict[str, int] = dataclasses.field(default_factory=dict)  # path -> calls
     training: bool = False
+    passes: List[Any] = dataclasses.field(default_factory=list)  # PassRecords of the pipeline
