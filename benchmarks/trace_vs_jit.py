@@ -85,33 +85,35 @@ def recorded_ops(model: Any, example: Tuple[Any, ...]) -> int:
                for n in sub.graph.nodes if n.op in ("call_function", "call_method"))
 
 
-def time_trace(tracer: Callable[..., Any], c: ZooCase, check: bool, reps: int
-               ) -> Tuple[Optional[float], str]:
-    """Median seconds of ``reps`` traces of a fresh model (``None`` and the error on failure)."""
-    times = []
-    for _ in range(reps):
-        model, example = c.make(), c.example(c.batch)
-        gc.collect()
-        t0 = time.perf_counter()
-        try:
-            tracer(model, example, check)
-        except Exception as e:  # noqa: BLE001 - a tracer's own failure is a result here
-            return None, f"{type(e).__name__}"
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), ""
+def time_one_trace(tracer: Callable[..., Any], c: ZooCase, check: bool) -> Tuple[float, str]:
+    """Seconds of one trace of a freshly built model (``nan`` and the error's type on failure)."""
+    model, example = c.make(), c.example(c.batch)
+    gc.collect()
+    t0 = time.perf_counter()
+    try:
+        tracer(model, example, check)
+    except Exception as e:  # noqa: BLE001 - a tracer's own failure is a result here
+        return float("nan"), type(e).__name__
+    return time.perf_counter() - t0, ""
 
 
-def time_calls(traced: Any, example: Tuple[Any, ...], warmup: int, calls: int) -> float:
-    """Median seconds of one call, after ``warmup`` calls (lets the profiling executor settle)."""
+def time_calls(traced: Dict[str, Any], example: Tuple[Any, ...], warmup: int, calls: int
+               ) -> Dict[str, float]:
+    """Median seconds of one call of each traced program, after ``warmup`` calls (lets the
+    profiling executor settle). Calls alternate between the tracers in blocks of 10, so that
+    load changes on a shared machine hit both alike."""
+    times: Dict[str, List[float]] = {name: [] for name in traced}
     with torch.no_grad():
-        for _ in range(warmup):
-            traced(*example)
-        times = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            traced(*example)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn in traced.values():
+            for _ in range(warmup):
+                fn(*example)
+        for block in range(0, calls, 10):
+            for name, fn in traced.items():
+                for _ in range(min(10, calls - block)):
+                    t0 = time.perf_counter()
+                    fn(*example)
+                    times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def peak_python_heap(tracer: Callable[..., Any], c: ZooCase) -> Optional[int]:
@@ -150,19 +152,28 @@ def bench_case(c: ZooCase, reps: int, warmup: int, calls: int, memory: bool) -> 
     big = ops > BIG_GRAPH
     reps = 1 if big else reps
     row: Dict[str, Any] = {"case": c.name, "ops": ops}
+    if not big:  # one unmeasured trace each: first-time TorchScript type compilation is not
+        for tracer in TRACERS.values():  # per-trace cost, and would land in the first column
+            time_one_trace(tracer, c, False)
+    for column, check in (("trace", False), ("check", True)):
+        samples: Dict[str, List[float]] = {name: [] for name in TRACERS}
+        for _ in range(reps):  # interleaved: fx, jit, fx, jit, ...
+            for name, tracer in TRACERS.items():
+                seconds, err = time_one_trace(tracer, c, check)
+                samples[name].append(seconds)
+                row[name, column + "_err"] = err
+        for name in TRACERS:
+            row[name, column] = (None if row[name, column + "_err"]
+                                 else statistics.median(samples[name]))
+    traced = {}
     for name, tracer in TRACERS.items():
-        if not big:  # one unmeasured trace: first-time TorchScript type compilation is not
-            try:     # per-trace cost, and would otherwise land in whichever column runs first
-                tracer(c.make(), example, False)
-            except Exception:  # noqa: BLE001
-                pass
-        row[name, "trace"], row[name, "trace_err"] = time_trace(tracer, c, False, reps)
-        row[name, "check"], row[name, "check_err"] = time_trace(tracer, c, True, reps)
         try:
-            traced = tracer(c.make(), example, False)
-            row[name, "call"] = time_calls(traced, example, warmup, calls)
+            traced[name] = tracer(c.make(), example, False)
         except Exception:  # noqa: BLE001
-            row[name, "call"] = None
+            pass
+    latency = time_calls(traced, example, warmup, calls)
+    for name, tracer in TRACERS.items():
+        row[name, "call"] = latency.get(name)
         row[name, "mem"] = peak_python_heap(tracer, c) if memory and not big else None
     return row
 

@@ -5,12 +5,12 @@ fxtrace writes TorchScript source for those graphs and compiles real ``ScriptMod
 ``ScriptFunction`` objects. Every value the trace freezes is recorded and guarded.
 """
 from .api import capture, trace, trace_module
-from .errors import (FxTraceError, GuardError, InvalidArgument, LoweringError, PassError,
+from .errors import (FxTraceError, GuardError, InvalidArgument, InvalidAttribute, LoweringError, PassError,
                      TraceError, TracerWarning, TracingCheckError, VerifyError)
 
 __all__ = [
     "trace", "trace_module", "capture",
-    "FxTraceError", "TraceError", "InvalidArgument", "LoweringError", "GuardError", "PassError",
+    "FxTraceError", "TraceError", "InvalidArgument", "InvalidAttribute", "LoweringError", "GuardError", "PassError",
     "VerifyError", "TracingCheckError", "TracerWarning",
 ]
 __version__ = "0.1.0"

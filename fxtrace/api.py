@@ -19,7 +19,7 @@ from .capture.assemble import assemble
 from .capture.concrete import capture_concrete
 from .capture.meta import CaptureInfo
 from .capture.source import user_source
-from .errors import InvalidArgument, TracerWarning
+from .errors import InvalidArgument, InvalidAttribute, TracerWarning
 from .lower.script import lower_function, lower_module
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
 
@@ -147,9 +147,11 @@ def _method_args(func: Callable[..., Any], example: Any, is_kwarg: bool
                  ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
     if is_kwarg:
         names = _argument_names(func)
+        owner = "forward() method's" if isinstance(func, torch.nn.Module) or getattr(
+            func, "__name__", "") == "forward" else f"{getattr(func, '__name__', 'function')}()'s"
         for key in example:
             if names is not None and key not in names:
-                raise NameError(f"'{key}' is not in forward() method's arguments, valid "
+                raise NameError(f"'{key}' is not in {owner} arguments, valid "
                                 f"arguments name are [{','.join(names)}]")
         return (), dict(example)
     return _make_tuple(example, "example_inputs"), {}
@@ -197,7 +199,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
     for method_name, example in inputs.items():
         target = getattr(mod, method_name, None)
         if target is None or not callable(target):
-            raise InvalidArgument(f"inputs names method {method_name!r}, which "
+            raise InvalidAttribute(f"inputs names method {method_name!r}, which "
                                   f"{type(mod).__name__} does not have{_where()}")
         func = mod if method_name == "forward" else target
         args, kwargs = _method_args(target, example, example_inputs_is_kwarg)
@@ -264,7 +266,11 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
     module = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
     if isinstance(module, torch.nn.Module) and (func is module or func.__name__ == "forward"):
         example = example_inputs if example_inputs is not None else example_kwarg_inputs
-        return trace_module(module, {"forward": example}, optimize, check_trace,
+        if optimize is not None:  # warned here so that the warning points at the caller
+            warnings.warn("`optimize` is deprecated and has no effect. "
+                          "Use `with torch.jit.optimized_execution()` instead",
+                          FutureWarning, stacklevel=2)
+        return trace_module(module, {"forward": example}, None, check_trace,
                             [{"forward": c} for c in check_inputs] if check_inputs else None,
                             check_tolerance, strict, _force_outplace, _module_class,
                             _compilation_unit, example_inputs_is_kwarg=is_kwarg,

@@ -834,6 +834,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     fmt = _check_format(args.format)
     if args.examples < 1:
         _fail(f"--examples must be at least 1, got {args.examples}")
+    if (args.rtol is None) != (args.atol is None):
+        _fail("give --rtol and --atol together (torch.testing.assert_close takes both or "
+              "neither)")
     target = _prepare(args)
     dynamic = _parse_dynamic(args.dynamic or [], target)
     traced = _do_trace(target, check=True)

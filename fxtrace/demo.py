@@ -56,7 +56,8 @@ def _quiet_jit_deprecation() -> Iterator[None]:
 #: useful locations.
 EXAMPLES = textwrap.dedent('''\
     import torch
-    
+    from torch import nn
+
 
     def foo(x, y):
         return 2 * x + y

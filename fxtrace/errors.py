@@ -12,6 +12,7 @@ __all__ = [
     "FxTraceError",
     "TraceError",
     "InvalidArgument",
+    "InvalidAttribute",
     "LoweringError",
     "GuardError",
     "PassError",
@@ -44,6 +45,13 @@ class InvalidArgument(FxTraceError, ValueError, TypeError):
     """An argument of ``trace``/``trace_module``/``capture`` is malformed.
 
     The message names the argument and the value that was rejected.
+    """
+
+
+class InvalidAttribute(InvalidArgument, AttributeError):
+    """An argument names an attribute (a method, a module member) that does not exist.
+
+    Also an ``AttributeError``, the type torch.jit raises in the same situation.
     """
 
 

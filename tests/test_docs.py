@@ -5,7 +5,7 @@ import re
 import pytest
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["index.md"]
+PAGES = ["index.md", "strategies.md"]
 
 
 def _blocks(text: str) -> list:

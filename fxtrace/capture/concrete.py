@@ -417,9 +417,9 @@ class ConcreteTracer:
                                        source=node.meta[SOURCE])
                     self._bind_structure(frame, sub, item)
 
-    def _input(self, frame: _Frame, name: str, value: Any) -> fx.Node:
+    def _input(self, frame: _Frame, name: str, value: Any, where: str = "input") -> fx.Node:
         """Make a placeholder for ``value`` in ``frame`` and bind what it contains."""
-        node = frame.placeholder(name, value, python_type_of(value))
+        node = frame.placeholder(name, value, python_type_of(value, where))
         self._bind_structure_input(frame, node, value)
         return node
 
@@ -812,8 +812,10 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         frame = _Frame(tracer, root, "", None, root_trace)
         tracer.frames = [frame]
         signature = _signature(fn.forward if isinstance(fn, torch.nn.Module) else fn)
-        for pname, value in _bind_names(signature, args, kwargs):
-            tracer._input(frame, pname, value)
+        for i, (pname, value) in enumerate(_bind_names(signature, args, kwargs)):
+            where = f"example_inputs[{i}] (argument '{pname}')" if i < len(args) else \
+                f"example_kwarg_inputs['{pname}']"
+            tracer._input(frame, pname, value, where)
         with _tracing_environment(tracer):
             out = fn(*args, **kwargs)
         tracer._output(frame, out)
