@@ -248,6 +248,8 @@ def _import_file(path: str) -> Any:
     stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0]) or "user_module"
     if stem[0].isdigit():
         stem = "_" + stem
+    if stem in sys.modules:  # never shadow an imported module (a user file named torch.py)
+        stem = f"_fxtrace_user_{stem}"
     spec = importlib.util.spec_from_file_location(stem, path)
     if spec is None or spec.loader is None:
         _fail(f"cannot import {path}: not a Python source file")
@@ -672,7 +674,8 @@ def _compare(actual: Any, expected: Any, leaves: Dict[str, _Leaf], rtol: Optiona
             ok = False
             if leaf.status == "ok":
                 leaf.status, leaf.expected, leaf.actual = "mismatch", _describe(e), _describe(a)
-                leaf.detail = _first_line(err)
+                lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+                leaf.detail = f"{type(err).__name__}: " + " ".join(lines[:2])
     return ok
 
 
@@ -682,7 +685,16 @@ def _clone(value: Any) -> Any:
     return clone(value)
 
 
+_last_progress = [0.0]
+
+
 def _progress(i: int, n: int, counts: Dict[str, int]) -> None:
+    import time
+
+    now = time.monotonic()
+    if i < n and now - _last_progress[0] < 0.1:
+        return
+    _last_progress[0] = now
     sys.stderr.write(f"\r[{i}/{n}] agreed {counts['agreed']}  refused {counts['refused']}  "
                      f"failed {counts['failed']}  skipped {counts['skipped']}")
     sys.stderr.flush()
@@ -902,6 +914,8 @@ def _add_common(p: argparse.ArgumentParser, tables_default: Optional[str]) -> No
                         "tsv, html, ...; default: simple)")
     p.add_argument("--max-width", type=int, default=40, metavar="N",
                    help="cut table cells longer than N characters (0: never; default: 40)")
+    p.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                   help="show the Python traceback of an error instead of one line")
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:

@@ -30,6 +30,13 @@ from fxtrace.capture.meta import SOURCE, SourceLoc
 sys.path.insert(0, os.path.dirname(__file__))
 from zoo import CASES, ZooCase  # noqa: E402
 
+# The user-side torch.jit.save / torch.jit.load below warn (deprecated in torch 2.13); those
+# warnings are torch's, not fxtrace's (test_no_deprecation_warning checks fxtrace's own).
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.save` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning"),
+]
+
 OTHER_BATCHES = (1, 5, 3)  # two of these that differ from the example batch are checked
 FXTRACE_DIR = os.path.dirname(os.path.abspath(fxtrace.__file__))
 TORCH_JIT_DIR = os.path.dirname(os.path.abspath(torch.jit.__file__))
@@ -264,3 +271,27 @@ def test_capture(c: ZooCase) -> None:
                 missing.append(f"{path or '<root>'}: {node.format_node()}")
     assert checked > 0, f"{c.name}: capture recorded no operations"
     assert missing == [], "nodes without fxtrace_source:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("c", cases("test_gradients_match_eager"))
+def test_gradients_match_eager(c: ZooCase) -> None:
+    """Backward through the trace gives eager's gradients for float inputs and parameters."""
+    model, traced, _ = traced_case(c)
+    example = c.example(c.batch)
+    params = list(model.parameters()) if isinstance(model, nn.Module) else []
+
+    def grads(fn: Any) -> List[torch.Tensor]:
+        inputs = tuple(e.clone().requires_grad_(e.is_floating_point()) for e in example)
+        total = sum(leaf.float().sum() for _, leaf in leaves(fn(*inputs)))
+        for p in params:
+            p.grad = None
+        total.backward()
+        out = [i.grad for i in inputs if i.requires_grad] + [p.grad.clone() for p in params]
+        for p in params:
+            p.grad = None
+        return out
+
+    want, got = grads(model), grads(traced)
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        torch.testing.assert_close(g, w, msg=lambda m: f"{c.name}: gradient {i}: {m}")

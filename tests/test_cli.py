@@ -1,0 +1,310 @@
+"""The command line, run as a user runs it: ``python -m fxtrace ...`` in a subprocess.
+
+Every process pays torch's import (seconds), so the commands the selected tests need are
+started together at the beginning (a few at a time) and each test reads its results.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Callable, Dict, List
+
+import pytest
+
+# A module a user would write, imported from a file given as path/to/file.py:ATTR.
+USER_MODELS = textwrap.dedent("""\
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = torch.relu(self.conv(x)).mean((2, 3))
+            return self.fc(x)
+
+
+    class Gated(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.lin = nn.Linear(width, width)
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x, mask):
+            return self.drop(self.lin(x)) * mask
+
+
+    def make_gated():
+        return Gated(4)
+
+
+    def foo(x, y):
+        return 2 * x + y
+
+
+    def branchy(x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1
+
+
+    def escapes(x):
+        # the value goes through numpy: the trace keeps it as a constant, with no guard
+        return x * float(x.numpy().sum())
+""")
+
+BROKEN = textwrap.dedent("""\
+    import torch
+
+    SCALE = 1 / 0
+""")
+
+# name -> argument lists run one after the other in the same directory.
+JOBS: Dict[str, List[List[str]]] = {
+    "demo": [["demo"]],
+    "trace_save_inspect": [
+        ["trace", "usermodels.py:Net", "--input", "randn(2,3,8,8)", "--save", "net.pt",
+         "--table", "nodes,modules"],
+        ["inspect", "net.pt", "--table", "nodes"],
+    ],
+    "trace_function_github": [["trace", "usermodels:foo", "--input", "rand(3)",
+                               "--input", "rand(3)", "--format", "github"]],
+    "trace_factory_kwarg": [["trace", "usermodels.py:make_gated", "--eval",
+                             "--input", "randn(2,4)", "--kwarg", "mask=ones(2,4)",
+                             "--table", "modules,ops"]],
+    "check_pass": [["check", "usermodels.py:Net", "--input", "randn(2,3,8,8)",
+                    "--dynamic", "0:0,0:2", "--examples", "30"]],
+    "check_wrong": [["check", "usermodels.py:escapes", "--input", "randn(4)",
+                     "--examples", "20"]],
+    "check_refusals": [["check", "usermodels.py:branchy", "--input", "randn(4)",
+                        "--dynamic", "0:0", "--examples", "40"]],
+    "err_module": [["trace", "no_such_module_xyz:Net", "--input", "randn(2)"]],
+    "err_attr": [["trace", "usermodels.py:Nett", "--input", "randn(2)"]],
+    "err_import": [["trace", "broken.py:f", "--input", "randn(2)"]],
+    "err_spec_import": [["trace", "usermodels:foo", "--input", '__import__("os")']],
+    "err_spec_name": [["trace", "usermodels:foo", "--input", "randn(2, x)"]],
+    "err_missing_file": [["inspect", "missing.pt"]],
+    "help": [["--help"]],
+    "help_trace": [["trace", "--help"]],
+    "help_inspect": [["inspect", "--help"]],
+    "help_check": [["check", "--help"]],
+    "help_demo": [["demo", "--help"]],
+}
+
+
+def uses(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Mark a test with the jobs it reads (only the selected tests' jobs are run)."""
+    def mark(fn: Callable[..., None]) -> Callable[..., None]:
+        fn.cli_jobs = names  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
+def _run_chain(argvs: List[List[str]], cwd: str) -> List[subprocess.CompletedProcess]:
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    out = []
+    for argv in argvs:
+        # -W default::DeprecationWarning: fxtrace's own torch.jit.save/load must stay quiet.
+        out.append(subprocess.run([sys.executable, "-W", "default::DeprecationWarning",
+                                   "-m", "fxtrace", *argv],
+                                  cwd=cwd, env=env, capture_output=True, text=True, timeout=300))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cli(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+        ) -> Dict[str, List[subprocess.CompletedProcess]]:
+    work = tmp_path_factory.mktemp("cli")
+    (work / "usermodels.py").write_text(USER_MODELS)
+    (work / "broken.py").write_text(BROKEN)
+    wanted = {name for item in request.session.items
+              for name in getattr(getattr(item, "function", None), "cli_jobs", ())}
+    order = sorted(wanted, key=lambda n: n != "demo")  # the longest first
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {n: pool.submit(_run_chain, JOBS[n], str(work)) for n in order}
+        results = {n: f.result() for n, f in futures.items()}
+    results["_dir"] = work  # type: ignore[assignment]
+    return results
+
+
+def _explain(p: subprocess.CompletedProcess) -> str:
+    return f"exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
+
+
+def _one_error_line(p: subprocess.CompletedProcess) -> str:
+    assert p.returncode == 2, _explain(p)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, _explain(p)
+    assert lines[0].startswith("fxtrace: error: "), _explain(p)
+    assert "Traceback" not in p.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- success paths
+
+@uses("trace_save_inspect")
+def test_trace_file_module_save_then_inspect(cli) -> None:
+    trace, inspect = cli["trace_save_inspect"]
+    assert trace.returncode == 0, _explain(trace)
+    assert "check_trace: passed" in trace.stdout
+    assert "== nodes ==" in trace.stdout and "== modules ==" in trace.stdout
+    assert "call_module" in trace.stdout and "usermodels.py:" in trace.stdout
+    assert (cli["_dir"] / "net.pt").is_file()
+    assert "DeprecationWarning" not in trace.stderr
+    assert inspect.returncode == 0, _explain(inspect)
+    assert "== nodes ==" in inspect.stdout
+    assert "aten::relu" in inspect.stdout and "== modules ==" not in inspect.stdout
+    assert "DeprecationWarning" not in inspect.stderr
+
+
+@uses("trace_function_github")
+def test_trace_plain_function_two_inputs_github(cli) -> None:
+    (p,) = cli["trace_function_github"]
+    assert p.returncode == 0, _explain(p)
+    assert "ScriptFunction" in p.stdout
+    rows = [line for line in p.stdout.splitlines() if line.startswith("|")]
+    assert rows[0].replace(" ", "").startswith("|#|opcode|name|"), p.stdout
+    assert set(rows[1].replace("|", "").replace(" ", "")) <= {"-", ":"}
+    assert sum("placeholder" in r for r in rows) == 2
+
+
+@uses("trace_factory_kwarg")
+def test_trace_factory_with_kwarg_and_eval(cli) -> None:
+    (p,) = cli["trace_factory_kwarg"]
+    assert p.returncode == 0, _explain(p)  # check_trace passes only with dropout off (--eval)
+    assert "factory" in p.stdout and "mask=Tensor(2x4, float32)" in p.stdout
+    assert "== modules ==" in p.stdout and "== ops ==" in p.stdout
+
+
+@uses("check_pass")
+def test_check_passes_on_shape_generic_module(cli) -> None:
+    (p,) = cli["check_pass"]
+    assert p.returncode == 0, _explain(p)
+    assert "output" in p.stdout and "status" in p.stdout  # the check table
+    assert "PASSED" in p.stdout
+
+
+@uses("check_wrong")
+def test_check_fails_on_wrong_trace(cli) -> None:
+    (p,) = cli["check_wrong"]
+    assert p.returncode == 1, _explain(p)
+    assert "mismatch" in p.stdout or "FAILED" in p.stdout
+    assert "Traceback" not in p.stderr
+
+
+@uses("check_refusals")
+def test_check_counts_guard_refusals_apart(cli) -> None:
+    (p,) = cli["check_refusals"]
+    assert p.returncode == 0, _explain(p)
+    assert "refused" in p.stdout
+    if "built-in random checker" in p.stdout:  # our fallback: exact counts are printed
+        refused = int(p.stdout.split(" refused,")[0].rsplit(" ", 1)[-1])
+        assert refused > 0, p.stdout
+        assert "0 failed" in p.stdout
+
+
+@uses("demo")
+def test_demo_exits_0_with_summary(cli) -> None:
+    (p,) = cli["demo"]
+    assert p.returncode == 0, _explain(p)
+    for text in ("summary", "batch-generalises", "save/reload-in-fresh-process",
+                 "max abs err", "demo passed", "fxtrace modules imported there: none"):
+        assert text in p.stdout, text
+    summary = p.stdout.split("summary\n", 1)[1]
+    for case in ("foo", "Net via n.forward", "Net via n ", "ConvNet (eval)"):
+        assert case in summary
+    assert "FAIL" not in summary
+    assert "DeprecationWarning" not in p.stderr
+
+
+# --------------------------------------------------------------------------- user mistakes
+
+@uses("err_module")
+def test_bad_module_path(cli) -> None:
+    line = _one_error_line(cli["err_module"][0])
+    assert "no_such_module_xyz" in line
+
+
+@uses("err_attr")
+def test_missing_attribute(cli) -> None:
+    line = _one_error_line(cli["err_attr"][0])
+    assert "'Nett'" in line and "Net" in line.split("candidates", 1)[-1]
+
+
+@uses("err_import")
+def test_import_error_shows_user_line(cli) -> None:
+    line = _one_error_line(cli["err_import"][0])
+    assert "ZeroDivisionError" in line and "broken.py:3" in line and "SCALE = 1 / 0" in line
+
+
+@uses("err_spec_import")
+def test_input_spec_is_not_evaluated(cli) -> None:
+    line = _one_error_line(cli["err_spec_import"][0])
+    assert "bad input spec" in line and "__import__" in line
+
+
+@uses("err_spec_name")
+def test_input_spec_with_a_name(cli) -> None:
+    line = _one_error_line(cli["err_spec_name"][0])
+    assert "bad input spec" in line and "`x`" in line
+
+
+@uses("err_missing_file")
+def test_inspect_missing_file(cli) -> None:
+    line = _one_error_line(cli["err_missing_file"][0])
+    assert "missing.pt" in line
+
+
+@pytest.mark.parametrize("job, expected", [
+    ("help", ["trace", "inspect", "check", "demo"]),
+    ("help_trace", ["--input", "--kwarg", "--eval", "--no-check", "--save", "--table",
+                    "--format"]),
+    ("help_inspect", ["FILE", "--table", "--format"]),
+    ("help_check", ["--examples", "--dynamic", "--input"]),
+    ("help_demo", ["--format", "--keep"]),
+])
+@uses("help", "help_trace", "help_inspect", "help_check", "help_demo")
+def test_help(cli, job: str, expected: List[str]) -> None:
+    (p,) = cli[job]
+    assert p.returncode == 0, _explain(p)
+    assert p.stdout.startswith("usage: fxtrace")
+    for text in expected:
+        assert text in p.stdout, text
+
+
+# --------------------------------------------------------------------------- in process
+
+@pytest.mark.parametrize("spec, shape, dtype", [
+    ("randn(2,3)", (2, 3), "float32"),
+    ("rand((4,))", (4,), "float32"),
+    ("zeros(1, 2, dtype=float64)", (1, 2), "float64"),
+    ("ones(3, dtype=torch.int64)", (3,), "int64"),
+    ("randint(0,10,(2,3))", (2, 3), "int64"),
+    ("randint(5, (4,), dtype=int32)", (4,), "int32"),
+    ("torch.randn(())", (), "float32"),
+])
+def test_parse_input_spec(spec: str, shape: tuple, dtype: str) -> None:
+    from fxtrace.cli import parse_input_spec
+
+    t = parse_input_spec(spec).make()
+    assert tuple(t.shape) == shape and str(t.dtype) == f"torch.{dtype}"
+
+
+@pytest.mark.parametrize("spec", [
+    '__import__("os").system("true")', "randn(2, x)", "os.system('x')", "randn(2, dtype=os)",
+    "randn(*[2])", "randn(2, device='cuda')", "randn(2)[0]", "lambda: 1", "randn(2,3",
+    "randint(0, 10)", "randn(-1)", "randn(2, dtype=int64)", "eval('1')",
+])
+def test_parse_input_spec_rejects(spec: str) -> None:
+    from fxtrace.cli import UserError, parse_input_spec
+
+    with pytest.raises(UserError, match="bad input spec"):
+        parse_input_spec(spec)
