@@ -92,7 +92,8 @@ def _literal(node: ast.AST, spec: str, where: str) -> Any:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
-            and isinstance(node.operand, ast.Constant) and type(node.operand.value) in (int, float)):
+            and isinstance(node.operand, ast.Constant)
+            and type(node.operand.value) in (int, float)):
         return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
     if isinstance(node, (ast.Tuple, ast.List)):
         return tuple(_literal(e, spec, where) for e in node.elts)
@@ -647,11 +648,9 @@ def _compare(actual: Any, expected: Any, leaves: Dict[str, _Leaf], rtol: Optiona
              atol: Optional[float]) -> bool:
     import torch
 
-    from .check.trace_check import flatten_outputs
-
     ok = True
-    exp = flatten_outputs(expected, "out")
-    act = flatten_outputs(actual, "out")
+    exp = _leaves(expected, "out")
+    act = _leaves(actual, "out")
     if len(exp) != len(act):
         leaf = leaves.setdefault("out", _Leaf("out"))
         leaf.status, leaf.expected, leaf.actual = "mismatch", _describe(expected), _describe(actual)
@@ -680,9 +679,27 @@ def _compare(actual: Any, expected: Any, leaves: Dict[str, _Leaf], rtol: Optiona
 
 
 def _clone(value: Any) -> Any:
-    from .check.trace_check import _clone as clone
+    """Copies of the tensors in a nested input, so that eager cannot mutate the trace's."""
+    import torch
 
-    return clone(value)
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, tuple):
+        return tuple(_clone(v) for v in value)
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    return value
+
+
+def _leaves(value: Any, path: str) -> List[Tuple[str, Any]]:
+    """Every leaf of a nested output with its path (``out[0]['logits']``)."""
+    if isinstance(value, (tuple, list)):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{path}[{i}]")]
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{path}[{k!r}]")]
+    return [(path, value)]
 
 
 _last_progress = [0.0]
@@ -849,17 +866,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     if (args.rtol is None) != (args.atol is None):
         _fail("give --rtol and --atol together (torch.testing.assert_close takes both or "
               "neither)")
-    target = _prepare(args)
-    dynamic = _parse_dynamic(args.dynamic or [], target)
-    traced = _do_trace(target, check=True)
+    # Looked up before tracing: tracing imports the fxtrace.check *package*, which rebinds
+    # the attribute ``fxtrace.check`` to that module.
     checker = _library_checker() if args.checker in ("auto", "fxtrace") else None
     if args.checker == "fxtrace" and checker is None:
         _fail("--checker fxtrace: fxtrace.check is not available in this version")
+    target = _prepare(args)
+    dynamic = _parse_dynamic(args.dynamic or [], target)
+    why = "--checker random"
+    if checker is not None:
+        if dynamic and not _accepts(checker, "dynamic"):
+            why, checker = "fxtrace.check takes no dynamic=", None
+        elif target.kwargs and args.checker == "auto":
+            why, checker = "--kwarg inputs", None
+    elif args.checker == "auto":
+        why = "fxtrace.check is not available"
+    traced = _do_trace(target, check=True)
     mw = args.max_width or None
-    if checker is not None and not (dynamic and not _accepts(checker, "dynamic")) \
-            and not (target.kwargs and args.checker == "auto"):
+    if checker is not None:
         return _library_check(checker, target, traced, args.examples, dynamic, fmt, mw)
-    why = "fxtrace.check is not available" if args.checker == "auto" else "--checker random"
     title = (f"property check of {args.target}: {args.examples} random input sets, trace vs "
              f"eager (built-in random checker; {why})")
     return _fallback_check(target, traced, args.examples, dynamic, args.seed, args.rtol,

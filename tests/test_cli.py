@@ -119,20 +119,46 @@ def _run_chain(argvs: List[List[str]], cwd: str) -> List[subprocess.CompletedPro
     return out
 
 
+class _Jobs:
+    """The results of :data:`JOBS`, each run at most once per process.
+
+    Without xdist every job the selected tests need is started at once, three at a time
+    (most of each is torch's import, so they overlap well). Under xdist (tests spread over
+    workers) each job runs when a test first asks for it, so no worker runs another's jobs
+    and the demo runs once.
+    """
+
+    def __init__(self, work, wanted) -> None:
+        self.dir = work
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=3)
+        self._futures: Dict[str, concurrent.futures.Future] = {}
+        for name in sorted(wanted, key=lambda n: n != "demo"):  # the longest first
+            self._start(name)
+
+    def _start(self, name: str) -> concurrent.futures.Future:
+        if name not in self._futures:
+            self._futures[name] = self._pool.submit(_run_chain, JOBS[name], str(self.dir))
+        return self._futures[name]
+
+    def __getitem__(self, name: str) -> List[subprocess.CompletedProcess]:
+        return self._start(name).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 @pytest.fixture(scope="module")
-def cli(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-        ) -> Dict[str, List[subprocess.CompletedProcess]]:
+def cli(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("cli")
     (work / "usermodels.py").write_text(USER_MODELS)
     (work / "broken.py").write_text(BROKEN)
-    wanted = {name for item in request.session.items
-              for name in getattr(getattr(item, "function", None), "cli_jobs", ())}
-    order = sorted(wanted, key=lambda n: n != "demo")  # the longest first
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {n: pool.submit(_run_chain, JOBS[n], str(work)) for n in order}
-        results = {n: f.result() for n, f in futures.items()}
-    results["_dir"] = work  # type: ignore[assignment]
-    return results
+    wanted = set()
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        wanted = {name for item in request.session.items
+                  for name in getattr(getattr(item, "function", None), "cli_jobs", ())}
+    jobs = _Jobs(work, wanted)
+    yield jobs
+    jobs.close()
 
 
 def _explain(p: subprocess.CompletedProcess) -> str:
@@ -157,7 +183,7 @@ def test_trace_file_module_save_then_inspect(cli) -> None:
     assert "check_trace: passed" in trace.stdout
     assert "== nodes ==" in trace.stdout and "== modules ==" in trace.stdout
     assert "call_module" in trace.stdout and "usermodels.py:" in trace.stdout
-    assert (cli["_dir"] / "net.pt").is_file()
+    assert (cli.dir / "net.pt").is_file()
     assert "DeprecationWarning" not in trace.stderr
     assert inspect.returncode == 0, _explain(inspect)
     assert "== nodes ==" in inspect.stdout
@@ -308,3 +334,35 @@ def test_parse_input_spec_rejects(spec: str) -> None:
 
     with pytest.raises(UserError, match="bad input spec"):
         parse_input_spec(spec)
+
+
+def test_check_calls_fxtrace_check_when_available(tmp_path, monkeypatch, capsys) -> None:
+    """With ``fxtrace.check`` present, ``check`` hands it the trace, the original and inputs."""
+    import fxtrace
+    import fxtrace.check.trace_check  # noqa: F401 - bind the package first, as tracing does
+    from fxtrace.cli import main
+    from fxtrace.inspect import CheckReport, OutputCheck
+
+    (tmp_path / "usermodels.py").write_text(USER_MODELS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls = []
+
+    def fake_check(traced, original, inputs, max_examples, dynamic=None):
+        calls.append((traced, original, inputs, max_examples, dynamic))
+        return CheckReport([OutputCheck("out", "mismatch", 1.0, 1.0)], title="fake report")
+
+    monkeypatch.setattr(fxtrace, "check", fake_check)
+    status = main(["check", "usermodels.py:foo", "--input", "rand(3)", "--input", "rand(3)",
+                   "--dynamic", "0:0,1:0", "--examples", "7"])
+    assert status == 1 and "fake report" in capsys.readouterr().out
+    (traced, original, inputs, n, dynamic), = calls
+    assert isinstance(traced, torch_jit_script_function()) and original.__name__ == "foo"
+    assert [tuple(t.shape) for t in inputs] == [(3,), (3,)] and n == 7
+    assert dynamic == [(0, 0), (1, 0)]
+
+
+def torch_jit_script_function() -> type:
+    import torch
+
+    return torch.jit.ScriptFunction
