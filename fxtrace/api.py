@@ -212,7 +212,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         from .check.trace_check import check_trace as run_check
         for method_name, func, args, kwargs in methods:
             sets = [c[method_name] for c in check_inputs] if check_inputs else None
-            run_check(script if method_name == "forward" else getattr(script, method_name), func,
+            run_check(script if method_name == "forward" else script._c._get_method(method_name), func,
                       [(args, kwargs)] if sets is None else
                       [_method_args(func, s, example_inputs_is_kwarg) for s in sets],
                       check_tolerance, stateful=[mod])

@@ -493,7 +493,7 @@ class ConcreteTracer:
             return self.record("call_function", operator.getitem, args, kwargs, out)
         if method is not None:
             return self.record("call_method", method, args, kwargs, out)
-        return self.record("call_function", _public_target(func), args, kwargs, out)
+        return self.record("call_function", func, args, kwargs, out)
 
     def _on_value(self, func: Callable[..., Any], method: Optional[str], args: Tuple[Any, ...],
                   kwargs: Dict[str, Any], out: Any) -> Any:
@@ -667,17 +667,6 @@ def _tensor_method_name(func: Any) -> Optional[str]:
         if cls.__dict__.get(name) is func:
             return name
     return None
-
-
-def _public_target(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Prefer ``torch.nn.functional.linear`` over the identical ``torch._C._nn.linear``."""
-    module = getattr(func, "__module__", None) or ""
-    name = getattr(func, "__name__", None)
-    if module.startswith("torch._C") and name is not None:
-        for ns in (torch.nn.functional, torch, torch.special, torch.linalg, torch.fft):
-            if getattr(ns, name, None) is func:
-                return func
-    return func
 
 
 def _untraced_tree(value: Any) -> Any:

@@ -57,18 +57,21 @@ def _escape(kind: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 class _TracedNumber:
-    """Mixin holding the node and tracer; the arithmetic is defined on the concrete classes."""
+    """Mixin: the node and tracer, and the arithmetic shared by traced ints and floats.
+
+    Listed before ``int``/``float`` in the bases, so these methods take precedence.
+    """
 
     _node: fx.Node
     _tracer: "ConcreteTracer"
+    _base: type
 
     def _plain(self) -> Any:
         # The base type's own slot: calling int(self) would run our __int__ and specialise.
-        base = self._base  # type: ignore[attr-defined]
-        return int.__int__(self) if base is int else float.__float__(self)  # type: ignore
+        return int.__int__(self) if self._base is int else float.__float__(self)  # type: ignore
 
     def __reduce__(self) -> Any:  # pickling / deepcopy see the plain number
-        return (self._base, (self._plain(),))  # type: ignore[attr-defined]
+        return (self._base, (self._plain(),))
 
     def __repr__(self) -> str:
         return repr(self._plain())
@@ -80,6 +83,30 @@ class _TracedNumber:
 
     def __hash__(self) -> int:
         return hash(self._plain())
+
+    def __neg__(self) -> Any:
+        return self._tracer.record_scalar(operator.neg, (self,), -self._plain())
+
+    def __pos__(self) -> Any:
+        return self
+
+    __add__ = _binary(operator.add)
+    __radd__ = _binary(operator.add, reflected=True)
+    __sub__ = _binary(operator.sub)
+    __rsub__ = _binary(operator.sub, reflected=True)
+    __mul__ = _binary(operator.mul)
+    __rmul__ = _binary(operator.mul, reflected=True)
+    __truediv__ = _binary(operator.truediv)
+    __rtruediv__ = _binary(operator.truediv, reflected=True)
+    __eq__ = _compare(operator.eq)  # type: ignore[assignment]
+    __ne__ = _compare(operator.ne)  # type: ignore[assignment]
+    __lt__ = _compare(operator.lt)
+    __le__ = _compare(operator.le)
+    __gt__ = _compare(operator.gt)
+    __ge__ = _compare(operator.ge)
+    __int__ = _escape("int", int)
+    __float__ = _escape("float", float)
+    __bool__ = _escape("bool", bool)
 
 
 class TracedInt(_TracedNumber, int):
@@ -93,36 +120,13 @@ class TracedInt(_TracedNumber, int):
         self._tracer = tracer
         return self
 
-    __add__ = _binary(operator.add)
-    __radd__ = _binary(operator.add, reflected=True)
-    __sub__ = _binary(operator.sub)
-    __rsub__ = _binary(operator.sub, reflected=True)
-    __mul__ = _binary(operator.mul)
-    __rmul__ = _binary(operator.mul, reflected=True)
     __floordiv__ = _binary(operator.floordiv)
     __rfloordiv__ = _binary(operator.floordiv, reflected=True)
-    __truediv__ = _binary(operator.truediv)
-    __rtruediv__ = _binary(operator.truediv, reflected=True)
     __mod__ = _binary(operator.mod)
     __rmod__ = _binary(operator.mod, reflected=True)
     __pow__ = _binary(operator.pow)  # type: ignore[assignment]
-
-    def __neg__(self) -> Any:
-        return self._tracer.record_scalar(operator.neg, (self,), -self._plain())
-
-    def __pos__(self) -> "TracedInt":
-        return self
-
-    __eq__ = _compare(operator.eq)  # type: ignore[assignment]
-    __ne__ = _compare(operator.ne)  # type: ignore[assignment]
-    __lt__ = _compare(operator.lt)
-    __le__ = _compare(operator.le)
-    __gt__ = _compare(operator.gt)
-    __ge__ = _compare(operator.ge)
-    __int__ = _escape("int", int)
     __index__ = _escape("index", int)
-    __float__ = _escape("float", float)
-    __bool__ = _escape("bool", bool)
+    # Defining __eq__ removes the inherited __hash__; restate the mixin's.
     __hash__ = _TracedNumber.__hash__
 
 
@@ -137,23 +141,6 @@ class TracedFloat(_TracedNumber, float):
         self._tracer = tracer
         return self
 
-    __add__ = _binary(operator.add)
-    __radd__ = _binary(operator.add, reflected=True)
-    __sub__ = _binary(operator.sub)
-    __rsub__ = _binary(operator.sub, reflected=True)
-    __mul__ = _binary(operator.mul)
-    __rmul__ = _binary(operator.mul, reflected=True)
-    __truediv__ = _binary(operator.truediv)
-    __rtruediv__ = _binary(operator.truediv, reflected=True)
-    __eq__ = _compare(operator.eq)  # type: ignore[assignment]
-    __ne__ = _compare(operator.ne)  # type: ignore[assignment]
-    __lt__ = _compare(operator.lt)
-    __le__ = _compare(operator.le)
-    __gt__ = _compare(operator.gt)
-    __ge__ = _compare(operator.ge)
-    __int__ = _escape("int", int)
-    __float__ = _escape("float", float)
-    __bool__ = _escape("bool", bool)
     __hash__ = _TracedNumber.__hash__
 
 

@@ -1,0 +1,206 @@
+"""Concrete capture: live sizes, specialisations with guards, module frames, lowering errors.
+
+Every test compares the trace with eager on inputs that take the traced path, and checks that
+inputs taking another path are refused by a guard rather than answered wrongly.
+"""
+import warnings
+from typing import Any, Callable
+
+import pytest
+import torch
+import torch.fx as fx
+
+import fxtrace
+from fxtrace.capture.meta import CaptureInfo
+from fxtrace.lower.codegen import generate
+
+
+def _trace(fn: Any, *args: Any, **kw: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fxtrace.TracerWarning)
+        return fxtrace.trace(fn, args if len(args) != 1 else args[0], **kw)
+
+
+def _refused(traced: Callable[..., Any], *args: Any) -> str:
+    with pytest.raises(torch.jit.Error) as info:
+        traced(*args)
+    assert "fxtrace guard failed" in str(info.value)
+    return str(info.value)
+
+
+def branchy(x: torch.Tensor) -> torch.Tensor:
+    if x.sum() > 0:
+        return x * 2
+    return x - 1
+
+
+def test_data_dependent_branch_is_guarded_at_the_user_line() -> None:
+    """A branch on a tensor value warns at the user's line and is checked at run time."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = fxtrace.trace(branchy, torch.ones(3))
+    tracer_warnings = [w for w in caught if issubclass(w.category, fxtrace.TracerWarning)]
+    assert tracer_warnings and tracer_warnings[0].filename == __file__
+    assert torch.equal(traced(torch.full((4,), 3.0)), branchy(torch.full((4,), 3.0)))
+    message = _refused(traced, -torch.ones(3))
+    assert "test_capture.py" in message and "x.sum() > 0" in message
+
+
+def test_int_of_size_is_guarded() -> None:
+    """``int(x.size(0))`` freezes the batch size: other batch sizes are refused."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        n = int(x.size(0))
+        return x.view(n, -1)
+
+    traced = _trace(f, torch.ones(2, 3))
+    assert torch.equal(traced(torch.ones(2, 3)), f(torch.ones(2, 3)))
+    _refused(traced, torch.ones(4, 3))
+
+
+def test_range_over_size_is_guarded() -> None:
+    """A Python loop over a live size unrolls; another length is refused, not mis-summed."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        out = x[0]
+        for i in range(1, x.size(0)):
+            out = out + x[i]
+        return out
+
+    traced = _trace(f, torch.rand(3, 2))
+    x = torch.rand(3, 2)
+    torch.testing.assert_close(traced(x), f(x))
+    _refused(traced, torch.rand(5, 2))
+
+
+def test_item_is_guarded() -> None:
+    """``.item()`` used as a Python number is checked against the traced value."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return x * x.max().item()
+
+    traced = _trace(f, torch.tensor([1.0, 2.0]))
+    assert torch.equal(traced(torch.tensor([2.0, 0.5])), f(torch.tensor([2.0, 0.5])))
+    _refused(traced, torch.tensor([1.0, 3.0]))
+
+
+def test_live_sizes_generalise_over_batch() -> None:
+    """Size arithmetic is recorded, so the trace is correct at other batch sizes."""
+    def f(x: torch.Tensor) -> Any:
+        b, c, h = x.shape
+        y = x.reshape(b, c * h) + torch.zeros(x.size(0), c * h)
+        return y[:, : h * 2], x[..., 0], x.numel() // b
+
+    traced = _trace(f, torch.rand(2, 3, 4))
+    for batch in (1, 7):
+        x = torch.rand(batch, 3, 4)
+        got, want = traced(x), f(x)
+        torch.testing.assert_close(got[0], want[0])
+        torch.testing.assert_close(got[1], want[1])
+        assert got[2] == want[2]
+
+
+def test_closure_constant_and_requires_grad_closure() -> None:
+    """A closure tensor becomes a constant; one that requires grad is refused as torch.jit does."""
+    c = torch.arange(3.0)
+    traced = _trace(lambda x: x + c, torch.ones(3))
+    assert isinstance(traced, torch.jit.ScriptFunction)
+    assert torch.equal(traced(torch.zeros(3)), c)
+    w = torch.ones(3, requires_grad=True)
+    with pytest.raises(fxtrace.TraceError, match="requires grad"):
+        fxtrace.trace(lambda x: x * w, torch.ones(3))
+
+
+class _Attention(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, mask: Any = None) -> torch.Tensor:
+        y = self.proj(x)
+        return y if mask is None else y * mask
+
+
+class _TwoWays(torch.nn.Module):
+    """Calls one submodule with and without a mask: two behaviours, two methods."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.att = _Attention()
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return self.att(x) + self.att(x, m)
+
+
+def test_submodule_called_two_ways_gets_two_methods() -> None:
+    """Distinct call behaviours become ``forward`` and ``forward1`` of the submodule."""
+    model = _TwoWays()
+    x, m = torch.rand(2, 4), torch.rand(2, 4)
+    traced = _trace(model, x, m)
+    assert traced.att._c._has_method("forward1")
+    torch.testing.assert_close(traced(x * 2, m), model(x * 2, m))
+
+
+class _ReadsParent(torch.nn.Module):
+    """A child reading a tensor its caller stored on it: the tensor is lifted into an input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = torch.nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.sum()
+        self.inner.scale = scale
+        return self.inner(x) * scale
+
+
+def test_capture_records_module_frames_and_info() -> None:
+    """capture() gives a GraphModule tree with call_module nodes and a CaptureInfo."""
+    model = _TwoWays()
+    gm = fxtrace.capture(model, (torch.rand(2, 4), torch.rand(2, 4)))
+    assert isinstance(gm, fx.GraphModule) and isinstance(gm.att, fx.GraphModule)
+    assert [n.target for n in gm.graph.nodes if n.op == "call_module"] == ["att"]
+    info = gm.meta["fxtrace"]
+    assert isinstance(info, CaptureInfo) and info.module_calls["att"] == 2
+    x, m = torch.rand(3, 4), torch.rand(3, 4)
+    torch.testing.assert_close(gm(x, m), model(x, m))
+
+
+def test_trace_module_with_two_methods() -> None:
+    """trace_module traces each named method; both run on the result."""
+    class Two(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+        def scaled(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) * 2
+
+    model = Two()
+    x = torch.rand(2, 3)
+    traced = fxtrace.trace_module(model, {"forward": x, "scaled": x})
+    torch.testing.assert_close(traced(x), model(x))
+    torch.testing.assert_close(traced.scaled(x), model.scaled(x))
+
+
+def test_codegen_writes_user_lines_and_compile_errors_show_source() -> None:
+    """Generated lines carry ``# file:line``; an uncompilable graph raises LoweringError with it."""
+    gm = fxtrace.capture(branchy, torch.ones(3))
+    source = generate(gm.graph, "forward")
+    assert "test_capture.py:" in source.src
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    graph.output(graph.call_function(torch.add, (x, "not a number")))
+    bad = fx.GraphModule(torch.nn.Module(), graph)
+    bad.meta["fxtrace"] = CaptureInfo(mode="concrete", is_function=True, name="bad")
+    from fxtrace.lower.script import lower_function
+    with pytest.raises(fxtrace.LoweringError, match="Generated source"):
+        lower_function(bad, "bad")
+
+
+def test_lifted_tensor_from_caller() -> None:
+    """A tensor the child reads from its caller without being passed it stays live."""
+    model = _ReadsParent()
+    traced = _trace(model, torch.rand(2, 3))
+    x = torch.rand(4, 3)
+    torch.testing.assert_close(traced(x), model(x))
