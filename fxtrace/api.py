@@ -6,11 +6,10 @@ mistakes, the same warnings. The pipeline is capture → passes → lower → ch
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import sys
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.fx as fx
@@ -21,6 +20,7 @@ from .capture.meta import CaptureInfo
 from .capture.source import user_source
 from .errors import InvalidArgument, InvalidAttribute, TracerWarning
 from .lower.script import lower_function, lower_module
+from .state import preserved_state
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
 
 #: The passes every capture goes through. Constant folding is not among them: it would store
@@ -49,28 +49,6 @@ def _make_tuple(example_inputs: Any, argument: str) -> Tuple[Any, ...]:
         raise InvalidArgument(
             f"{argument} must be a tensor, a tuple of inputs or a dict; got "
             f"{type(example_inputs).__name__}{_where()}") from None
-
-
-@contextlib.contextmanager
-def _preserved_state(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
-    """Leave grad mode as it was; on failure also restore RNG, training flags and buffers."""
-    grad = torch.is_grad_enabled()
-    rng = torch.random.get_rng_state()
-    flags = [(m, m.training) for root in modules for m in root.modules()]
-    buffers = [(b, b.detach().clone()) for root in modules for b in root.buffers()]
-    try:
-        yield
-    except BaseException:
-        torch.random.set_rng_state(rng)
-        for m, training in flags:
-            m.training = training
-        with torch.no_grad():
-            for b, saved in buffers:
-                if b.shape == saved.shape:
-                    b.copy_(saved)
-        raise
-    finally:
-        torch.set_grad_enabled(grad)
 
 
 def _check_unsupported(_force_outplace: bool) -> None:
@@ -123,7 +101,7 @@ def _capture(root: Optional[torch.nn.Module],
              name: str) -> fx.GraphModule:
     info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
                        training=bool(root.training) if root is not None else False)
-    with _preserved_state([root] if root is not None else []):
+    with preserved_state([root] if root is not None else [], always=False):
         tracer, root_trace = capture_concrete(methods, root=root, name=name)
     fn = methods[0][1] if root is None else None
     gm = assemble(tracer, root_trace, info, fn)

@@ -204,3 +204,35 @@ def test_lifted_tensor_from_caller() -> None:
     traced = _trace(model, torch.rand(2, 3))
     x = torch.rand(4, 3)
     torch.testing.assert_close(traced(x), model(x))
+
+
+def test_python_value_from_torch_function_is_guarded() -> None:
+    """``torch.equal`` returns a Python bool from tensor values: it is guarded like ``if t``."""
+    def f(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + 1 if torch.equal(x, y) else x - 1
+
+    x = torch.ones(3)
+    traced = _trace(f, x, x.clone())
+    assert torch.equal(traced(x * 2, x * 2), f(x * 2, x * 2))
+    _refused(traced, x, x * 2)
+
+
+def test_check_warns_on_value_mismatch_and_restores_state() -> None:
+    """A trace that differs from eager on check_inputs warns as torch.jit does; the model's
+    buffers and RNG are as they were after the check (training-mode BatchNorm + dropout)."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return x * float(x.numpy().sum())   # escapes through numpy: a constant, unguarded
+
+    with pytest.warns(fxtrace.TracerWarning, match="Output nr 1"):
+        fxtrace.trace(f, torch.ones(2), check_inputs=[(torch.full((2,), 3.0),)])
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.5))
+    x = torch.rand(8, 4)
+    traced = fxtrace.trace(model, x, check_trace=False)
+    stats, rng = model[1].running_mean.clone(), torch.random.get_rng_state()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fxtrace.TracerWarning)
+        from fxtrace.check.trace_check import check_trace
+        check_trace(traced, model, [((x,), {})], 1e-5, stateful=[model])
+    assert torch.equal(model[1].running_mean, stats)
+    assert torch.equal(torch.random.get_rng_state(), rng)

@@ -39,15 +39,7 @@ __all__ = ["capture_concrete", "ModuleTrace"]
 _LEAF_TYPES = (int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout,
                torch.memory_format, type(Ellipsis), torch.Generator)
 
-# Tensor getters that are plain metadata: fixed by dtype, layout or device, never by values.
-_METADATA_PROPERTIES = frozenset({
-    "dtype", "device", "layout", "is_cuda", "is_cpu", "is_sparse", "is_quantized", "is_meta",
-    "is_mkldnn", "is_nested", "is_sparse_csr", "is_xla", "is_xpu", "is_mps", "is_vulkan",
-    "is_ipu", "is_maia", "is_mtia", "requires_grad", "is_leaf", "itemsize", "name",
-    "grad_fn", "output_nr", "_version", "retains_grad", "_base", "_cdata", "volatile",
-    "grad_dtype", "_has_symbolic_sizes_strides", "_python_dispatch", "_backward_hooks",
-    "_post_accumulate_grad_hooks", "_grad_fn", "_grad", "grad",
-})
+# Tensor methods whose results are metadata (fixed by dtype, layout, device), not values.
 _METADATA_METHODS = frozenset({
     "is_floating_point", "is_complex", "is_signed", "element_size", "get_device", "data_ptr",
     "is_contiguous", "__repr__", "__format__", "__hash__", "storage_offset", "untyped_storage",
@@ -77,9 +69,8 @@ class ModuleTrace:
 class _Frame:
     """One graph under construction: the root call or one submodule call."""
 
-    def __init__(self, tracer: "ConcreteTracer", module: Optional[torch.nn.Module], path: str,
+    def __init__(self, module: Optional[torch.nn.Module], path: str,
                  parent: Optional["_Frame"], trace: ModuleTrace) -> None:
-        self.tracer = tracer
         self.module = module
         self.path = path
         self.parent = parent
@@ -125,7 +116,6 @@ class ConcreteTracer:
         self.module_traces: Dict[int, ModuleTrace] = {}
         self.specialisations: List[Specialisation] = []
         self._warned: set = set()
-        self.paused = 0
         self.param_names: Dict[int, List[str]] = {}
         self.module_names: Dict[int, List[str]] = {}
         if root is not None:
@@ -265,12 +255,12 @@ class ConcreteTracer:
         fx_args = tuple(self.resolve(a) if is_traced(a) else a for a in args)
         node = self._create(frame, "call_function", op, fx_args, {}, value)
         cls = TracedInt if isinstance(value, int) and not isinstance(value, bool) else TracedFloat
-        result = cls(value, node, self)
+        result = cls(value, self)
         frame.bind(result, node)
         return result
 
     def traced_int(self, node: fx.Node, value: int) -> TracedInt:
-        result = TracedInt(value, node, self)
+        result = TracedInt(value, self)
         self.frame.bind(result, node)
         return result
 
@@ -375,7 +365,7 @@ class ConcreteTracer:
         names = [(n, v) for n, v in _bind_names(_signature(module.forward), args, kwargs)
                  if _has_traced(v)]
         call_args: List[Any] = [self.to_arg(v) for _, v in names]
-        frame = _Frame(self, module, path, parent, trace)
+        frame = _Frame(module, path, parent, trace)
         self.frames.append(frame)
         try:
             for name, value in names:
@@ -474,8 +464,6 @@ class ConcreteTracer:
     # -- the torch function hook --------------------------------------------------------------
     def on_torch_function(self, func: Callable[..., Any], args: Tuple[Any, ...],
                           kwargs: Dict[str, Any]) -> Any:
-        if self.paused:
-            return func(*args, **kwargs)
         prop = _property_name(func)
         if prop is not None:
             return self._on_property(prop, func, args)
@@ -497,28 +485,25 @@ class ConcreteTracer:
 
     def _on_value(self, func: Callable[..., Any], method: Optional[str], args: Tuple[Any, ...],
                   kwargs: Dict[str, Any], out: Any) -> Any:
-        """A torch call returned a plain Python value computed from tensor values."""
-        if not any(isinstance(a, torch.Tensor) and self._find(a, self.frame) is not None
-                   and self._find(a, self.frame).op != "get_attr"
-                   for a in _leaves((args, kwargs))):
+        """A torch call returned a plain Python value computed from graph tensors: guard it."""
+        if not any(self._is_graph_tensor(a) for a in _leaves((args, kwargs))):
             return out
-        if isinstance(out, (bool, int, float)) and method is not None:
-            target = method
-            try:
-                fx_args, fx_kwargs = self.to_arg(args), self.to_arg(kwargs)
-            except _Unrecordable:
-                self.specialise_plain("value", out, f"{method}() result frozen")
-                return out
-            src = user_source(sys._getframe(2))
-            frame = self.frame
-            node = self._create(frame, "call_method", target, fx_args, fx_kwargs, out, source=src)
-            cond = self._create(frame, "call_function", operator.eq, (node, out), {}, True, source=src)
-            self._guard(frame, cond, method, out, src, f"{method}() == {out!r}")
-            self._warn(src, f"Converting a tensor to a Python value ({method}) might cause the "
-                            "trace to be incorrect. fxtrace guards it at run time.")
-        else:
-            name = method or getattr(func, "__name__", str(func))
+        name = method or getattr(func, "__name__", str(func))
+        src = user_source(sys._getframe(2))
+        try:
+            if not isinstance(out, (bool, int, float)):
+                raise _Unrecordable(type(out).__name__)
+            fx_args, fx_kwargs = self.to_arg(args), self.to_arg(kwargs)
+        except _Unrecordable:
             self.specialise_plain("value", out, f"{name}() result frozen")
+            return out
+        frame = self.frame
+        op, target = ("call_method", method) if method is not None else ("call_function", func)
+        node = self._create(frame, op, target, fx_args, fx_kwargs, out, source=src)
+        cond = self._create(frame, "call_function", operator.eq, (node, out), {}, True, source=src)
+        self._guard(frame, cond, name, out, src, f"{name}() == {out!r}")
+        self._warn(src, f"Converting a tensor to a Python value ({name}) might cause the trace "
+                        "to be incorrect. fxtrace guards it at run time.")
         return out
 
     def _on_property(self, prop: str, func: Callable[..., Any], args: Tuple[Any, ...]) -> Any:
@@ -761,8 +746,6 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
             return tracer.on_torch_function(func, args, kwargs or {})
 
     def patched_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        if tracer.paused:
-            return orig_call(module, *args, **kwargs)
         return tracer.call_module(module, orig_call, args, kwargs)
 
     def traced_range(*args: Any) -> range:
@@ -798,7 +781,7 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
     root_trace = tracer.trace_of(root, "")
     for method_name, fn, args, kwargs in methods:
         root_trace.calls += 1
-        frame = _Frame(tracer, root, "", None, root_trace)
+        frame = _Frame(root, "", None, root_trace)
         tracer.frames = [frame]
         signature = _signature(fn.forward if isinstance(fn, torch.nn.Module) else fn)
         for i, (pname, value) in enumerate(_bind_names(signature, args, kwargs)):

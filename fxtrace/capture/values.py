@@ -2,7 +2,8 @@
 
 NOTE [Live sizes]
 ``x.size(0)`` during concrete capture returns a :class:`TracedInt`: a real ``int`` (so every
-Python use of it works, with the example value) that also knows the fx node computing it.
+Python use of it works, with the example value) that the tracer maps to the fx node computing
+it, frame by frame (the same object may be an input of a submodule's graph).
 Arithmetic between traced and plain ints is recorded and yields new traced ints, so
 ``x.view(x.size(0) * 2, -1)`` lowers to an expression over the runtime input, not to the number
 seen at trace time. Where a traced int *leaves* the graph (``int(n)``, ``range(n)``, ``n > 3``
@@ -15,7 +16,6 @@ from __future__ import annotations
 import operator
 from typing import TYPE_CHECKING, Any, Callable, Tuple
 
-import torch.fx as fx
 
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
@@ -62,7 +62,6 @@ class _TracedNumber:
     Listed before ``int``/``float`` in the bases, so these methods take precedence.
     """
 
-    _node: fx.Node
     _tracer: "ConcreteTracer"
     _base: type
 
@@ -114,9 +113,8 @@ class TracedInt(_TracedNumber, int):
 
     _base = int
 
-    def __new__(cls, value: int, node: fx.Node, tracer: "ConcreteTracer") -> "TracedInt":
+    def __new__(cls, value: int, tracer: "ConcreteTracer") -> "TracedInt":
         self = int.__new__(cls, value)
-        self._node = node
         self._tracer = tracer
         return self
 
@@ -135,9 +133,8 @@ class TracedFloat(_TracedNumber, float):
 
     _base = float
 
-    def __new__(cls, value: float, node: fx.Node, tracer: "ConcreteTracer") -> "TracedFloat":
+    def __new__(cls, value: float, tracer: "ConcreteTracer") -> "TracedFloat":
         self = float.__new__(cls, value)
-        self._node = node
         self._tracer = tracer
         return self
 
@@ -162,7 +159,7 @@ class TracedSize(tuple):
 
 
 def is_traced(value: Any) -> bool:
-    """True for values that carry a graph node (traced ints/floats)."""
+    """True for traced ints/floats (values the tracer maps to graph nodes)."""
     return isinstance(value, _TracedNumber)
 
 

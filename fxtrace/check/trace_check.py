@@ -8,15 +8,15 @@ runs, so checking leaves the model as it was.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import textwrap
 import warnings
-from typing import Any, Callable, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, List, Sequence, Tuple
 
 import torch
 
 from ..errors import TracerWarning, TracingCheckError
+from ..state import preserved_state
 
 __all__ = ["check_trace", "compare_outputs", "flatten_outputs"]
 
@@ -48,39 +48,20 @@ def flatten_outputs(value: Any, path: str = "output") -> List[Tuple[str, Any]]:
     return [(path, value)]
 
 
-@contextlib.contextmanager
-def _restored(stateful: Sequence[torch.nn.Module]) -> Iterator[None]:
-    """Save buffers, parameters' values, training flags, RNG and grad mode; restore on exit."""
-    rng = torch.random.get_rng_state()
-    grad = torch.is_grad_enabled()
-    tensors = [(t, t.detach().clone()) for m in stateful
-               for t in list(m.parameters()) + list(m.buffers())]
-    flags = [(sub, sub.training) for m in stateful for sub in m.modules()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for t, saved in tensors:
-                if t.shape == saved.shape:
-                    t.copy_(saved)
-        for sub, training in flags:
-            sub.training = training
-        torch.random.set_rng_state(rng)
-        torch.set_grad_enabled(grad)
-
-
-def compare_outputs(traced: Any, eager: Any, tolerance: float) -> List[str]:
-    """Messages for each leaf that differs: structure, dtype, shape, then values."""
+def compare_outputs(traced: Any, eager: Any, tolerance: float) -> List[Tuple[int, str]]:
+    """``(leaf number, message)`` for each output leaf that differs: structure, dtype, shape,
+    then values (relative tolerance ``tolerance``, dtype-aware absolute tolerance, NaN equal
+    only to NaN)."""
     a, b = flatten_outputs(traced), flatten_outputs(eager)
     if [p for p, _ in a] != [p for p, _ in b]:
-        return [f"output structure differs: trace gives {[p for p, _ in a]}, "
-                f"Python gives {[p for p, _ in b]}"]
+        return [(0, f"output structure differs: trace gives {[p for p, _ in a]}, "
+                    f"Python gives {[p for p, _ in b]}")]
     problems = []
-    for (path, x), (_, y) in zip(a, b):
+    for i, ((path, x), (_, y)) in enumerate(zip(a, b)):
         if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
             if x.dtype != y.dtype or x.shape != y.shape:
-                problems.append(f"{path}: trace gives {x.dtype} {tuple(x.shape)}, "
-                                f"Python gives {y.dtype} {tuple(y.shape)}")
+                problems.append((i, f"{path}: trace gives {x.dtype} {tuple(x.shape)}, "
+                                    f"Python gives {y.dtype} {tuple(y.shape)}"))
                 continue
             try:
                 xd, yd = (x.to(torch.cdouble), y.to(torch.cdouble)) if x.is_complex() else (
@@ -89,40 +70,48 @@ def compare_outputs(traced: Any, eager: Any, tolerance: float) -> List[str]:
                                            atol=torch.testing._comparison.default_tolerances(x, y)[1],
                                            equal_nan=True)
             except AssertionError as e:
-                problems.append(f"{path}: {e}")
+                problems.append((i, f"{path}: {e}"))
         elif isinstance(x, torch.Tensor) != isinstance(y, torch.Tensor) or (
                 not isinstance(x, torch.Tensor) and x != y):
-            problems.append(f"{path}: trace gives {x!r}, Python gives {y!r}")
+            problems.append((i, f"{path}: trace gives {x!r}, Python gives {y!r}"))
     return problems
+
+
+def _run(what: str, fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: dict,
+         stateful: Sequence[torch.nn.Module]) -> Any:
+    """Run one side of the check on fresh copies of the inputs, leaving all state as it was."""
+    with preserved_state(stateful, always=True, parameters=True):
+        try:
+            return fn(*_clone(args), **_clone(kwargs))
+        except Exception as e:
+            raise TracingCheckError(None, None, extra_msg=(
+                f"encountered an exception while running the {what} with test inputs.\n"
+                f"Exception:\n{textwrap.indent(str(e), '  ')}")) from e
 
 
 def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
                 input_sets: Sequence[Tuple[Tuple[Any, ...], dict]], tolerance: float,
                 stateful: Sequence[torch.nn.Module]) -> None:
-    """Compare ``traced`` with ``func`` on each input set (see the module docstring)."""
+    """Compare ``traced`` with ``func`` on each input set (see the module docstring).
+
+    Both sides start from the same RNG state and model state, so random ops in training
+    mode (dropout) compare equal.
+    """
     for args, kwargs in input_sets:
-        with _restored(stateful):
-            try:
-                got = traced(*_clone(args), **_clone(kwargs))
-            except Exception as e:
-                raise TracingCheckError(None, None, extra_msg=(
-                    "encountered an exception while running the trace with test inputs.\n"
-                    f"Exception:\n{textwrap.indent(str(e), '  ')}")) from e
-        with _restored(stateful):
-            try:
-                want = func(*_clone(args), **_clone(kwargs))
-            except Exception as e:
-                raise TracingCheckError(None, None, extra_msg=(
-                    "encountered an exception while running the Python function with test inputs.\n"
-                    f"Exception:\n{textwrap.indent(str(e), '  ')}")) from e
-        for i, problem in enumerate(compare_outputs(got, _as_tuple_like(want, got), tolerance)):
-            warnings.warn(f"Output nr {i + 1}. of the traced function does not match the "
+        got = _run("trace", traced, args, kwargs, stateful)
+        want = _run("Python function", func, args, kwargs, stateful)
+        for leaf, problem in compare_outputs(got, _plain_tuples(want), tolerance):
+            warnings.warn(f"Output nr {leaf + 1}. of the traced function does not match the "
                           f"corresponding output of the Python function. Detailed error:\n{problem}",
                           TracerWarning, stacklevel=4)
 
 
-def _as_tuple_like(want: Any, got: Any) -> Any:
-    # TorchScript returns tuples where Python returned namedtuples or ModelOutput-likes.
-    if isinstance(want, tuple) and hasattr(want, "_fields"):
-        return tuple(want)
-    return want
+def _plain_tuples(value: Any) -> Any:
+    """TorchScript returns plain tuples where Python returned namedtuples."""
+    if isinstance(value, tuple):
+        return tuple(_plain_tuples(v) for v in value)
+    if isinstance(value, list):
+        return [_plain_tuples(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain_tuples(v) for k, v in value.items()}
+    return value
