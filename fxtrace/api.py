@@ -29,7 +29,7 @@ CAPTURE_PASSES = [eliminate_dead_code, eliminate_common_subexpressions, eliminat
 
 __all__ = ["trace", "trace_module", "capture"]
 
-_ISSUE_FIDELITY = "https://fxtrace issue #3 (trace fidelity)"
+_ISSUE_FIDELITY = "fxtrace issue #3 (trace fidelity)"
 
 
 def _where() -> str:
@@ -160,6 +160,9 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         strict: as torch.jit: ``False`` allows lists and dicts at the output.
         _module_class / _compilation_unit: as torch.jit (the class wrapping the result).
         example_inputs_is_kwarg: the values of ``inputs`` are dicts of keyword arguments.
+        _store_inputs: keep the example inputs on the result as ``_fxtrace_traced_inputs``
+            (``{method: (args, kwargs)}``); torch.jit's ``_retrieve_traced_inputs()`` store has
+            no Python setter, so it stays empty.
 
     Returns:
         A ``torch.jit.ScriptModule`` (a ``TopLevelTracedModule`` unless ``_module_class``).
@@ -186,6 +189,10 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
     _check_strict(gm, strict)
     script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
     script.__dict__["_fxtrace_capture"] = gm
+    if _store_inputs:
+        # torch.jit keeps these in C++ for ``_retrieve_traced_inputs()``, which has no Python
+        # setter; fxtrace keeps the same mapping on the result.
+        script.__dict__["_fxtrace_traced_inputs"] = {m: (a, k) for m, _, a, k in methods}
     if check_trace:
         from .check.trace_check import check_trace as run_check
         for method_name, func, args, kwargs in methods:
@@ -267,6 +274,8 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
     _check_strict(gm, strict)
     traced = lower_function(gm, name)
     traced._fxtrace_capture = gm  # type: ignore[attr-defined]
+    if _store_inputs:
+        traced._fxtrace_traced_inputs = {"forward": (args, kwargs)}  # type: ignore[attr-defined]
     if check_trace:
         from .check.trace_check import check_trace as run_check
         sets = [(args, kwargs)] if not check_inputs else [

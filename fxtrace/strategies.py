@@ -279,19 +279,15 @@ def _check_real_bound(value: Any, name: str, dtype: torch.dtype) -> None:
             raise _fail(f"{name}={value!r} must be a real number for dtype={dtype}")
         if math.isnan(value):
             raise _fail(f"{name}={value!r} is not a number")
-        info = torch.finfo(dtype)
-        if value > info.max:
-            raise _fail(f"dtype={dtype} requires {name}={value!r} to be at most {info.max}")
-        if value < info.min:
-            raise _fail(f"dtype={dtype} requires {name}={value!r} to be at least {info.min}")
+        info: Any = torch.finfo(dtype)
     else:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _fail(f"{name}={value!r} must be an int for dtype={dtype}")
         info = torch.iinfo(dtype)
-        if value > info.max:
-            raise _fail(f"dtype={dtype} requires {name}={value!r} to be at most {info.max}")
-        if value < info.min:
-            raise _fail(f"dtype={dtype} requires {name}={value!r} to be at least {info.min}")
+    if value > info.max:
+        raise _fail(f"dtype={dtype} requires {name}={value!r} to be at most {info.max}")
+    if value < info.min:
+        raise _fail(f"dtype={dtype} requires {name}={value!r} to be at least {info.min}")
 
 
 def from_dtype(

@@ -236,3 +236,12 @@ def test_check_warns_on_value_mismatch_and_restores_state() -> None:
         check_trace(traced, model, [((x,), {})], 1e-5, stateful=[model])
     assert torch.equal(model[1].running_mean, stats)
     assert torch.equal(torch.random.get_rng_state(), rng)
+
+
+def test_store_inputs_keeps_the_example_inputs() -> None:
+    """``_store_inputs=True`` keeps the example inputs on the result; False keeps nothing."""
+    x = torch.rand(2, 3)
+    kept = fxtrace.trace(torch.nn.Linear(3, 1), x)
+    assert kept._fxtrace_traced_inputs["forward"][0][0] is x
+    dropped = fxtrace.trace(torch.nn.Linear(3, 1), x, _store_inputs=False)
+    assert "_fxtrace_traced_inputs" not in dropped.__dict__

@@ -283,7 +283,6 @@ def script_rows(x: Any, recurse: bool = False) -> List[NodeRow]:
     graph = script_graph(x, recurse)
     root = x if isinstance(x, torch.jit.ScriptModule) else None
     rows: List[NodeRow] = []
-    names: Dict[Any, str] = {}      # Value -> "%name" or constant text
     consts: Dict[Any, Any] = {}     # Value -> constant value
     position: Dict[Any, int] = {}   # Value -> producing row index
     paths: Dict[Any, str] = {}      # Value -> module attribute path ("" = self)

@@ -4,12 +4,12 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, Set
 
 import torch
 import torch.fx as fx
 
-from .purity import is_impure, may_alias_input, possibly_mutated, target_name
+from .purity import close_over_aliases, is_impure, possibly_mutated, target_name
 from .result import PassResult
 
 __all__ = ["fold_constants", "is_constant_attr", "FOLD_NUMEL_LIMIT", "CONSTANT_PREFIX"]
@@ -160,15 +160,7 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
         return PassResult(gm, False)
 
     # 2. Values that may reach the output, directly or through views.
-    escaping: Set[fx.Node] = set()
-    stack: List[fx.Node] = list(output.all_input_nodes) if output is not None else []
-    while stack:
-        n = stack.pop()
-        if n in escaping:
-            continue
-        escaping.add(n)
-        if may_alias_input(n):
-            stack.extend(n.all_input_nodes)
+    escaping = close_over_aliases(output.all_input_nodes if output is not None else [])
 
     # 3. Decide, users first, which evaluated nodes are stored and which stay computed.
     sources: Dict[fx.Node, Set[fx.Node]] = {n: {n} for n in const_attrs}

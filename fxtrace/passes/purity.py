@@ -50,6 +50,7 @@ __all__ = [
     "mutated_inputs",
     "possibly_mutated",
     "may_alias_input",
+    "close_over_aliases",
     "module_may_write",
     "function_namespace",
     "target_name",
@@ -400,7 +401,7 @@ def may_alias_input(node: fx.Node) -> bool:
     return name in _ALIAS_NAMES
 
 
-def _close_over_aliases(seeds: Iterable[fx.Node]) -> Set[fx.Node]:
+def close_over_aliases(seeds: Iterable[fx.Node]) -> Set[fx.Node]:
     """``seeds`` plus every node whose storage a seed may share (walking views backwards)."""
     result: Set[fx.Node] = set()
     stack = list(seeds)
@@ -424,11 +425,11 @@ def possibly_mutated(graph: fx.Graph) -> Set[fx.Node]:
     seeds: List[fx.Node] = []
     for node in graph.nodes:
         seeds.extend(mutated_inputs(node))
-    result = _close_over_aliases(seeds)
+    result = close_over_aliases(seeds)
     written_attrs = {n.target for n in result if n.op == "get_attr"}
     if written_attrs:
         more = [n for n in graph.nodes if n.op == "get_attr" and any(
             n.target == t or str(n.target).startswith(str(t) + ".") or
             str(t).startswith(str(n.target) + ".") for t in written_attrs)]
-        result |= _close_over_aliases(more)
+        result |= close_over_aliases(more)
     return result
