@@ -96,13 +96,31 @@ def _check_strict(gm: fx.GraphModule, strict: bool) -> None:
                 warnings.warn(_CONTAINER_MESSAGE.format(kind="list"), TracerWarning, stacklevel=4)
 
 
+MODES = ("concrete", "symbolic", "auto")
+
+
 def _capture(root: Optional[torch.nn.Module],
              methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
-             name: str) -> fx.GraphModule:
+             name: str, *, mode: str = "concrete", guards: bool = True) -> fx.GraphModule:
+    """Capture ``methods`` in ``mode`` and run the capture passes; ``gm.meta["fxtrace"]`` says
+    which mode produced the graph (``"auto"`` resolves to one of the other two)."""
+    if mode not in MODES:
+        raise InvalidArgument(f"mode must be one of {MODES}; got {mode!r}{_where()}")
+    if mode in ("symbolic", "auto"):
+        from .capture.symbolic import capture_symbolic, symbolic_matches_eager
+        try:
+            gm = capture_symbolic(root, methods, name)
+        except Exception:
+            if mode == "symbolic":
+                raise
+            gm = None
+        if gm is not None and (mode == "symbolic" or symbolic_matches_eager(gm, root, methods)):
+            gm, gm.meta["fxtrace"].passes = run_passes(gm, CAPTURE_PASSES)
+            return gm
     info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
                        training=bool(root.training) if root is not None else False)
     with preserved_state([root] if root is not None else [], always=False):
-        tracer, root_trace = capture_concrete(methods, root=root, name=name)
+        tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards)
     fn = methods[0][1] if root is None else None
     gm = assemble(tracer, root_trace, info, fn)
     gm, info.passes = run_passes(gm, CAPTURE_PASSES)
@@ -147,8 +165,8 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
                  check_trace: bool = True, check_inputs: Optional[List[Dict[str, Any]]] = None,
                  check_tolerance: float = 1e-5, strict: bool = True, _force_outplace: bool = False,
                  _module_class: Optional[type] = None, _compilation_unit: Any = None,
-                 example_inputs_is_kwarg: bool = False, _store_inputs: bool = True
-                 ) -> torch.jit.ScriptModule:
+                 example_inputs_is_kwarg: bool = False, _store_inputs: bool = True, *,
+                 mode: str = "concrete", guards: bool = True) -> torch.jit.ScriptModule:
     """Trace methods of ``mod`` into a ``torch.jit.ScriptModule``, as ``torch.jit.trace_module``.
 
     Args:
@@ -185,7 +203,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         func = mod if method_name == "forward" else target
         args, kwargs = _method_args(target, example, example_inputs_is_kwarg)
         methods.append((method_name, func, args, kwargs))
-    gm = _capture(mod, methods, type(mod).__name__)
+    gm = _capture(mod, methods, type(mod).__name__, mode=mode, guards=guards)
     _check_strict(gm, strict)
     script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
     script.__dict__["_fxtrace_capture"] = gm
@@ -208,7 +226,8 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
           optimize: Any = None, check_trace: bool = True, check_inputs: Optional[List[Any]] = None,
           check_tolerance: float = 1e-5, strict: bool = True, _force_outplace: bool = False,
           _module_class: Optional[type] = None, _compilation_unit: Any = None,
-          example_kwarg_inputs: Optional[Dict[str, Any]] = None, _store_inputs: bool = True
+          example_kwarg_inputs: Optional[Dict[str, Any]] = None, _store_inputs: bool = True, *,
+          mode: str = "concrete", guards: bool = True
           ) -> Union[torch.jit.ScriptModule, torch.jit.ScriptFunction]:
     """Trace ``func`` on example inputs into TorchScript, with ``torch.jit.trace``'s contract.
 
@@ -225,6 +244,11 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
         check_tolerance: relative tolerance of the output comparison.
         strict: ``False`` allows lists and dicts at the output.
         example_kwarg_inputs: a dict of keyword example inputs instead of ``example_inputs``.
+        mode: ``"concrete"`` (run the code, record what it does), ``"symbolic"``
+            (``torch.fx.symbolic_trace``) or ``"auto"`` (symbolic when it captures the program
+            and agrees with eager on the example inputs, concrete otherwise). fxtrace-only.
+        guards: emit a runtime check for every specialisation (default). ``False`` gives
+            torch.jit.trace's behaviour: values are frozen without checks. fxtrace-only.
 
     Returns:
         A ``torch.jit.ScriptFunction`` for a function, a ``torch.jit.ScriptModule`` for a
@@ -259,7 +283,7 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
                             [{"forward": c} for c in check_inputs] if check_inputs else None,
                             check_tolerance, strict, _force_outplace, _module_class,
                             _compilation_unit, example_inputs_is_kwarg=is_kwarg,
-                            _store_inputs=_store_inputs)
+                            _store_inputs=_store_inputs, mode=mode, guards=guards)
     if isinstance(module, torch.nn.Module):
         raise AttributeError("trace doesn't support compiling individual module's functions.\n"
                              "Please use trace_module")
@@ -270,7 +294,7 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
     _check_unsupported(_force_outplace)
     args, kwargs = _method_args(func, example_kwarg_inputs if is_kwarg else example_inputs, is_kwarg)
     name = _function_name(func)
-    gm = _capture(None, [("forward", func, args, kwargs)], name)
+    gm = _capture(None, [("forward", func, args, kwargs)], name, mode=mode, guards=guards)
     _check_strict(gm, strict)
     traced = lower_function(gm, name)
     traced._fxtrace_capture = gm  # type: ignore[attr-defined]
@@ -285,8 +309,8 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
 
 
 def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any = None, *,
-            example_kwarg_inputs: Optional[Dict[str, Any]] = None, method: str = "forward"
-            ) -> fx.GraphModule:
+            example_kwarg_inputs: Optional[Dict[str, Any]] = None, method: str = "forward",
+            mode: str = "concrete", guards: bool = True) -> fx.GraphModule:
     """Capture ``func`` into an ``fx.GraphModule`` tree without lowering it to TorchScript.
 
     The result runs in Python with the same results as eager on inputs that take the same path
@@ -304,7 +328,8 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
         target = getattr(module, name)
         args, kwargs = _method_args(target, example, is_kwarg)
         return _capture(module, [(name, module if name == "forward" else target, args, kwargs)],
-                        type(module).__name__)
+                        type(module).__name__, mode=mode, guards=guards)
     args, kwargs = _method_args(func, example, is_kwarg)
-    return _capture(None, [("forward", func, args, kwargs)], _function_name(func))
+    return _capture(None, [("forward", func, args, kwargs)], _function_name(func), mode=mode,
+                    guards=guards)
 

@@ -245,3 +245,21 @@ def test_store_inputs_keeps_the_example_inputs() -> None:
     assert kept._fxtrace_traced_inputs["forward"][0][0] is x
     dropped = fxtrace.trace(torch.nn.Linear(3, 1), x, _store_inputs=False)
     assert "_fxtrace_traced_inputs" not in dropped.__dict__
+
+
+def test_guards_false_freezes_like_torch_jit() -> None:
+    """With ``guards=False`` the frozen branch answers other inputs as torch.jit.trace does."""
+    traced = _trace(branchy, torch.ones(3), guards=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jit = torch.jit.trace(branchy, torch.ones(3))
+    x = torch.full((3,), -2.0)
+    assert torch.equal(traced(x), jit(x))
+    assert not torch.equal(traced(x), branchy(x))   # the known silent failure, now opt-in
+    info = traced._fxtrace_capture.meta["fxtrace"]
+    assert [s.guarded for s in info.specialisations] == [False]
+
+
+def test_unknown_mode_is_rejected() -> None:
+    with pytest.raises(fxtrace.InvalidArgument, match="mode"):
+        fxtrace.trace(branchy, torch.ones(3), mode="fast")

@@ -109,8 +109,9 @@ class _Frame:
 class ConcreteTracer:
     """Runs user code once and records its torch-level operations (see the module NOTE)."""
 
-    def __init__(self, root: Optional[torch.nn.Module], name: str) -> None:
+    def __init__(self, root: Optional[torch.nn.Module], name: str, guards: bool = True) -> None:
         self.root = root
+        self.guards = guards
         self.name = name
         self.frames: List[_Frame] = []
         self.module_traces: Dict[int, ModuleTrace] = {}
@@ -312,10 +313,12 @@ class ConcreteTracer:
             f"{src.short} ({src.code})" if src.code else src.short)
         msg = (f"fxtrace guard failed at {where}: traced with {detail}; "
                "this trace only covers inputs that take the same path")
-        guard = self._create(frame, "call_function", torch._assert, (cond, msg), {}, None, source=src)
-        guard.meta["fxtrace_guard"] = True
+        if self.guards:  # without guards the condition nodes are dead and DCE removes them
+            guard = self._create(frame, "call_function", torch._assert, (cond, msg), {}, None,
+                                 source=src)
+            guard.meta["fxtrace_guard"] = True
         self.specialisations.append(Specialisation(kind, _short(value), src, frame.path,
-                                                   guarded=True, detail=detail))
+                                                   guarded=self.guards, detail=detail))
 
     def _warn(self, src: Optional[SourceLoc], message: str) -> None:
         key = (src.filename, src.lineno, message) if src is not None else (None, None, message)
@@ -769,7 +772,8 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
 
 
 def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
-                     *, root: Optional[torch.nn.Module], name: str) -> Tuple[ConcreteTracer, ModuleTrace]:
+                     *, root: Optional[torch.nn.Module], name: str, guards: bool = True
+                     ) -> Tuple[ConcreteTracer, ModuleTrace]:
     """Run each ``(method_name, fn, args, kwargs)`` once, recording it into a root graph.
 
     ``root`` is the module the methods belong to (None for a plain function). All methods
@@ -777,7 +781,7 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
     behaviour. Returns the tracer and the root's :class:`ModuleTrace` (``named`` holds the
     root graph of each method).
     """
-    tracer = ConcreteTracer(root, name)
+    tracer = ConcreteTracer(root, name, guards)
     root_trace = tracer.trace_of(root, "")
     for method_name, fn, args, kwargs in methods:
         root_trace.calls += 1
