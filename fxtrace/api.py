@@ -29,7 +29,6 @@ CAPTURE_PASSES = [eliminate_dead_code, eliminate_common_subexpressions, eliminat
 
 __all__ = ["trace", "trace_module", "capture"]
 
-_ISSUE_FIDELITY = "fxtrace issue #3 (trace fidelity)"
 
 
 def _where() -> str:
@@ -49,13 +48,6 @@ def _make_tuple(example_inputs: Any, argument: str) -> Tuple[Any, ...]:
         raise InvalidArgument(
             f"{argument} must be a tensor, a tuple of inputs or a dict; got "
             f"{type(example_inputs).__name__}{_where()}") from None
-
-
-def _check_unsupported(_force_outplace: bool) -> None:
-    if _force_outplace:
-        raise NotImplementedError(
-            "fxtrace.trace(_force_outplace=True) is not implemented yet; it is planned in "
-            f"{_ISSUE_FIDELITY}. Pass _force_outplace=False.")
 
 
 def _output_containers(out: Any) -> Tuple[bool, bool]:
@@ -101,7 +93,8 @@ MODES = ("concrete", "symbolic", "auto")
 
 def _capture(root: Optional[torch.nn.Module],
              methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
-             name: str, *, mode: str = "concrete", guards: bool = True) -> fx.GraphModule:
+             name: str, *, mode: str = "concrete", guards: bool = True,
+             force_outplace: bool = False) -> fx.GraphModule:
     """Capture ``methods`` in ``mode`` and run the capture passes; ``gm.meta["fxtrace"]`` says
     which mode produced the graph (``"auto"`` resolves to one of the other two)."""
     if mode not in MODES:
@@ -120,7 +113,8 @@ def _capture(root: Optional[torch.nn.Module],
     info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
                        training=bool(root.training) if root is not None else False)
     with preserved_state([root] if root is not None else [], always=False):
-        tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards)
+        tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
+                                              force_outplace=force_outplace)
     fn = methods[0][1] if root is None else None
     gm = assemble(tracer, root_trace, info, fn)
     gm, info.passes = run_passes(gm, CAPTURE_PASSES)
@@ -193,7 +187,6 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         raise AttributeError("expected torch.nn.Module as the first argument")
     if not isinstance(inputs, dict):
         raise AttributeError("expected a dictionary of (method_name, input) pairs")
-    _check_unsupported(_force_outplace)
     methods = []
     for method_name, example in inputs.items():
         target = getattr(mod, method_name, None)
@@ -203,7 +196,8 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         func = mod if method_name == "forward" else target
         args, kwargs = _method_args(target, example, example_inputs_is_kwarg)
         methods.append((method_name, func, args, kwargs))
-    gm = _capture(mod, methods, type(mod).__name__, mode=mode, guards=guards)
+    gm = _capture(mod, methods, type(mod).__name__, mode=mode, guards=guards,
+                  force_outplace=_force_outplace)
     _check_strict(gm, strict)
     script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
     script.__dict__["_fxtrace_capture"] = gm
@@ -291,10 +285,10 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
         warnings.warn("`optimize` is deprecated and has no effect. "
                       "Use `with torch.jit.optimized_execution()` instead",
                       FutureWarning, stacklevel=2)
-    _check_unsupported(_force_outplace)
     args, kwargs = _method_args(func, example_kwarg_inputs if is_kwarg else example_inputs, is_kwarg)
     name = _function_name(func)
-    gm = _capture(None, [("forward", func, args, kwargs)], name, mode=mode, guards=guards)
+    gm = _capture(None, [("forward", func, args, kwargs)], name, mode=mode, guards=guards,
+                  force_outplace=_force_outplace)
     _check_strict(gm, strict)
     traced = lower_function(gm, name)
     traced._fxtrace_capture = gm  # type: ignore[attr-defined]

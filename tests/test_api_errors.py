@@ -198,17 +198,6 @@ def test_unknown_kwarg_function_message_names_the_function() -> None:
 
 
 @pytest.mark.parametrize("target", ["function", "module"])
-def test_force_outplace_not_implemented(target: str) -> None:
-    m = M()
-    func = f if target == "function" else m
-    with unchanged(m):
-        with pytest.raises(NotImplementedError, match="_force_outplace"):
-            fxtrace.trace(func, x, _force_outplace=True)
-        with pytest.raises(NotImplementedError, match="_force_outplace"):
-            fxtrace.trace_module(m, {"forward": x}, _force_outplace=True)
-
-
-@pytest.mark.parametrize("target", ["function", "module"])
 def test_optimize_warns_like_jit(target: str) -> None:
     func = f if target == "function" else M()
 

@@ -263,3 +263,72 @@ def test_guards_false_freezes_like_torch_jit() -> None:
 def test_unknown_mode_is_rejected() -> None:
     with pytest.raises(fxtrace.InvalidArgument, match="mode"):
         fxtrace.trace(branchy, torch.ones(3), mode="fast")
+
+
+def test_force_outplace_matches_torch_jit() -> None:
+    """``_force_outplace=True`` records in-place ops out of place; results equal eager and
+    torch.jit's, and the graph has no in-place method left."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        y.add_(1).mul_(3)
+        return torch.relu_(y - 4)
+
+    traced = _trace(f, torch.rand(3), _force_outplace=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jit = torch.jit.trace(f, torch.rand(3), _force_outplace=True)
+    x = torch.rand(5)
+    assert torch.equal(traced(x), f(x)) and torch.equal(traced(x), jit(x))
+    nodes = traced._fxtrace_capture.graph.nodes
+    assert not [n for n in nodes if isinstance(n.target, str) and n.target.endswith("_")]
+
+
+def test_dtype_and_device_follow_the_inputs() -> None:
+    """``dtype=x.dtype, device=x.device`` lower to expressions: float64 in, float64 out."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.size(0), dtype=x.dtype, device=x.device) + x.new_ones(1)
+
+    traced = _trace(f, torch.rand(3))
+    x = torch.rand(4, dtype=torch.float64)
+    assert traced(x).dtype == torch.float64
+    torch.testing.assert_close(traced(x), f(x))
+
+
+def test_dtype_read_that_leaks_into_python_is_guarded() -> None:
+    """A dtype compared in Python cannot follow the input: another dtype is refused."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return x * 2 if x.dtype == torch.float16 else x + 1
+
+    traced = _trace(f, torch.rand(3))
+    _refused(traced, torch.rand(3, dtype=torch.float64))
+
+
+def test_scalar_and_none_inputs_are_guarded() -> None:
+    """Python scalars and None given as inputs are baked in and checked."""
+    def f(x: torch.Tensor, n: int, m: Any) -> torch.Tensor:
+        return x * n if m is None else x * m
+
+    traced = _trace(f, torch.rand(3), 2, None)
+    x = torch.rand(3)
+    torch.testing.assert_close(traced(x, 2, None), f(x, 2, None))
+    _refused(traced, x, 3, None)
+    _refused(traced, x, 2, torch.ones(3))
+
+
+def test_train_eval_switch_on_the_trace_is_refused() -> None:
+    """Dropout/BatchNorm traced in training mode refuse to run after ``.eval()``."""
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(3)).train()
+    traced = fxtrace.trace(model, torch.rand(4, 3), check_trace=False)
+    traced.eval()
+    _refused(traced, torch.rand(4, 3))
+    traced.train()
+    traced(torch.rand(4, 3))
+
+
+def test_namedtuple_output_stays_a_namedtuple() -> None:
+    """A namedtuple of tensors comes back with its field names (torch.jit gives a tuple)."""
+    import collections
+    Pair = collections.namedtuple("Pair", "a b")
+    traced = _trace(lambda x: Pair(x, x + 1), torch.rand(2))
+    out = traced(torch.zeros(2))
+    assert out._fields == ("a", "b") and torch.equal(out.b, torch.ones(2))

@@ -49,6 +49,34 @@ _METADATA_METHODS = frozenset({
 })
 
 
+# NOTE [Metadata]
+# ``x.device`` returns a new ``torch.device`` object on every read, so a device flows through
+# user code by identity exactly like a tensor: the tracer binds the object to a node
+# ``getattr(x, "device")`` and a torch call receiving it gets that node. ``x.dtype`` returns a
+# singleton, so identity cannot tell it from a literal ``torch.float32``; a dtype read is used
+# as an expression only by a call on the same user line as the read (``torch.zeros(n,
+# dtype=x.dtype)``). A read that no recorded call consumed leaked into Python (a comparison,
+# ``torch.finfo``, a dict key...): at the end of the frame it becomes a guard placed right
+# after the read, so inputs with another dtype or device are refused rather than answered
+# with the traced one.
+@dataclasses.dataclass
+class _MetadataRead:
+    kind: str                 # "dtype" or "device"
+    value: Any
+    tensor: fx.Node
+    after: fx.Node            # the graph's last node when the read happened
+    source: Optional[SourceLoc]
+    consumed: bool = False
+
+
+# Calls whose result depends on the module's training flag (see _guard_training).
+_MODE_DEPENDENT = frozenset({
+    "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+    "feature_dropout", "batch_norm", "instance_norm", "rrelu", "rrelu_",
+    "dropout_", "alpha_dropout_", "feature_alpha_dropout_", "feature_dropout_",
+})
+
+
 class _Unrecordable(Exception):
     """An argument fxtrace cannot put into a graph (a numpy array, an arbitrary object)."""
 
@@ -80,6 +108,8 @@ class _Frame:
         self.values: Dict[int, Tuple[Any, fx.Node]] = {}
         self.lifted: List[Any] = []          # caller values read without being passed in
         self.last_placeholder: Optional[fx.Node] = None
+        self.reads: List[_MetadataRead] = []  # x.dtype / x.device reads, see NOTE [Metadata]
+        self.training_guarded = False
 
     # -- placeholders -------------------------------------------------------------------
     def placeholder(self, name: str, value: Any, type_: Any) -> fx.Node:
@@ -109,9 +139,11 @@ class _Frame:
 class ConcreteTracer:
     """Runs user code once and records its torch-level operations (see the module NOTE)."""
 
-    def __init__(self, root: Optional[torch.nn.Module], name: str, guards: bool = True) -> None:
+    def __init__(self, root: Optional[torch.nn.Module], name: str, guards: bool = True,
+                 force_outplace: bool = False) -> None:
         self.root = root
         self.guards = guards
+        self.force_outplace = force_outplace
         self.name = name
         self.frames: List[_Frame] = []
         self.module_traces: Dict[int, ModuleTrace] = {}
@@ -198,6 +230,10 @@ class ConcreteTracer:
         """Map a Python argument to an fx argument: tensors and traced numbers become nodes."""
         if isinstance(value, torch.Tensor) or is_traced(value):
             return self.resolve(value)
+        if isinstance(value, torch.device):
+            return self._metadata_arg("device", value)
+        if isinstance(value, torch.dtype):
+            return self._metadata_arg("dtype", value)
         if isinstance(value, _LEAF_TYPES):
             return value
         if isinstance(value, torch.Size):
@@ -210,6 +246,69 @@ class ConcreteTracer:
         if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
             return {k: self.to_arg(v) for k, v in value.items()}
         raise _Unrecordable(type(value).__name__)
+
+    def _metadata_arg(self, kind: str, value: Any) -> Any:
+        """A device or dtype argument: the node of the read it came from, else the literal."""
+        frame = self.frame
+        if kind == "device":
+            node = frame.lookup(value)
+            for read in frame.reads:
+                if read.kind == "device" and read.value is value:
+                    read.consumed = True
+            return node if node is not None else value
+        here = user_source(sys._getframe(2))
+        for read in reversed(frame.reads):
+            if read.kind == "dtype" and read.value == value and here is not None and \
+                    read.source is not None and (read.source.filename, read.source.lineno) == (
+                        here.filename, here.lineno):
+                read.consumed = True
+                return self._create(frame, "call_function", getattr, (read.tensor, "dtype"), {},
+                                    value, source=here)
+        return value
+
+    def _read_metadata(self, kind: str, t: torch.Tensor, value: Any) -> Any:
+        """``x.dtype`` / ``x.device`` of a graph tensor (see NOTE [Metadata])."""
+        if not self._is_graph_tensor(t):
+            return value
+        frame = self.frame
+        tensor = self.resolve(t)
+        last = next(iter(reversed(frame.graph.nodes)))
+        src = user_source(sys._getframe(2))
+        frame.reads.append(_MetadataRead(kind, value, tensor, last, src))
+        if kind == "device":
+            node = self._create(frame, "call_function", getattr, (tensor, "device"), {}, value,
+                                source=src)
+            frame.bind(value, node)
+        return value
+
+    def _guard_unconsumed_reads(self, frame: _Frame) -> None:
+        """Guard every metadata read that leaked into Python (see NOTE [Metadata])."""
+        for read in frame.reads:
+            if read.consumed:
+                continue
+            with frame.graph.inserting_before(read.after.next):
+                seen = self._create(frame, "call_function", getattr, (read.tensor, read.kind), {},
+                                    read.value, source=read.source)
+                cond = self._create(frame, "call_function", operator.eq, (seen, read.value), {},
+                                    True, source=read.source)
+                self._guard(frame, cond, read.kind, read.value, read.source,
+                            f"{read.kind} {read.value}")
+
+    def _guard_training(self, frame: _Frame, name: str) -> None:
+        """A mode-dependent op (dropout, batch_norm, ...) ran with the module's training flag
+        frozen into the call: guard the flag, so ``.eval()``/``.train()`` on the trace raises
+        instead of silently keeping the traced mode."""
+        if frame.training_guarded or frame.module is None:
+            return
+        frame.training_guarded = True
+        src = user_source(sys._getframe(2))
+        flag = self._create(frame, "get_attr", "training", (), {}, frame.module.training, source=src)
+        cond = self._create(frame, "call_function", operator.eq, (flag, frame.module.training), {},
+                            True, source=src)
+        mode = "training" if frame.module.training else "eval"
+        self._guard(frame, cond, "training", frame.module.training, src,
+                    f"the module in {mode} mode ({name} depends on it); trace it again in the "
+                    "mode you call it in")
 
     # -- node creation --------------------------------------------------------------------
     def _create(self, frame: _Frame, op: str, target: Any, args: Tuple[Any, ...],
@@ -309,7 +408,7 @@ class ConcreteTracer:
 
     def _guard(self, frame: _Frame, cond: fx.Node, kind: str, value: Any,
                src: Optional[SourceLoc], detail: str) -> None:
-        where = "an unknown line" if src is None else (
+        where = "the trace's inputs" if src is None else (
             f"{src.short} ({src.code})" if src.code else src.short)
         msg = (f"fxtrace guard failed at {where}: traced with {detail}; "
                "this trace only covers inputs that take the same path")
@@ -416,6 +515,19 @@ class ConcreteTracer:
         self._bind_structure_input(frame, node, value)
         return node
 
+    def _guard_constant_input(self, frame: _Frame, node: fx.Node, name: str, value: Any) -> None:
+        """A Python scalar or None given as a top-level input is baked into the trace (as in
+        torch.jit): guard that later calls pass the same value."""
+        if value is None:
+            cond = self._create(frame, "call_function", operator.is_, (node, None), {}, True,
+                                source=None)
+        elif isinstance(value, (bool, int, float, str)) and not is_traced(value):
+            cond = self._create(frame, "call_function", operator.eq, (node, value), {}, True,
+                                source=None)
+        else:
+            return
+        self._guard(frame, cond, "input", value, None, f"argument '{name}' = {value!r}")
+
     def _bind_structure_input(self, frame: _Frame, node: fx.Node, value: Any) -> None:
         if isinstance(value, torch.Tensor) or is_traced(value):
             frame.bind(value, node)
@@ -432,6 +544,7 @@ class ConcreteTracer:
 
     def _output(self, frame: _Frame, out: Any) -> None:
         fx_out = self._output_arg(out)
+        self._guard_unconsumed_reads(frame)
         node = frame.graph.output(fx_out)
         with torch._C.DisableTorchFunction():
             node.meta[TENSOR_META] = tensor_meta_of(out)
@@ -480,8 +593,13 @@ class ConcreteTracer:
             return out
         if not _has_tensor(out):
             return self._on_value(func, method, args, kwargs, out)
+        name = method or getattr(func, "__name__", "")
+        if name in _MODE_DEPENDENT:
+            self._guard_training(self.frame, name)
         if method == "__getitem__":
             return self.record("call_function", operator.getitem, args, kwargs, out)
+        if self.force_outplace:
+            method, kwargs = _outplace(method, func, kwargs)
         if method is not None:
             return self.record("call_method", method, args, kwargs, out)
         return self.record("call_function", func, args, kwargs, out)
@@ -516,6 +634,11 @@ class ConcreteTracer:
             return self._sizes(t, value)
         if prop == "ndim":
             return self._scalar_method(t, "dim", (), value)
+        if prop in ("dtype", "device"):
+            return self._read_metadata(prop, t, value)
+        if prop in _DEVICE_PROPERTIES and self._is_graph_tensor(t):
+            self._read_metadata("device", t, t.device)  # never consumed: becomes a guard
+            return value
         if prop in ("T", "mT", "H", "mH", "data", "real", "imag"):
             target, extra = {
                 "T": ("permute", (tuple(range(t.dim() - 1, -1, -1)),)),
@@ -645,6 +768,8 @@ def _property_name(func: Any) -> Optional[str]:
 
 
 _TENSOR_CLASSES = (torch.Tensor, torch._C.TensorBase)
+_DEVICE_PROPERTIES = frozenset({"is_cuda", "is_cpu", "is_xpu", "is_mps", "is_meta", "is_xla",
+                                "is_ipu", "is_maia", "is_mtia", "is_vulkan"})
 
 
 def _tensor_method_name(func: Any) -> Optional[str]:
@@ -655,6 +780,19 @@ def _tensor_method_name(func: Any) -> Optional[str]:
         if cls.__dict__.get(name) is func:
             return name
     return None
+
+
+def _outplace(method: Optional[str], func: Any, kwargs: Dict[str, Any]
+              ) -> Tuple[Optional[str], Dict[str, Any]]:
+    """``_force_outplace``: ``x.add_(y)`` is recorded as ``x.add(y)`` (the tensor object is then
+    bound to the out-of-place result, so later uses read it), ``F.relu(x, inplace=True)`` as
+    ``inplace=False``. Writes through views are not reproduced, as in torch.jit."""
+    if method is not None and method.endswith("_") and not method.endswith("__") and hasattr(
+            torch.Tensor, method[:-1]):
+        return method[:-1], kwargs
+    if kwargs.get("inplace") is True:
+        return method, {**kwargs, "inplace": False}
+    return method, kwargs
 
 
 def _untraced_tree(value: Any) -> Any:
@@ -772,8 +910,8 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
 
 
 def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
-                     *, root: Optional[torch.nn.Module], name: str, guards: bool = True
-                     ) -> Tuple[ConcreteTracer, ModuleTrace]:
+                     *, root: Optional[torch.nn.Module], name: str, guards: bool = True,
+                     force_outplace: bool = False) -> Tuple[ConcreteTracer, ModuleTrace]:
     """Run each ``(method_name, fn, args, kwargs)`` once, recording it into a root graph.
 
     ``root`` is the module the methods belong to (None for a plain function). All methods
@@ -781,7 +919,7 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
     behaviour. Returns the tracer and the root's :class:`ModuleTrace` (``named`` holds the
     root graph of each method).
     """
-    tracer = ConcreteTracer(root, name, guards)
+    tracer = ConcreteTracer(root, name, guards, force_outplace)
     root_trace = tracer.trace_of(root, "")
     for method_name, fn, args, kwargs in methods:
         root_trace.calls += 1
@@ -791,7 +929,8 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         for i, (pname, value) in enumerate(_bind_names(signature, args, kwargs)):
             where = f"example_inputs[{i}] (argument '{pname}')" if i < len(args) else \
                 f"example_kwarg_inputs['{pname}']"
-            tracer._input(frame, pname, value, where)
+            node = tracer._input(frame, pname, value, where)
+            tracer._guard_constant_input(frame, node, pname, value)
         with _tracing_environment(tracer):
             out = fn(*args, **kwargs)
         tracer._output(frame, out)

@@ -134,6 +134,14 @@ def _attr_chain(base: str, dotted: str) -> str:
     return expr
 
 
+def _expressible_namedtuple(value: tuple) -> bool:
+    """TorchScript rebuilds a namedtuple class from its annotations; a plain
+    ``collections.namedtuple`` has none and is taken as all-Tensor fields."""
+    if getattr(type(value), "__annotations__", None):
+        return True
+    return all(isinstance(v, fx.Node) and v.meta.get("fxtrace_value") is None for v in value)
+
+
 def _string(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
@@ -170,6 +178,10 @@ class _Writer:
             return str(arg)
         if isinstance(arg, torch.device):
             return f"torch.device({_string(str(arg))})"
+        if isinstance(arg, tuple) and hasattr(arg, "_fields") and _expressible_namedtuple(arg):
+            alias = self.ns.create(f"_nt_{type(arg).__name__}")
+            self.env[alias] = type(arg)
+            return f"{alias}({', '.join(self.value(a) for a in arg)})"
         if isinstance(arg, tuple):
             inner = ", ".join(self.value(a) for a in arg)
             return f"({inner},)" if len(arg) == 1 else f"({inner})"
@@ -255,6 +267,11 @@ class _Writer:
     def function(self, node: fx.Node, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[str]:
         if fn is operator.getitem:
             return f"{self.value(args[0])}[{self.index(args[1])}]"
+        if fn is getattr and len(args) == 2 and isinstance(args[1], str) and _is_identifier(args[1]):
+            return f"{self.value(args[0])}.{args[1]}"
+        if fn in (operator.is_, operator.is_not):
+            word = "is" if fn is operator.is_ else "is not"
+            return f"{self.value(args[0])} {word} {self.value(args[1])}"
         if fn is operator.setitem:
             self.emit(f"{self.value(args[0])}[{self.index(args[1])}] = {self.value(args[2])}", node)
             return None
