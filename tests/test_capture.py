@@ -332,3 +332,64 @@ def test_namedtuple_output_stays_a_namedtuple() -> None:
     traced = _trace(lambda x: Pair(x, x + 1), torch.rand(2))
     out = traced(torch.zeros(2))
     assert out._fields == ("a", "b") and torch.equal(out.b, torch.ones(2))
+
+
+@torch.jit.script
+def _scripted_loop(x: torch.Tensor, n: int) -> torch.Tensor:
+    for _ in range(n):
+        x = x * 2
+    return x
+
+
+def test_scripted_function_call_stays_a_call() -> None:
+    """A ``@torch.jit.script`` function called from traced code is recorded as a call, so its
+    loop runs on the runtime inputs (it used to be invisible and become a constant)."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return _scripted_loop(x + 1, 3) - 1
+
+    traced = _trace(f, torch.ones(2))
+    x = torch.rand(4)
+    torch.testing.assert_close(traced(x), f(x))
+
+
+def test_custom_autograd_function_and_attribute_rebinding_warn() -> None:
+    """A custom autograd.Function and a traced tensor stored on ``self`` warn at the user line."""
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            return x * x
+
+        @staticmethod
+        def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+            return g
+
+    class Keeps(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.last = x + 1
+            return Square.apply(self.last)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = fxtrace.trace(Keeps(), torch.rand(3))
+    messages = [(str(w.message), w.filename) for w in caught
+                if issubclass(w.category, fxtrace.TracerWarning)]
+    assert any("custom torch.autograd.Function" in m and f == __file__ for m, f in messages)
+    assert any("module attribute 'last'" in m and f == __file__ for m, f in messages)
+    x = torch.rand(3)
+    torch.testing.assert_close(traced(x), (x + 1) ** 2)
+
+
+def test_gradients_through_the_trace_equal_eager() -> None:
+    """Backward through the ScriptModule gives eager's parameter and input gradients."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    traced = fxtrace.trace(model, torch.rand(3, 4))
+    x1 = torch.rand(5, 4, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_()
+    model(x1).sum().backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    traced(x2).sum().backward()
+    for got, want in zip([p.grad for p in model.parameters()], eager_grads):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(x2.grad, x1.grad)

@@ -10,8 +10,9 @@ submodule call opens a *frame*: the submodule gets a graph of its own, and the c
 a ``call_module`` node. Tensors a submodule reads from its caller without receiving them as
 arguments are lifted into extra inputs of the submodule's graph.
 
-Everything the tracer installs (the mode, the ``__call__`` patch, ``torch._C._is_tracing``) is
-removed in a ``finally``, whatever the user's code raises.
+Everything the tracer installs (the mode; the patches of ``nn.Module.__call__`` and
+``__setattr__``, ``builtins.range``, ``ScriptFunction.__call__``, ``autograd.Function.apply``
+and ``torch._C._is_tracing``) is removed in a ``finally``, whatever the user's code raises.
 """
 from __future__ import annotations
 
@@ -654,6 +655,16 @@ class ConcreteTracer:
             return self.record("call_method", target, (t, *extra), {}, value)
         return value
 
+    def _computed(self, value: Any) -> bool:
+        """Whether some open frame computed ``value`` (no node is created or lifted)."""
+        frame: Optional[_Frame] = self.frame
+        while frame is not None:
+            node = frame.lookup(value)
+            if node is not None:
+                return node.op != "get_attr"
+            frame = frame.parent
+        return False
+
     def _is_graph_tensor(self, t: Any) -> bool:
         if not isinstance(t, torch.Tensor):
             return False
@@ -881,6 +892,9 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
     orig_call = torch.nn.Module.__call__
     orig_is_tracing = torch._C._is_tracing
     orig_range = builtins.range
+    orig_script_call = torch._C.ScriptFunction.__call__
+    orig_apply = torch.autograd.Function.__dict__["apply"]
+    orig_setattr = torch.nn.Module.__setattr__
 
     class _Mode(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
@@ -897,9 +911,35 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
                 a.__index__()
         return orig_range(*(untraced(a) for a in args))
 
+    def script_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # TorchScript functions run in C++, unseen by the mode: record the call itself, so the
+        # scripted control flow survives in the trace.
+        with torch._C.DisableTorchFunction():
+            out = orig_script_call(fn, *_untraced_tree(args), **_untraced_tree(kwargs))
+        return tracer.record("call_function", fn, args, kwargs, out)
+
+    def autograd_apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        tracer._warn(user_source(sys._getframe(1)),
+                     f"{cls.__qualname__} is a custom torch.autograd.Function: its forward is "
+                     "traced op by op and its custom backward is not kept; gradients of the "
+                     "trace are those of the recorded ops.")
+        return orig_apply.__func__(cls, *args, **kwargs)
+
+    def module_setattr(module: torch.nn.Module, name: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter) and \
+                getattr(module, name, None) is not value and tracer._computed(value):
+            tracer._warn(user_source(sys._getframe(1)),
+                         f"assigning a traced tensor to module attribute '{name}' "
+                         f"({type(module).__name__}): the trace does not keep this state "
+                         "between calls; it computes the value but never stores it.")
+        orig_setattr(module, name, value)
+
     torch.nn.Module.__call__ = patched_call  # type: ignore[method-assign]
     torch._C._is_tracing = lambda: True  # type: ignore[assignment]
     builtins.range = traced_range  # type: ignore[assignment,misc]
+    torch._C.ScriptFunction.__call__ = script_call  # type: ignore[method-assign]
+    torch.autograd.Function.apply = classmethod(autograd_apply)  # type: ignore[method-assign]
+    torch.nn.Module.__setattr__ = module_setattr  # type: ignore[method-assign]
     try:
         with _Mode():
             yield
@@ -907,6 +947,9 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
         torch.nn.Module.__call__ = orig_call  # type: ignore[method-assign]
         torch._C._is_tracing = orig_is_tracing  # type: ignore[assignment]
         builtins.range = orig_range  # type: ignore[misc]
+        torch._C.ScriptFunction.__call__ = orig_script_call  # type: ignore[method-assign]
+        torch.autograd.Function.apply = orig_apply  # type: ignore[method-assign]
+        torch.nn.Module.__setattr__ = orig_setattr  # type: ignore[method-assign]
 
 
 def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
