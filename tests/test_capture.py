@@ -218,13 +218,15 @@ def test_python_value_from_torch_function_is_guarded() -> None:
 
 
 def test_check_warns_on_value_mismatch_and_restores_state() -> None:
-    """A trace that differs from eager on check_inputs warns as torch.jit does; the model's
+    """A trace whose re-trace on check_inputs differs raises as torch.jit does; the model's
     buffers and RNG are as they were after the check (training-mode BatchNorm + dropout)."""
     def f(x: torch.Tensor) -> torch.Tensor:
         return x * float(x.numpy().sum())   # escapes through numpy: a constant, unguarded
 
-    with pytest.warns(fxtrace.TracerWarning, match="Output nr 1"):
-        fxtrace.trace(f, torch.ones(2), check_inputs=[(torch.full((2,), 3.0),)])
+    with pytest.raises(fxtrace.TracingCheckError, match="Graphs differed"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fxtrace.TracerWarning)
+            fxtrace.trace(f, torch.ones(2), check_inputs=[(torch.full((2,), 3.0),)])
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.5))
     x = torch.rand(8, 4)
@@ -393,3 +395,26 @@ def test_gradients_through_the_trace_equal_eager() -> None:
     for got, want in zip([p.grad for p in model.parameters()], eager_grads):
         torch.testing.assert_close(got, want)
     torch.testing.assert_close(x2.grad, x1.grad)
+
+
+def test_tensor_escaping_a_module_call_warns() -> None:
+    """A tensor computed in a submodule and read by the caller through an attribute is baked
+    in; fxtrace says so at the line that reads it."""
+    class Inner(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.saved = x * 2
+            return x
+
+    class Outer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Inner()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.inner(x)
+            return y + self.inner.saved
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fxtrace.trace(Outer(), torch.rand(3), check_trace=False)
+    assert any("read after it" in str(w.message) and w.filename == __file__ for w in caught)

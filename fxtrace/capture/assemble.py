@@ -56,6 +56,10 @@ def _graph_module(module: torch.nn.Module, trace: ModuleTrace,
     gm._buffers = collections.OrderedDict(module._buffers)
     gm._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
     gm._modules = collections.OrderedDict(children)
+    for name, value in trace.constants.items():
+        # Plain attributes, not buffers (fx copies them as buffers): a constant is not state,
+        # and torch.jit.trace's state_dict has no entry for it either.
+        gm.__dict__[name] = value
     gm.training = module.training
     _rename_class(gm, type(module))
     methods = {}

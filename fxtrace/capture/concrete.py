@@ -149,6 +149,7 @@ class ConcreteTracer:
         self.frames: List[_Frame] = []
         self.module_traces: Dict[int, ModuleTrace] = {}
         self.specialisations: List[Specialisation] = []
+        self.produced: Dict[int, torch.Tensor] = {}  # every tensor a recorded op returned
         self._warned: set = set()
         self.param_names: Dict[int, List[str]] = {}
         self.module_names: Dict[int, List[str]] = {}
@@ -221,6 +222,10 @@ class ConcreteTracer:
                 "Cannot insert a Tensor that requires grad as a constant "
                 f"(shape {tuple(t.shape)}, at {src or 'unknown location'}). "
                 "Consider making it a parameter or input, or detaching the gradient.")
+        if id(t) in self.produced and self.produced[id(t)] is t:
+            self.specialise_plain("escaped", f"Tensor{tuple(t.shape)}",
+                                  "a tensor computed inside a module call and read after it "
+                                  "(e.g. through a module attribute) becomes a constant")
         name = f"_tensor_constant{len(frame.trace.constants)}"
         frame.trace.constants[name] = t
         node = self._create(frame, "get_attr", name, (), {}, t)
@@ -343,6 +348,7 @@ class ConcreteTracer:
     def _bind_output(self, frame: _Frame, node: fx.Node, out: Any) -> None:
         if isinstance(out, torch.Tensor):
             frame.bind(out, node)
+            self.produced[id(out)] = out
         elif isinstance(out, (tuple, list)):
             for i, item in enumerate(out):
                 if isinstance(item, (torch.Tensor, tuple, list)):
@@ -402,10 +408,14 @@ class ConcreteTracer:
                         "incorrect. fxtrace records it as a constant and guards it at run time.")
 
     def specialise_plain(self, kind: str, value: Any, detail: str) -> None:
-        """A value frozen without a guard (nothing in the graph can check it)."""
+        """A value frozen without a guard (nothing in the graph can check it): recorded, and
+        warned at the user's line, since only the warning stands between it and a silently
+        wrong result."""
         src = user_source(sys._getframe(2))
         self.specialisations.append(Specialisation(kind, _short(value), src, self.frame.path,
                                                    guarded=False, detail=detail))
+        self._warn(src, f"{detail}; fxtrace cannot check this at run time: the trace reuses "
+                        "the value seen while tracing.")
 
     def _guard(self, frame: _Frame, cond: fx.Node, kind: str, value: Any,
                src: Optional[SourceLoc], detail: str) -> None:
