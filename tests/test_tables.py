@@ -542,3 +542,48 @@ def test_public_api():
                                "ops_table", "diff_table", "check_table", "show", "TABLES",
                                "COLUMNS"}
     assert set(TABLES) == set(COLUMNS)
+
+
+# --------------------------------------------------------------------------- passes
+
+def test_passes_table():
+    from fxtrace.inspect import passes_table
+    from fxtrace.passes import PassRecord
+
+    gm = tree_gm()
+    gm.meta["fxtrace"].passes = [PassRecord("eliminate_dead_code", 12, 10, 0.5, True),
+                                 PassRecord("eliminate_common_subexpressions", 10, 10, 1.25, False)]
+    assert_expected_inline(passes_table(gm), """\
+capture mode: concrete
+  #  pass                               nodes before    nodes after    delta    ms  modified
+---  -------------------------------  --------------  -------------  -------  ----  ----------
+  0  eliminate_dead_code                          12             10       -2  0.50  yes
+  1  eliminate_common_subexpressions              10             10       +0  1.25  no
+""")
+    header = passes_table(gm, fmt="tsv").splitlines()[1]
+    assert tuple(h.strip() for h in header.split("\t")) == COLUMNS["passes"]
+    assert TABLES["passes"] is passes_table
+
+    class Result:  # stands in for the ScriptModule fxtrace returns
+        pass
+
+    r = Result()
+    r._fxtrace_capture = gm
+    assert passes_table(r) == passes_table(gm)
+    assert passes_table(small_gm()).splitlines()[0] == "capture mode: unknown"
+    with pytest.raises(TypeError, match="needs an fxtrace capture"):
+        passes_table(torch.jit.script(Sub()))
+    out = io.StringIO()
+    show(gm, file=out, tables=("modules",))
+    assert out.getvalue().splitlines()[:2] == ["capture mode: concrete", "== modules =="]
+
+
+def test_passes_table_of_a_real_capture():
+    import fxtrace
+    from fxtrace.inspect import passes_table
+
+    traced = fxtrace.trace(Sub(), torch.randn(2, 4))
+    rows = columns(passes_table(traced, fmt="tsv").split("\n", 1)[1])
+    assert [r["pass"] for r in rows] == ["eliminate_dead_code", "eliminate_common_subexpressions",
+                                         "eliminate_dead_code"]
+    assert all(r["modified"] in ("yes", "no") for r in rows)

@@ -70,6 +70,12 @@ class _MetadataRead:
     consumed: bool = False
 
 
+# Calls returning a list whose length depends on the input's values or sizes.
+_LIST_RESULTS = frozenset({
+    "split", "split_with_sizes", "chunk", "unbind", "tensor_split", "unsafe_split",
+    "unsafe_chunk", "hsplit", "vsplit", "dsplit", "unsafe_split_with_sizes",
+})
+
 # Calls whose result depends on the module's training flag (see _guard_training).
 _MODE_DEPENDENT = frozenset({
     "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
@@ -234,7 +240,7 @@ class ConcreteTracer:
 
     def to_arg(self, value: Any) -> Any:
         """Map a Python argument to an fx argument: tensors and traced numbers become nodes."""
-        if isinstance(value, torch.Tensor) or is_traced(value):
+        if isinstance(value, (torch.Tensor, TracedSize)) or is_traced(value):
             return self.resolve(value)
         if isinstance(value, torch.device):
             return self._metadata_arg("device", value)
@@ -350,11 +356,26 @@ class ConcreteTracer:
             frame.bind(out, node)
             self.produced[id(out)] = out
         elif isinstance(out, (tuple, list)):
+            if node.op != "call_function" or node.target is not operator.getitem:
+                self._guard_length(frame, node, out)
             for i, item in enumerate(out):
                 if isinstance(item, (torch.Tensor, tuple, list)):
                     sub = self._create(frame, "call_function", operator.getitem, (node, i), {}, item,
                                        source=node.meta[SOURCE])
                     self._bind_output(frame, sub, item)
+
+    def _guard_length(self, frame: _Frame, node: fx.Node, out: Any) -> None:
+        """Results whose number of items depends on the input (``split``, ``chunk``,
+        ``unbind``, ...) are lists in TorchScript: check the count the trace unpacked."""
+        name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+        if name not in _LIST_RESULTS:
+            return
+        src = node.meta.get(SOURCE)
+        seen = self._create(frame, "call_function", len, (node,), {}, len(out), source=src)
+        cond = self._create(frame, "call_function", operator.eq, (seen, len(out)), {}, True,
+                            source=src)
+        self._guard(frame, cond, "length", len(out), src, f"{name}() giving {len(out)} parts",
+                    structural=True)
 
     def record_scalar(self, op: Callable[..., Any], args: Tuple[Any, ...], value: Any) -> Any:
         """Record arithmetic on traced numbers; returns a traced number holding ``value``."""
@@ -418,17 +439,21 @@ class ConcreteTracer:
                         "the value seen while tracing.")
 
     def _guard(self, frame: _Frame, cond: fx.Node, kind: str, value: Any,
-               src: Optional[SourceLoc], detail: str) -> None:
+               src: Optional[SourceLoc], detail: str, structural: bool = False) -> None:
+        """Assert ``cond`` at run time. ``structural`` guards check the shape of containers
+        (how many items a list has), which torch.jit checks too: kept with ``guards=False``."""
         where = "the trace's inputs" if src is None else (
             f"{src.short} ({src.code})" if src.code else src.short)
         msg = (f"fxtrace guard failed at {where}: traced with {detail}; "
-               "this trace only covers inputs that take the same path")
-        if self.guards:  # without guards the condition nodes are dead and DCE removes them
+               "this trace only covers inputs that take the same path"
+               + (" [container check, kept with guards=False]" if structural else ""))
+        if self.guards or structural:  # otherwise the condition nodes are dead; DCE drops them
             guard = self._create(frame, "call_function", torch._assert, (cond, msg), {}, None,
                                  source=src)
             guard.meta["fxtrace_guard"] = True
         self.specialisations.append(Specialisation(kind, _short(value), src, frame.path,
-                                                   guarded=self.guards, detail=detail))
+                                                   guarded=self.guards or structural,
+                                                   detail=detail))
 
     def _warn(self, src: Optional[SourceLoc], message: str) -> None:
         key = (src.filename, src.lineno, message) if src is not None else (None, None, message)
@@ -505,7 +530,7 @@ class ConcreteTracer:
         """Bind every tensor / traced number inside a call's result to getitem nodes of it."""
         if isinstance(value, torch.Tensor):
             frame.bind(value, node)
-        elif is_traced(value):
+        elif is_traced(value) or isinstance(value, TracedSize):
             frame.bind(value, node)
         elif isinstance(value, (tuple, list)):
             for i, item in enumerate(value):
@@ -528,7 +553,17 @@ class ConcreteTracer:
 
     def _guard_constant_input(self, frame: _Frame, node: fx.Node, name: str, value: Any) -> None:
         """A Python scalar or None given as a top-level input is baked into the trace (as in
-        torch.jit): guard that later calls pass the same value."""
+        torch.jit): guard that later calls pass the same value. A list or dict input is
+        unpacked item by item: guard its length (structurally, as torch.jit does)."""
+        if isinstance(value, (list, dict)):
+            n = len(value)
+            seen = self._create(frame, "call_function", len, (node,), {}, n, source=None)
+            cond = self._create(frame, "call_function", operator.eq, (seen, n), {}, True,
+                                source=None)
+            kind = "list" if isinstance(value, list) else "dict"
+            self._guard(frame, cond, "length", n, None, f"argument '{name}' a {kind} of {n} "
+                        "items", structural=True)
+            return
         if value is None:
             cond = self._create(frame, "call_function", operator.is_, (node, None), {}, True,
                                 source=None)
@@ -540,7 +575,7 @@ class ConcreteTracer:
         self._guard(frame, cond, "input", value, None, f"argument '{name}' = {value!r}")
 
     def _bind_structure_input(self, frame: _Frame, node: fx.Node, value: Any) -> None:
-        if isinstance(value, torch.Tensor) or is_traced(value):
+        if isinstance(value, (torch.Tensor, TracedSize)) or is_traced(value):
             frame.bind(value, node)
             return
         items = value.items() if isinstance(value, dict) else enumerate(value) \
@@ -685,12 +720,25 @@ class ConcreteTracer:
         if not self._is_graph_tensor(t):
             return value
         node = self._create(self.frame, "call_method", "size", (self.resolve(t),), {}, tuple(value))
-        dims = []
-        for i, d in enumerate(value):
-            item = self._create(self.frame, "call_function", operator.getitem, (node, i), {}, d,
-                                source=node.meta[SOURCE])
-            dims.append(self.traced_int(item, d))
-        return TracedSize(tuple(dims))
+        sizes = TracedSize(tuple(value), self)
+        self.frame.bind(sizes, node)
+        return sizes
+
+    def size_item(self, sizes: TracedSize, index: Any) -> Any:
+        """``sizes[index]`` as a traced int reading ``size[index]`` (sign kept as written)."""
+        plain = tuple.__getitem__(sizes, untraced(index))
+        node = self._create(self.frame, "call_function", operator.getitem,
+                            (self.resolve(sizes), self.to_arg(index)), {}, plain)
+        return self.traced_int(node, plain)
+
+    def guard_rank(self, sizes: TracedSize) -> None:
+        """A use of a whole size tuple that depends on the rank: guard ``len(size) == rank``."""
+        src = user_source(sys._getframe(2))
+        frame = self.frame
+        rank = tuple.__len__(sizes)
+        seen = self._create(frame, "call_function", len, (self.resolve(sizes),), {}, rank, source=src)
+        cond = self._create(frame, "call_function", operator.eq, (seen, rank), {}, True, source=src)
+        self._guard(frame, cond, "rank", rank, src, f"a tensor of rank {rank}")
 
     def _scalar_method(self, t: torch.Tensor, method: str, extra: Tuple[Any, ...], value: int) -> Any:
         if not self._is_graph_tensor(t):
@@ -822,14 +870,16 @@ def _untraced_tree(value: Any) -> Any:
     if type(value) in (tuple, list):
         return type(value)(_untraced_tree(v) for v in value)
     if isinstance(value, TracedSize):
-        return tuple(untraced(v) for v in value)
+        return untraced(value)
     if type(value) is dict:
         return {k: _untraced_tree(v) for k, v in value.items()}
     return value
 
 
 def _leaves(value: Any) -> Iterator[Any]:
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, TracedSize):
+        yield value  # a leaf: iterating it would record a rank guard
+    elif isinstance(value, (tuple, list)):
         for v in value:
             yield from _leaves(v)
     elif isinstance(value, dict):
@@ -844,7 +894,7 @@ def _has_tensor(value: Any) -> bool:
 
 
 def _has_traced(value: Any) -> bool:
-    return any(isinstance(v, torch.Tensor) or is_traced(v) for v in _leaves(value))
+    return any(isinstance(v, (torch.Tensor, TracedSize)) or is_traced(v) for v in _leaves(value))
 
 
 def _short(value: Any) -> Any:

@@ -94,7 +94,9 @@ def tensor_meta_of(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return TensorMeta.of(value)
     if isinstance(value, (tuple, list)):
-        metas = [tensor_meta_of(v) for v in value]
+        # The base iterator: a traced size's own __iter__ would record a rank guard.
+        items = tuple.__iter__(value) if isinstance(value, tuple) else list.__iter__(value)
+        metas = [tensor_meta_of(v) for v in items]
         return type(value)(metas) if type(value) in (tuple, list) else tuple(metas)
     if isinstance(value, dict):
         return {k: tensor_meta_of(v) for k, v in value.items()}

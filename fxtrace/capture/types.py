@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from ..errors import InvalidArgument
-from .values import is_traced, untraced
+from .values import TracedSize, is_traced, untraced
 
 __all__ = ["python_type_of"]
 
@@ -20,6 +20,8 @@ def python_type_of(value: Any, where: str = "input") -> Any:
     """The TorchScript-expressible type of ``value``; raises InvalidArgument naming ``where``."""
     if isinstance(value, torch.Tensor):
         return torch.Tensor
+    if isinstance(value, TracedSize):
+        return List[int]  # the size list node (``x.size()``)
     if is_traced(value):
         value = untraced(value)
     if value is None:

@@ -14,7 +14,7 @@ be wrong instead of silently computing something else.
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any, Callable, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Tuple
 
 
 if TYPE_CHECKING:
@@ -142,18 +142,72 @@ class TracedFloat(_TracedNumber, float):
 
 
 class TracedSize(tuple):
-    """``x.shape`` / ``x.size()``: a tuple of :class:`TracedInt`, one per dimension.
+    """``x.shape`` / ``x.size()`` of a graph tensor: a tuple whose items are :class:`TracedInt`.
 
-    ``len()`` of it is the tensor's rank, which a trace always fixes, so it is not a
-    specialisation. Slicing gives a plain tuple of traced ints.
+    The tuple's own storage holds the plain example sizes; every Python access goes through
+    the tracer. ``s[i]`` (``i`` negative too) records ``size[i]``, which stays correct at any
+    rank; passing ``s`` whole to a torch call passes the size list itself. Uses that depend
+    on the rank (iteration and unpacking, ``len``, slicing, ``==``, concatenation) record a
+    guard on the rank first: at another rank they would silently mean something else.
     """
 
-    def __new__(cls, dims: Tuple[Any, ...]) -> "TracedSize":
-        return tuple.__new__(cls, dims)
+    _tracer: "ConcreteTracer"
+    _rank_guarded: bool
+
+    def __new__(cls, values: Tuple[int, ...], tracer: "ConcreteTracer") -> "TracedSize":
+        self = tuple.__new__(cls, values)
+        self._tracer = tracer
+        self._rank_guarded = False
+        return self
+
+    def _whole(self) -> Tuple[Any, ...]:
+        if not self._rank_guarded:
+            self._rank_guarded = True
+            self._tracer.guard_rank(self)
+        return tuple(self._tracer.size_item(self, i) for i in range(tuple.__len__(self)))
+
+    def __getitem__(self, index: Any) -> Any:  # type: ignore[override]
+        if isinstance(index, slice):
+            return self._whole()[index]
+        return self._tracer.size_item(self, index)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._whole())
+
+    def __len__(self) -> int:
+        self._whole()
+        return tuple.__len__(self)
+
+    def __contains__(self, item: Any) -> bool:
+        return any(d == item for d in self._whole())
+
+    def __eq__(self, other: Any) -> bool:  # type: ignore[override]
+        if not isinstance(other, (tuple, list)):
+            return NotImplemented
+        dims = self._whole()
+        return len(dims) == len(other) and all(a == b for a, b in zip(dims, other))
+
+    def __ne__(self, other: Any) -> bool:  # type: ignore[override]
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = tuple.__hash__
+
+    def __add__(self, other: Any) -> Any:  # type: ignore[override]
+        return self._whole() + tuple(other)
+
+    def __radd__(self, other: Any) -> Any:
+        return tuple(other) + self._whole()
+
+    def __repr__(self) -> str:
+        return f"torch.Size({list(tuple.__iter__(self))})"
+
+    def __reduce__(self) -> Any:
+        return (tuple, (tuple(tuple.__iter__(self)),))
 
     def numel(self) -> Any:
         total: Any = 1
-        for d in self:
+        for d in self._whole():
             total = total * d
         return total
 
@@ -168,5 +222,5 @@ def untraced(value: Any) -> Any:
     if isinstance(value, _TracedNumber):
         return value._plain()
     if type(value) is TracedSize:
-        return tuple(untraced(v) for v in value)
+        return tuple(tuple.__iter__(value))  # the plain sizes, without recording anything
     return value

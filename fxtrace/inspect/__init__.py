@@ -4,7 +4,7 @@ See ``docs/inspection.md``; the column sets in :data:`COLUMNS` are part of the A
 """
 from .report import CheckReport, OutputCheck
 from .tables import (COLUMNS, DEFAULT_TABLES, TABLES, check_table, diff_table, modules_table,
-                     nodes_table, ops_table, show, specialisations_table)
+                     nodes_table, ops_table, passes_table, show, specialisations_table)
 
 __all__ = [
     "nodes_table",
@@ -13,6 +13,7 @@ __all__ = [
     "ops_table",
     "diff_table",
     "check_table",
+    "passes_table",
     "show",
     "TABLES",
     "COLUMNS",

@@ -28,6 +28,7 @@ __all__ = [
     "ops_table",
     "diff_table",
     "check_table",
+    "passes_table",
     "show",
     "TABLES",
     "COLUMNS",
@@ -46,6 +47,7 @@ COLUMNS: Dict[str, Tuple[str, ...]] = {
     "diff": ("", "mark", "#a", "a", "location a", "#b", "b", "location b"),
     "check": ("output", "status", "max abs", "max rel", "expected", "actual",
               "first divergence"),
+    "passes": ("#", "pass", "nodes before", "nodes after", "delta", "ms", "modified"),
 }
 
 #: What :func:`show` prints when not told otherwise.
@@ -390,6 +392,44 @@ def check_table(report: Any, *, fmt: str = "simple", max_width: Optional[int] = 
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- passes
+
+def _capture_info(x: Any) -> Optional[CaptureInfo]:
+    gm = _as_graph_module(x)
+    info = gm.meta.get("fxtrace") if gm is not None and hasattr(gm, "meta") else None
+    return info if isinstance(info, CaptureInfo) else None
+
+
+def passes_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40) -> str:
+    """The graph passes the capture went through, in order, under a ``capture mode: ...`` line.
+
+    Columns (``COLUMNS["passes"]``): ``#``, ``pass`` (the pass's name), ``nodes before`` /
+    ``nodes after`` (nodes of every GraphModule of the tree), ``delta`` (after - before,
+    signed), ``ms`` (wall time, 2 decimals), ``modified`` (``yes``/``no``). Reads
+    ``gm.meta["fxtrace"].passes`` (:class:`fxtrace.passes.PassRecord`); the first line names
+    the capture mode that produced the graph (``concrete`` or ``symbolic``; ``mode="auto"``
+    shows the one it chose). Accepts a fxtrace result or a GraphModule; a graph without
+    fxtrace metadata gives an empty table under ``capture mode: unknown``; a ScriptModule
+    fxtrace never saw raises ``TypeError``.
+    """
+    gm = _as_graph_module(x)
+    if gm is None:
+        if _is_script(x):
+            raise TypeError(f"passes_table needs an fxtrace capture; this {type(x).__qualname__} "
+                            "carries none. Accepted: fxtrace result, torch.fx.GraphModule")
+        raise _type_error(x)
+    info = _capture_info(gm)
+    w = max_width
+    body = []
+    for i, r in enumerate(info.passes if info is not None else []):
+        body.append((i, abbreviate(str(r.name), w), r.nodes_before, r.nodes_after,
+                     f"{r.nodes_after - r.nodes_before:+d}", f"{r.ms:.2f}",
+                     "yes" if r.modified else "no"))
+    table = _tabulate(body, COLUMNS["passes"], fmt,
+                      _align("passes", ["#", "nodes before", "nodes after", "delta", "ms"]))
+    return f"capture mode: {info.mode if info is not None else 'unknown'}\n{table}"
+
+
 # --------------------------------------------------------------------------- registry, show
 
 #: Table name -> function. ``diff`` takes two captures, ``check`` a CheckReport; the others
@@ -401,6 +441,7 @@ TABLES: Dict[str, Callable[..., str]] = {
     "ops": ops_table,
     "diff": diff_table,
     "check": check_table,
+    "passes": passes_table,
 }
 
 
@@ -410,11 +451,17 @@ def show(x: Any, *, tables: Sequence[str] = DEFAULT_TABLES, fmt: str = "simple",
 
     A table that does not apply to ``x`` (specialisations of a ScriptModule fxtrace never
     saw, modules of a ScriptFunction) prints a one-line ``(not available: ...)`` instead.
-    ``x`` may also be a :class:`CheckReport`, which prints the check table.
+    ``x`` may also be a :class:`CheckReport`, which prints the check table. For an fxtrace
+    capture the first line is ``capture mode: concrete`` (or ``symbolic``): the mode that
+    produced the graph (``mode="auto"`` resolves to one of them).
     """
     out = file if file is not None else sys.stdout
     if isinstance(x, CheckReport):
         tables = ("check",)
+    else:
+        info = _capture_info(x)
+        if info is not None:
+            print(f"capture mode: {info.mode}", file=out)
     for name in tables:
         if name not in TABLES:
             raise ValueError(f"unknown table {name!r}; known: {', '.join(TABLES)}")

@@ -1,0 +1,766 @@
+"""Symbolic capture: ``torch.fx`` symbolic tracing, with the concrete mode's output contract.
+
+``mode="symbolic"`` builds each graph with an ``fx.Tracer`` (no data flows through the user's
+code while the graph is built), then runs the graphs once on the example inputs with an
+``fx.Interpreter`` to fill the metadata of :mod:`fxtrace.capture.meta`. The result is the same
+kind of ``fx.GraphModule`` tree the concrete mode builds (see :mod:`.assemble`): one
+GraphModule per called module at the same qualified name, holding the original Parameter and
+buffer objects in their original order.
+
+How the tree is built: the tracer treats *every* submodule as a leaf, so a call stays a
+``call_module`` node; while the interpreter runs a graph, each ``call_module`` it reaches is
+traced in turn (with the arguments it really receives) into a GraphModule of its own, and run
+through the interpreter as well — recursively, so each module's graph is traced once and the
+program runs once.
+
+Arguments: an argument holding a tensor becomes a placeholder (a proxy). An argument without
+a tensor (``int``, ``float``, ``bool``, ``str``, ``None``, ...) also gets a placeholder, so the
+signature matches the concrete mode's, but the code is traced with the example value
+(``concrete_args`` in fx terms): for numbers, bools and strings a ``torch._assert`` guard is
+emitted, and every such argument is recorded as a :class:`Specialisation` of kind ``input``.
+Parameters the caller did not pass keep their defaults and get no placeholder.
+
+Failures (control flow on a traced value, ``len()`` of a proxy, a module that is not a
+submodule, a submodule called with different non-tensor arguments) raise
+:class:`SymbolicTraceError`, naming the user line and suggesting ``mode="concrete"``;
+``mode="auto"`` falls back to concrete capture on any error.
+
+Options (:func:`symbolic_options` or keyword arguments of :func:`capture_symbolic`):
+``leaf_modules`` — modules (types, instances or qualified names) that are not traced
+symbolically but captured with the concrete tracer on the inputs they receive (use it for a
+submodule with data-dependent control flow); ``autowrap_functions`` / ``autowrap_modules`` —
+passed to ``fx.Tracer``. Functions registered with ``torch.fx.wrap`` stay ``call_function``
+nodes; lowering compiles them with TorchScript, so they must be scriptable (checked at capture).
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import contextvars
+import dataclasses
+import inspect
+import linecache
+import math
+import operator
+import re
+import sys
+import traceback
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.fx as fx
+
+from ..errors import TraceError
+from ..passes.purity import GUARD_META, function_namespace
+from ..state import preserved_state
+from .assemble import METHODS, ORIGINAL, ORIGINAL_TYPE
+from .meta import (MODULE, SOURCE, TENSOR_META, VALUE_TYPE, CaptureInfo, SourceLoc,
+                   Specialisation, tensor_meta_of)
+from .source import is_internal_file, user_source
+from .types import python_type_of
+
+__all__ = ["capture_symbolic", "symbolic_matches_eager", "symbolic_options", "SymbolicOptions",
+           "SymbolicTraceError", "CONCRETE_HINT"]
+
+#: The advice every symbolic failure ends with (tests look for ``mode="concrete"``).
+CONCRETE_HINT = ('Use mode="concrete" (runs the code on the example inputs and guards what it '
+                 'specialises) or mode="auto" (falls back to it); or make the offending submodule '
+                 'a leaf: fxtrace.capture.symbolic.symbolic_options(leaf_modules=[...]).')
+
+_ENTRY = "_fxtrace_symbolic_entry"  # the frame that separates fxtrace's stack from the user's
+
+
+class SymbolicTraceError(TraceError):
+    """``torch.fx`` symbolic tracing could not capture the program.
+
+    ``source`` is the user line (:class:`SourceLoc`) the failure is attributed to, ``module``
+    the qualified path of the module being traced (``""`` = root).
+    """
+
+    def __init__(self, message: str, source: Optional[SourceLoc] = None, module: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+        self.module = module
+
+
+# ------------------------------------------------------------------------------- options
+
+@dataclasses.dataclass(frozen=True)
+class SymbolicOptions:
+    """Options of symbolic capture (see the module docstring)."""
+
+    leaf_modules: Tuple[Any, ...] = ()
+    autowrap_functions: Tuple[Callable[..., Any], ...] = ()
+    autowrap_modules: Tuple[Any, ...] = (math,)
+
+    def is_leaf(self, module: torch.nn.Module, path: str) -> bool:
+        for leaf in self.leaf_modules:
+            if isinstance(leaf, str):
+                if leaf == path:
+                    return True
+            elif isinstance(leaf, type):
+                if isinstance(module, leaf):
+                    return True
+            elif leaf is module:
+                return True
+        return False
+
+
+_OPTIONS: contextvars.ContextVar[SymbolicOptions] = contextvars.ContextVar(
+    "fxtrace_symbolic_options", default=SymbolicOptions())
+
+
+@contextlib.contextmanager
+def symbolic_options(*, leaf_modules: Sequence[Any] = (),
+                     autowrap_functions: Sequence[Callable[..., Any]] = (),
+                     autowrap_modules: Sequence[Any] = (math,)) -> Iterator[SymbolicOptions]:
+    """Set the options of every symbolic capture in the block (``trace``/``capture`` with
+    ``mode="symbolic"`` or ``"auto"``)::
+
+        with symbolic_options(leaf_modules=[nn.BatchNorm2d]):
+            traced = fxtrace.trace(model, x, mode="symbolic")
+    """
+    options = SymbolicOptions(tuple(leaf_modules), tuple(autowrap_functions), tuple(autowrap_modules))
+    token = _OPTIONS.set(options)
+    try:
+        yield options
+    finally:
+        _OPTIONS.reset(token)
+
+
+# ------------------------------------------------------------------------------- helpers
+
+def _has_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_has_tensor(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_tensor(v) for v in value.values())
+    return False
+
+
+def _flat_binding(bound: inspect.BoundArguments) -> List[Tuple[str, Any]]:
+    """(placeholder name, value) for every passed argument, ``*args`` as ``name_0, ...``."""
+    out: List[Tuple[str, Any]] = []
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            out.extend((f"{name}_{i}", v) for i, v in enumerate(value))
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            out.extend(value.items())
+        else:
+            out.append((name, value))
+    return out
+
+
+def _rebind(bound: inspect.BoundArguments, values: List[Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """The call ``bound`` describes, with the flat values replaced by ``values``."""
+    it = iter(values)
+    new = inspect.BoundArguments(bound.signature, collections.OrderedDict())
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            new.arguments[name] = tuple(next(it) for _ in value)
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            new.arguments[name] = {k: next(it) for k in value}
+        else:
+            new.arguments[name] = next(it)
+    return new.args, new.kwargs
+
+
+def _call_key(flat: List[Tuple[str, Any]]) -> Tuple[Any, ...]:
+    """Equal for two calls that the same symbolic graph computes."""
+    key = []
+    for name, value in flat:
+        if _has_tensor(value):
+            key.append((name, "tensor", repr(python_type_of(value, name))))
+        else:
+            key.append((name, type(value).__name__, repr(value)))
+    return tuple(key)
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ([^\n]+)')
+
+
+def _source_from_stack_trace(text: Optional[str]) -> Optional[SourceLoc]:
+    """The innermost frame of fx's ``node.stack_trace`` (already filtered to user frames)."""
+    if not text:
+        return None
+    found = _FRAME.findall(text)
+    if not found:
+        return None
+    filename, lineno, function = found[-1]
+    line = int(lineno)
+    return SourceLoc(filename, line, function.strip(), linecache.getline(filename, line).strip())
+
+
+def _user_source_of_exception(exc: BaseException) -> Optional[SourceLoc]:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not is_internal_file(f.filename)]
+    if not frames:
+        return None
+    f = frames[-1]
+    return SourceLoc(f.filename, f.lineno or 0, f.name, (f.line or "").strip())
+
+
+def _fetch(module: torch.nn.Module, target: str) -> Any:
+    obj: Any = module
+    for atom in target.split("."):
+        obj = getattr(obj, atom)
+    return obj
+
+
+def _rename_class(gm: fx.GraphModule, cls: type) -> None:
+    impl = type(gm)
+    impl.__name__ = cls.__name__
+    impl.__qualname__ = cls.__qualname__
+    impl.__module__ = cls.__module__
+
+
+def _has_hooks(root: Optional[torch.nn.Module]) -> bool:
+    from torch.nn.modules import module as m
+    if any(getattr(m, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                               "_global_backward_hooks")):
+        return True
+    if root is None:
+        return False
+    return any(mod._forward_hooks or mod._forward_pre_hooks for mod in root.modules())
+
+
+# ------------------------------------------------------------------------------- tracer
+
+class _Tracer(fx.Tracer):
+    """An fx tracer whose every submodule is a leaf, which records user source lines, keeps
+    tensor constants off the user's module, and builds placeholders from a real call."""
+
+    def __init__(self, flat: List[Tuple[str, Any]], bound: inspect.BoundArguments,
+                 constants: Dict[str, torch.Tensor], options: SymbolicOptions) -> None:
+        super().__init__(autowrap_modules=options.autowrap_modules,
+                         autowrap_functions=options.autowrap_functions)
+        self.record_stack_traces = True
+        self.flat = flat
+        self.bound = bound
+        self.constants = constants
+        self.specialised: List[Tuple[str, Any, bool]] = []
+
+    def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
+        return True
+
+    def _filter_traceback_frames(self, summary: traceback.StackSummary) -> traceback.StackSummary:
+        frames = list(summary)
+        start = None
+        for i, f in enumerate(frames):
+            if f.name == _ENTRY and f.filename.endswith("symbolic.py"):
+                start = i
+        if start is None:
+            return traceback.StackSummary.from_list([])
+        return traceback.StackSummary.from_list(
+            [f for f in frames[start + 1:] if not is_internal_file(f.filename)])
+
+    def create_arg(self, a: Any) -> Any:
+        if isinstance(a, torch.Tensor) and not isinstance(a, torch.nn.Parameter) \
+                and a not in self.tensor_attrs and not any(a is b for b in self.root.buffers()):
+            name = f"_tensor_constant{len(self.constants)}"
+            while hasattr(self.root, name) or name in self.constants:
+                name += "_"
+            self.constants[name] = a
+            self.tensor_attrs[a] = name
+            return self.create_node("get_attr", name, (), {})
+        return super().create_arg(a)
+
+    def create_args_for_root(self, root_fn: Callable[..., Any], is_module: bool,
+                             concrete_args: Any = None) -> Tuple[Callable[..., Any], List[Any]]:
+        values: List[Any] = []
+        for name, value in self.flat:
+            ph = self.create_proxy("placeholder", name, (), {},
+                                   type_expr=python_type_of(value, f"argument '{name}'"))
+            if _has_tensor(value):
+                values.append(ph)
+                continue
+            guarded = isinstance(value, (bool, int, float, str)) and not (
+                isinstance(value, float) and math.isnan(value))
+            if guarded:
+                eq = self.create_proxy("call_function", operator.eq, (ph, value), {})
+                guard = self.create_proxy(
+                    "call_function", torch._assert,
+                    (eq, f"fxtrace guard failed: argument '{name}' was specialised to "
+                         f"{value!r} by symbolic capture"), {})
+                guard.node.meta[GUARD_META] = True
+            self.specialised.append((name, value, guarded))
+            values.append(value)
+        args, kwargs = _rebind(self.bound, values)
+        self_arg = (self.root,) if is_module else ()
+
+        def _fxtrace_symbolic_entry(*_unused: Any) -> Any:
+            return root_fn(*self_arg, *args, **kwargs)
+
+        return _fxtrace_symbolic_entry, []
+
+
+# ------------------------------------------------------------------------------- capture
+
+@dataclasses.dataclass
+class _Entry:
+    gm: fx.GraphModule
+    key: Tuple[Any, ...]
+    path: str
+
+
+class _Run(fx.Interpreter):
+    """Runs one graph on real values; records metadata on the first run; traces callees."""
+
+    def __init__(self, cap: "_SymbolicCapture", gm: fx.GraphModule,
+                 original: Optional[torch.nn.Module], path: str, record: bool) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.extra_traceback = False  # errors carry fxtrace's own message, not fx's node dump
+        self.cap, self.original, self.path, self.record = cap, original, path, record
+        self.node: Optional[fx.Node] = None
+
+    def run_node(self, n: fx.Node) -> Any:
+        self.node = n
+        out = super().run_node(n)
+        if self.record:
+            n.meta[TENSOR_META] = tensor_meta_of(out)
+            n.meta[VALUE_TYPE] = None if isinstance(out, torch.Tensor) else type(out)
+        return out
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        assert self.original is not None
+        sub = _fetch(self.original, target)
+        path = f"{self.path}.{target}" if self.path else str(target)
+        src = self.node.meta.get(SOURCE) if self.node is not None else None
+        return self.cap.call(sub, path, tuple(args), dict(kwargs), src)
+
+
+class _SymbolicCapture:
+    def __init__(self, root: Optional[torch.nn.Module], name: str, options: SymbolicOptions,
+                 callsite: Optional[SourceLoc]) -> None:
+        self.root, self.name, self.options, self.callsite = root, name, options, callsite
+        self.entries: Dict[int, _Entry] = {}
+        self.leaves: Dict[int, fx.GraphModule] = {}
+        self.module_calls: Dict[str, int] = {}
+        self.specialisations: List[Specialisation] = []
+
+    # -- tracing one graph ----------------------------------------------------------------
+    def trace_graph(self, target: Any, method: str, fn: Callable[..., Any],
+                    args: Tuple[Any, ...], kwargs: Dict[str, Any], path: str,
+                    callsite: Optional[SourceLoc], constants: Dict[str, torch.Tensor]
+                    ) -> Tuple[fx.Graph, List[Tuple[str, Any]]]:
+        what = f"'{path}' ({type(target).__name__})" if path else (
+            type(target).__name__ if isinstance(target, torch.nn.Module) else self.name)
+        try:
+            bound = inspect.signature(fn).bind(*args, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise SymbolicTraceError(f"symbolic capture of {what}: cannot bind its arguments "
+                                     f"({e}). {CONCRETE_HINT}", callsite, path) from e
+        flat = _flat_binding(bound)
+        for name, value in flat:  # an unsupported input type is an argument error, as in concrete
+            python_type_of(value, f"argument '{name}'")
+        tracer = _Tracer(flat, bound, constants, self.options)
+        if isinstance(target, torch.nn.Module):
+            tracer.traced_func_name = method
+        try:
+            graph = tracer.trace(target)
+        except Exception as e:  # noqa: BLE001 - every fx failure becomes one error type
+            raise self._failure(e, what, path, callsite) from e
+        self._annotate(graph, path, callsite)
+        for name, value, guarded in tracer.specialised:
+            self.specialisations.append(Specialisation(
+                "input", value, callsite, path, guarded,
+                f"argument '{name}' holds no tensor; symbolic capture specialised it"))
+        return graph, flat
+
+    def _failure(self, e: BaseException, what: str, path: str,
+                 callsite: Optional[SourceLoc]) -> SymbolicTraceError:
+        src = _user_source_of_exception(e) or callsite
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        where = f" at {src}" if src is not None else ""
+        code = f"\n    {src.code}" if src is not None and src.code else ""
+        called = f"\n(called at {callsite})" if callsite is not None and src != callsite else ""
+        frames = [f for f in traceback.extract_tb(e.__traceback__)
+                  if "/torch/" in f.filename and "/torch/fx/" not in f.filename]
+        if frames and (src is None or src == callsite):
+            inner = frames[-1]
+            called += f"\n(raised in {inner.filename.rsplit('/torch/', 1)[-1]}:{inner.lineno})"
+        return SymbolicTraceError(
+            f"symbolic capture of {what} failed{where}: {type(e).__name__}: {first}{code}{called}\n"
+            f"torch.fx.symbolic_trace cannot follow this program (control flow on a traced "
+            f"value, or a builtin it cannot trace). {CONCRETE_HINT}", src, path)
+
+    def _annotate(self, graph: fx.Graph, path: str, callsite: Optional[SourceLoc]) -> None:
+        for node in graph.nodes:
+            node.meta[MODULE] = path
+            if node.op in ("placeholder", "output"):
+                node.meta[SOURCE] = None
+                continue
+            src = _source_from_stack_trace(node.meta.get("stack_trace")) or callsite
+            node.meta[SOURCE] = src
+            if src is not None:
+                node.meta["stack_trace"] = src.stack_trace()
+
+    # -- building GraphModules ---------------------------------------------------------------
+    def make_gm(self, module: torch.nn.Module, graph: fx.Graph,
+                constants: Dict[str, torch.Tensor]) -> fx.GraphModule:
+        self._localise_attributes(module, graph, constants)
+        holder = torch.nn.Module()
+        holder._parameters = collections.OrderedDict(module._parameters)
+        holder._buffers = collections.OrderedDict(module._buffers)
+        holder._modules = collections.OrderedDict(module._modules)
+        for name, value in constants.items():
+            setattr(holder, name, value)
+        gm = fx.GraphModule(holder, graph, class_name=type(module).__name__)
+        gm._parameters = collections.OrderedDict(module._parameters)
+        gm._buffers = collections.OrderedDict(module._buffers)
+        gm._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
+        gm._modules = collections.OrderedDict(module._modules)
+        gm.training = module.training
+        _rename_class(gm, type(module))
+        gm.meta[METHODS] = {}
+        gm.meta["fxtrace_has_forward"] = True
+        gm.meta[ORIGINAL] = module
+        gm.meta[ORIGINAL_TYPE] = f"{type(module).__module__}.{type(module).__qualname__}"
+        return gm
+
+    @staticmethod
+    def _localise_attributes(module: torch.nn.Module, graph: fx.Graph,
+                             constants: Dict[str, torch.Tensor]) -> None:
+        """get_attr of a tensor that is not a parameter or buffer (a plain attribute, maybe of a
+        submodule) becomes a constant of this module: the submodule's GraphModule won't hold it."""
+        state = {id(t) for t in list(module.parameters()) + list(module.buffers())}
+        for node in graph.nodes:
+            if node.op != "get_attr" or node.target in constants:
+                continue
+            try:
+                value = _fetch(module, node.target)
+            except AttributeError:
+                continue
+            if isinstance(value, torch.Tensor) and id(value) not in state:
+                name = f"_tensor_constant{len(constants)}"
+                while hasattr(module, name) or name in constants:
+                    name += "_"
+                constants[name] = value
+                node.target = name
+
+    # -- the run -------------------------------------------------------------------------------
+    def call(self, module: torch.nn.Module, path: str, args: Tuple[Any, ...],
+             kwargs: Dict[str, Any], callsite: Optional[SourceLoc]) -> Any:
+        self.module_calls[path] = self.module_calls.get(path, 0) + 1
+        if isinstance(module, torch.jit.ScriptModule):
+            return module(*args, **kwargs)
+        if self.options.is_leaf(module, path):
+            if id(module) not in self.leaves:
+                self.leaves[id(module)] = self._capture_leaf(module, path, args, kwargs)
+            return module(*args, **kwargs)
+        entry = self.entries.get(id(module))
+        if entry is None:
+            constants: Dict[str, torch.Tensor] = {}
+            graph, flat = self.trace_graph(module, "forward", module.forward, args, kwargs, path,
+                                           callsite, constants)
+            gm = self.make_gm(module, graph, constants)
+            entry = self.entries[id(module)] = _Entry(gm, _call_key(flat), path)
+            return _Run(self, gm, module, path, True).run(*[v for _, v in flat])
+        flat = _flat_binding(inspect.signature(module.forward).bind(*args, **kwargs))
+        if _call_key(flat) != entry.key:
+            raise SymbolicTraceError(
+                f"symbolic capture: module '{path}' ({type(module).__name__}) is called with "
+                f"arguments that differ from its first call (at '{entry.path}') in their "
+                f"non-tensor values or structure{f' at {callsite}' if callsite else ''}; one "
+                f"symbolic graph cannot serve both. {CONCRETE_HINT}", callsite, path)
+        return _Run(self, entry.gm, module, path, False).run(*[v for _, v in flat])
+
+    def _capture_leaf(self, module: torch.nn.Module, path: str, args: Tuple[Any, ...],
+                      kwargs: Dict[str, Any]) -> fx.GraphModule:
+        """A leaf module is captured by the concrete tracer on the inputs it receives."""
+        from .assemble import assemble
+        from .concrete import capture_concrete
+        info = CaptureInfo(mode="concrete", is_function=False, name=type(module).__name__,
+                           training=module.training)
+        tracer, root_trace = capture_concrete([("forward", module, args, kwargs)], root=module,
+                                              name=type(module).__name__)
+        gm = assemble(tracer, root_trace, info)
+        del gm.meta["fxtrace"]
+        for sub_path, sub in gm.named_modules(remove_duplicate=False):
+            if isinstance(sub, fx.GraphModule):
+                for node in sub.graph.nodes:
+                    inner = node.meta.get(MODULE) or ""
+                    node.meta[MODULE] = f"{path}.{inner}" if inner else path
+        for s in info.specialisations:
+            s.module = f"{path}.{s.module}" if s.module else path
+            self.specialisations.append(s)
+        for inner, n in info.module_calls.items():
+            if inner:
+                full = f"{path}.{inner}"
+                self.module_calls[full] = self.module_calls.get(full, 0) + n
+        return gm
+
+    def capture(self, methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]]
+                ) -> fx.GraphModule:
+        root = self.root
+        if _has_hooks(root):
+            raise SymbolicTraceError("symbolic capture does not run module hooks (forward hooks "
+                                     f"or pre-hooks are registered). {CONCRETE_HINT}",
+                                     self.callsite)
+        constants: Dict[str, torch.Tensor] = {}
+        traced = []
+        for method_name, fn, args, kwargs in methods:
+            self.module_calls[""] = self.module_calls.get("", 0) + 1
+            if root is None:
+                graph, flat = self.trace_graph(fn, "forward", fn, args, kwargs, "",
+                                               self.callsite, constants)
+            else:
+                bound_fn = getattr(root, method_name)
+                graph, flat = self.trace_graph(root, method_name, bound_fn, args, kwargs, "",
+                                               self.callsite, constants)
+            traced.append((method_name, graph, flat))
+        if root is None:
+            holder = torch.nn.Module()
+            for name, value in constants.items():
+                setattr(holder, name, value)
+            gm = fx.GraphModule(holder, traced[0][1], class_name=self.name)
+            gm.meta[METHODS] = {}
+            gm.meta[ORIGINAL] = methods[0][1]
+            gm.meta[ORIGINAL_TYPE] = "function"
+            runs = [(gm, traced[0][2])]
+        else:
+            by_name = {m: g for m, g, _ in traced}
+            main = by_name.get("forward")
+            if main is None:
+                main = fx.Graph()
+                main.output(None)
+            gm = self.make_gm(root, main, constants)
+            gm.meta["fxtrace_has_forward"] = "forward" in by_name
+            runs = []
+            for method_name, graph, flat in traced:
+                if method_name == "forward":
+                    runs.append((gm, flat))
+                    continue
+                variant = fx.GraphModule(gm, graph, class_name=f"{type(root).__name__}_{method_name}")
+                gm.meta[METHODS][method_name] = variant
+                object.__setattr__(gm, method_name, variant.forward)
+                runs.append((variant, flat))
+            self.entries[id(root)] = _Entry(gm, (), "")
+        for target, flat in runs:
+            _Run(self, target, root, "", True).run(*[v for _, v in flat])
+        for g in [gm, *gm.meta[METHODS].values()]:
+            _normalise(g.graph)
+            _check_functions(g.graph)
+            g.recompile()
+        for entry in self.entries.values():
+            if entry.gm is not gm:
+                _normalise(entry.gm.graph)
+                _check_functions(entry.gm.graph)
+                entry.gm.recompile()
+        if root is not None:
+            self._assemble(root)
+        gm.meta["fxtrace"] = CaptureInfo(
+            mode="symbolic", is_function=root is None, name=self.name,
+            specialisations=self.specialisations, module_calls=dict(self.module_calls),
+            training=bool(root.training) if root is not None else False)
+        return gm
+
+    def _assemble(self, root: torch.nn.Module) -> None:
+        """Put every traced module's GraphModule at its qualified names (see assemble.py)."""
+        built: Dict[int, torch.nn.Module] = {}
+
+        def build(module: torch.nn.Module) -> torch.nn.Module:
+            key = id(module)
+            if key in built:
+                return built[key]
+            if key in self.leaves:
+                built[key] = self.leaves[key]
+                return built[key]
+            children = {n: (build(c) if c is not None else None) for n, c in module._modules.items()}
+            entry = self.entries.get(key)
+            if entry is not None:
+                entry.gm._modules = collections.OrderedDict(children)
+                built[key] = entry.gm
+                return entry.gm
+            if any(c is not children[n] for n, c in module._modules.items()):
+                holder = fx.GraphModule(torch.nn.Module(), fx.Graph(), type(module).__name__)
+                holder._parameters = collections.OrderedDict(module._parameters)
+                holder._buffers = collections.OrderedDict(module._buffers)
+                holder._modules = collections.OrderedDict(children)
+                holder.training = module.training
+                _rename_class(holder, type(module))
+                holder.meta[ORIGINAL] = module
+                holder.meta[ORIGINAL_TYPE] = f"{type(module).__module__}.{type(module).__qualname__}"
+                holder.meta[METHODS] = {}
+                holder.meta["fxtrace_untraced"] = True
+                built[key] = holder
+                return holder
+            built[key] = module
+            return module
+
+        build(root)
+
+
+# ------------------------------------------------------------------------------- normalisation
+
+#: ``getattr(tensor, name)`` -> a lowerable node: ("method", name) or ("function", callable).
+_TENSOR_ATTRIBUTES: Dict[str, Tuple[str, Any]] = {
+    "shape": ("method", "size"),
+    "ndim": ("method", "dim"),
+    "dtype": ("function", torch.ops.prim.dtype),
+    "device": ("function", torch.ops.prim.device),
+    "is_cuda": ("function", torch.ops.prim.is_cuda),
+    "requires_grad": ("function", torch.ops.prim.requires_grad),
+}
+_INPLACE: Dict[Any, Tuple[str, Any]] = {
+    operator.iadd: ("add_", operator.add), operator.isub: ("sub_", operator.sub),
+    operator.imul: ("mul_", operator.mul), operator.itruediv: ("div_", operator.truediv),
+    operator.ifloordiv: ("floor_divide_", operator.floordiv),
+    operator.imod: ("remainder_", operator.mod), operator.ipow: ("pow_", operator.pow),
+    operator.iand: ("bitwise_and_", operator.and_), operator.ior: ("bitwise_or_", operator.or_),
+    operator.ixor: ("bitwise_xor_", operator.xor),
+}
+
+
+def _is_tensor_node(arg: Any) -> bool:
+    if not isinstance(arg, fx.Node):
+        return False
+    meta = arg.meta.get(TENSOR_META)
+    return meta is not None and hasattr(meta, "shape")
+
+
+def _normalise(graph: fx.Graph) -> None:
+    """Rewrite what fx symbolic tracing records into targets TorchScript lowering spells:
+    ``getattr(x, "shape")`` -> ``x.size()`` (and ``ndim``/``dtype``/``device``/...), in-place
+    operators (``operator.iadd``) -> ``x.add_(y)`` on tensors / ``operator.add`` on numbers,
+    ``operator.abs`` -> ``torch.abs`` / ``abs``."""
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        target, args = node.target, node.args
+        if target is getattr and len(args) == 2 and _is_tensor_node(args[0]) \
+                and args[1] in _TENSOR_ATTRIBUTES:
+            kind, new = _TENSOR_ATTRIBUTES[args[1]]
+            if kind == "method":
+                node.op, node.target, node.args = "call_method", new, (args[0],)
+            else:
+                node.target, node.args = new, (args[0],)
+        elif target in _INPLACE and not node.kwargs:
+            method, plain = _INPLACE[target]
+            if _is_tensor_node(args[0]):
+                node.op, node.target = "call_method", method
+            else:
+                node.target = plain
+        elif target is operator.abs:
+            node.target = torch.abs if _is_tensor_node(args[0]) else abs
+
+
+def _check_functions(graph: fx.Graph) -> None:
+    """A ``call_function`` target outside torch (a ``torch.fx.wrap``-ed or autowrapped user
+    function) is lowered by TorchScript compiling it; fail now, naming it, if it cannot."""
+    from ..lower.script import quiet_jit
+    for node in graph.nodes:
+        if node.op != "call_function" or function_namespace(node.target) is not None:
+            continue
+        target = node.target
+        if isinstance(target, type) or target in (getattr, len, abs, min, max, int, float, bool):
+            continue
+        try:
+            with quiet_jit():
+                torch.jit.script(target)
+        except Exception as e:  # noqa: BLE001
+            src = node.meta.get(SOURCE)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise SymbolicTraceError(
+                f"symbolic capture: {getattr(target, '__qualname__', target)!s} is called as an "
+                f"opaque function (torch.fx.wrap / autowrap){f' at {src}' if src else ''}, and "
+                f"lowering needs TorchScript to compile it, which failed: {first}. "
+                f"{CONCRETE_HINT}", src, node.meta.get(MODULE, "")) from e
+
+
+# ------------------------------------------------------------------------------- entry points
+
+def capture_symbolic(root: Optional[torch.nn.Module],
+                     methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
+                     name: str, *, leaf_modules: Optional[Sequence[Any]] = None,
+                     autowrap_functions: Optional[Sequence[Callable[..., Any]]] = None,
+                     autowrap_modules: Optional[Sequence[Any]] = None) -> fx.GraphModule:
+    """Capture ``methods`` (``[(method_name, fn, args, kwargs)]``) with fx symbolic tracing.
+
+    Returns a GraphModule tree with the concrete mode's contract (module docstring of
+    :mod:`.assemble` and :mod:`.meta`), ``gm.meta["fxtrace"].mode == "symbolic"``. Options not
+    given here come from :func:`symbolic_options`. Raises :class:`SymbolicTraceError` when fx
+    cannot trace the program. User state (BatchNorm statistics, RNG, training flags) is
+    restored after the shape-propagation run.
+    """
+    options = _OPTIONS.get()
+    options = SymbolicOptions(
+        tuple(leaf_modules) if leaf_modules is not None else options.leaf_modules,
+        tuple(autowrap_functions) if autowrap_functions is not None else options.autowrap_functions,
+        tuple(autowrap_modules) if autowrap_modules is not None else options.autowrap_modules)
+    callsite = user_source(sys._getframe(1))
+    cap = _SymbolicCapture(root, name, options, callsite)
+    with preserved_state([root] if root is not None else [], always=True), \
+            _preserved_attributes(root):
+        return cap.capture(methods)
+
+
+@contextlib.contextmanager
+def _preserved_attributes(root: Optional[torch.nn.Module]) -> Iterator[None]:
+    """Undo attribute rebinding on the user's modules. fx tracing runs ``forward`` with
+    ``Module.__getattr__`` returning proxies, and some modules store what they read (RNNBase
+    keeps ``self._flat_weights``): without this, proxies would stay in the user's module."""
+    saved = [(m, dict(m.__dict__)) for m in root.modules()] if root is not None else []
+    try:
+        yield
+    finally:
+        for module, attrs in saved:
+            for key in [k for k in module.__dict__ if k not in attrs]:
+                del module.__dict__[key]
+            for key, value in attrs.items():
+                if module.__dict__.get(key, attrs) is not value:
+                    module.__dict__[key] = value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if a.is_floating_point() or a.is_complex():
+            return torch.allclose(a.detach(), b.detach(), rtol=1e-5, atol=1e-6, equal_nan=True)
+        return torch.equal(a, b)
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and list(a) == list(b) and all(
+            _same(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def symbolic_matches_eager(gm: fx.GraphModule, root: Optional[torch.nn.Module], methods: Any) -> bool:
+    """Whether the symbolic capture ``gm`` — as a GraphModule and lowered to TorchScript —
+    gives eager's outputs on the example inputs of every method (``mode="auto"`` asks this
+    before it keeps a symbolic capture). Any error counts as a disagreement. State is restored
+    after every run."""
+    from ..lower.script import lower_function, lower_module
+    stateful = [root] if root is not None else []
+    try:
+        script = lower_function(gm, gm.meta["fxtrace"].name) if root is None else lower_module(gm)
+        for method_name, fn, args, kwargs in methods:
+            with preserved_state(stateful, always=True):
+                want = fn(*args, **kwargs)
+            target = gm if method_name == "forward" else gm.meta[METHODS][method_name]
+            sig = inspect.signature(fn.forward if isinstance(fn, torch.nn.Module) else fn)
+            flat = [v for _, v in _flat_binding(sig.bind(*args, **kwargs))]
+            with preserved_state(stateful, always=True):
+                got = target(*flat)
+            if not _same(got, want):
+                return False
+            runner = script if method_name == "forward" or root is None else \
+                script._c._get_method(method_name)
+            with preserved_state(stateful, always=True):
+                lowered = runner(*flat)
+            if not _same(lowered, want):
+                return False
+    except Exception:  # noqa: BLE001 - a capture that cannot run is one that disagrees
+        return False
+    return True
