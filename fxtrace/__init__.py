@@ -5,12 +5,19 @@ fxtrace writes TorchScript source for those graphs and compiles real ``ScriptMod
 ``ScriptFunction`` objects. Every value the trace freezes is recorded and guarded.
 """
 from .api import capture, trace, trace_module
-from .errors import (FxTraceError, GuardError, InvalidArgument, InvalidAttribute, LoweringError, PassError,
-                     TraceError, TracerWarning, TracingCheckError, VerifyError)
+# ``fxtrace.check`` is the property-check *function*. The ``fxtrace.check`` package is imported
+# first (binding the attribute to the package), then the name is rebound to the function; later
+# imports of its submodules do not rebind it.
+from .check import DimProbe, ProbeReport, probe_dynamic
+from .check.properties import check as check
+from .errors import (FxTraceError, InvalidArgument, InvalidAttribute, LoweringError, PassError,
+                     PropertyCheckError, SymbolicTraceError, TraceError, TracerWarning,
+                     TracingCheckError, VerifyError)
 
 __all__ = [
-    "trace", "trace_module", "capture",
-    "FxTraceError", "TraceError", "InvalidArgument", "InvalidAttribute", "LoweringError", "GuardError", "PassError",
-    "VerifyError", "TracingCheckError", "TracerWarning",
+    "trace", "trace_module", "capture", "check", "probe_dynamic", "ProbeReport", "DimProbe",
+    "FxTraceError", "TraceError", "SymbolicTraceError", "InvalidArgument", "InvalidAttribute",
+    "LoweringError", "PassError", "VerifyError", "TracingCheckError", "PropertyCheckError",
+    "TracerWarning",
 ]
 __version__ = "0.1.0"

@@ -109,9 +109,11 @@ def _capture(root: Optional[torch.nn.Module],
             gm = None
         if gm is not None and (mode == "symbolic" or symbolic_matches_eager(gm, root, methods)):
             gm, gm.meta["fxtrace"].passes = run_passes(gm, CAPTURE_PASSES)
+            gm.meta["fxtrace"].options = {"guards": guards, "force_outplace": force_outplace}
             return gm
     info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
-                       training=bool(root.training) if root is not None else False)
+                       training=bool(root.training) if root is not None else False,
+                       options={"guards": guards, "force_outplace": force_outplace})
     with preserved_state([root] if root is not None else [], always=False):
         tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
                                               force_outplace=force_outplace)
@@ -212,7 +214,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
             run_check(script if method_name == "forward" else script._c._get_method(method_name), func,
                       [(args, kwargs)] if sets is None else
                       [_method_args(func, s, example_inputs_is_kwarg) for s in sets],
-                      check_tolerance, stateful=[mod])
+                      check_tolerance, stateful=[mod], capture=gm, method=method_name)
     return script
 
 
@@ -298,7 +300,7 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
         from .check.trace_check import check_trace as run_check
         sets = [(args, kwargs)] if not check_inputs else [
             _method_args(func, c, is_kwarg) for c in check_inputs]
-        run_check(traced, func, sets, check_tolerance, stateful=[])
+        run_check(traced, func, sets, check_tolerance, stateful=[], capture=gm)
     return traced
 
 

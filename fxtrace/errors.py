@@ -6,6 +6,8 @@ for ``torch.jit.trace`` keeps catching what it caught before.
 """
 from __future__ import annotations
 
+from typing import Any, Dict, Optional, Tuple
+
 import torch
 
 __all__ = [
@@ -14,10 +16,11 @@ __all__ = [
     "InvalidArgument",
     "InvalidAttribute",
     "LoweringError",
-    "GuardError",
     "PassError",
     "VerifyError",
     "TracingCheckError",
+    "SymbolicTraceError",
+    "PropertyCheckError",
     "TracerWarning",
 ]
 
@@ -55,15 +58,25 @@ class InvalidAttribute(InvalidArgument, AttributeError):
     """
 
 
+class SymbolicTraceError(TraceError):
+    """``torch.fx`` symbolic tracing could not capture the program (``mode="symbolic"``).
+
+    ``source`` is the user line (a ``SourceLoc``) the failure is attributed to, ``module`` the
+    qualified path of the module being traced (``""`` = root). The fix is usually
+    ``mode="concrete"``, which runs the code instead of tracing it symbolically.
+    """
+
+    def __init__(self, message: str, source: Any = None, module: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+        self.module = module
+
+
 class LoweringError(FxTraceError, RuntimeError):
     """The captured graph could not be written as TorchScript or did not compile.
 
     The message shows the generated source and the user line behind the failing node.
     """
-
-
-class GuardError(FxTraceError, RuntimeError):
-    """A specialisation recorded at capture time does not hold for the inputs given."""
 
 
 class PassError(FxTraceError, RuntimeError):
@@ -72,6 +85,20 @@ class PassError(FxTraceError, RuntimeError):
 
 class VerifyError(FxTraceError, RuntimeError):
     """A graph broke one of fxtrace's invariants; the message names the node."""
+
+
+class PropertyCheckError(FxTraceError, AssertionError):
+    """``fxtrace.check`` found an input on which the trace is wrong.
+
+    ``report`` is the ``fxtrace.inspect.CheckReport`` of the (shrunk) failing input;
+    ``inputs`` is that input as ``(args, kwargs)``. The message is the report's table.
+    """
+
+    def __init__(self, message: str, report: Any,
+                 inputs: Optional[Tuple[Tuple[Any, ...], Dict[str, Any]]] = None) -> None:
+        super().__init__(message)
+        self.report = report
+        self.inputs = inputs
 
 
 class TracingCheckError(FxTraceError, torch.jit.TracingCheckError):

@@ -330,10 +330,10 @@ def test_is_tracing_inside_capture_only(api: str) -> None:
         getattr(fxtrace, api)(g, x, **kwargs)
     assert seen == [True]
     assert not torch.jit.is_tracing()
-    if api == "trace":  # check_trace re-runs g eagerly: not tracing then
+    if api == "trace":  # check_trace re-traces g (tracing) and runs it eagerly (not tracing)
         seen.clear()
         fxtrace.trace(g, x, check_trace=True)
-        assert seen[0] is True and all(s is False for s in seen[1:]) and len(seen) > 1
+        assert seen.count(True) == 2 and seen.count(False) >= 1 and seen[0] is True
 
 
 def test_successful_trace_leaves_no_state_behind() -> None:

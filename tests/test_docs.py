@@ -5,7 +5,7 @@ import re
 import pytest
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["index.md", "strategies.md"]
+PAGES = ["index.md", "strategies.md", "checking.md", "soundness.md"]
 
 
 def _blocks(text: str) -> list:

@@ -44,47 +44,17 @@ RTOL, ATOL = 1e-4, 1e-5
 
 #: Traps on which fxtrace (guards on) is silently wrong today, with the diagnosis. Each is an
 #: xfail(strict=True): remove the entry when the fix lands (the test then fails if it is kept).
-_COUNT = ("a list-returning op's length (unbind/split/chunk; Tensor.__iter__ is unbind) is not "
-          "guarded: _bind_output binds getitem 0..n-1 and nothing checks len(result) == n")
-_RANK = ("a size tuple (TracedSize from x.shape/x.size()) has the example's rank: iterating, "
-         "slicing or passing it whole freezes x.dim() without a guard")
-_DICT = ("the key set of a dict input is not guarded: a key absent while tracing is ignored "
-         "(placeholder typed Dict[str, Tensor], no `key in d` / len(d) check)")
-_LIST = "the length of a list input is not guarded (placeholder List[Tensor], getitem 0..n-1)"
-_PYSTATE = ("Python-level module state read in forward (a plain attribute, a list) is frozen "
-            "without a guard or a warning")
+_PYSTATE = ("Python-level module state changed in forward (a plain int attribute, a list) "
+            "cannot live in a TorchScript trace: it is frozen. fxtrace warns when forward "
+            "assigns a Python attribute; a list mutated in place is not seen")
 PENDING: Dict[str, str] = {
-    "branch_on_is_floating_point": ("is_floating_point() is in _METADATA_METHODS: its result "
-                                    "is returned unrecorded and unguarded (x.dtype == ... is "
-                                    "guarded)"),
-    "buffer_counter_rebind": ("a buffer rebound in forward (self.count = self.count + 1) is "
-                              "not written back and not refused: every call reads the "
-                              "original buffer"),
     "python_counter": _PYSTATE,
-    "hidden_state_rebind": ("a plain tensor attribute rebound in forward (self.h = f(x)) is "
-                            "baked as a constant (_tensor_constant0) holding the value before "
-                            "the trace ran; the rebinding is neither written back nor refused"),
     "python_list_cache": _PYSTATE,
-    "training_flag_branch": ("`if self.training` reads a Python bool: not guarded (the "
-                             "Dropout/BatchNorm train/eval guards do not cover user branches)"),
-    "nonzero_count_math": ("math.log/log2/log10 read an int subclass's value directly (no "
-                           "__float__/__index__ call), so math.log(traced_size) escapes "
-                           "unguarded; math.sqrt is guarded"),
 }
 
-_UNPACK = ("torch.jit checks a list's length unconditionally (prim::ListUnpack raises 'Expected "
-           "n elements in a list'); fxtrace(guards=False) indexes getitem 0..n-1 and returns a "
-           "wrong value. The length check is structural, not a specialisation: keep it with "
-           "guards=False too")
 #: Traps where fxtrace(guards=False) and torch.jit.trace disagree and fxtrace is not the one
 #: that matches eager: xfail(strict=True) on test_guards_off_agrees_with_jit.
 GUARDS_OFF_PENDING: Dict[str, str] = {
-    "new_tensor_dtype": ("x.new_tensor(...) is emitted as a method TorchScript does not have: "
-                         "LoweringError at trace time (torch.jit records a constant + aten::to)"),
-    "tensor_from_values": ("torch.tensor([x.sum(), x.max()]) is emitted as torch.tensor of a "
-                           "list of Tensors, which TorchScript rejects at run time ('Input must "
-                           "be of ints, floats, or bools, got Tensor'); torch.jit makes it a "
-                           "constant. Record it as torch.stack or refuse at trace time"),
 }
 
 
@@ -333,3 +303,17 @@ def test_outcome_table(capsys: pytest.CaptureFixture) -> None:
 
 if __name__ == "__main__":
     print(render(markdown="--markdown" in sys.argv))
+
+
+def test_soundness_doc_matches_a_fresh_run() -> None:
+    """docs/soundness.md shows the outcome table of this run (outcome columns, row by row)."""
+    import pathlib
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "soundness.md").read_text()
+    block = doc.split("<!-- trap-table:start -->")[1].split("<!-- trap-table:end -->")[0]
+
+    def outcome_rows(text: str) -> List[List[str]]:
+        rows_ = [[c.strip() for c in line.strip().strip("|").split("|")]
+                 for line in text.splitlines() if line.startswith("| `")]
+        return [r[:5] for r in rows_]
+
+    assert outcome_rows(block) == outcome_rows(render(markdown=True))

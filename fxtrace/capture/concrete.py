@@ -20,6 +20,7 @@ import builtins
 import contextlib
 import dataclasses
 import inspect
+import math
 import operator
 import sys
 import warnings
@@ -42,8 +43,7 @@ _LEAF_TYPES = (int, float, bool, complex, str, type(None), torch.dtype, torch.de
 
 # Tensor methods whose results are metadata (fixed by dtype, layout, device), not values.
 _METADATA_METHODS = frozenset({
-    "is_floating_point", "is_complex", "is_signed", "element_size", "get_device", "data_ptr",
-    "is_contiguous", "__repr__", "__format__", "__hash__", "storage_offset", "untyped_storage",
+    "data_ptr", "__repr__", "__format__", "__hash__", "storage_offset", "untyped_storage",
     "is_pinned", "is_shared", "type", "_is_view", "has_names", "__reduce_ex__", "__deepcopy__",
     "__dlpack_device__", "__array__", "requires_grad_", "retain_grad", "register_hook",
     "__setstate__", "__getstate__", "is_inference", "is_set_to", "dim_order", "nbytes",
@@ -116,7 +116,7 @@ class _Frame:
         self.lifted: List[Any] = []          # caller values read without being passed in
         self.last_placeholder: Optional[fx.Node] = None
         self.reads: List[_MetadataRead] = []  # x.dtype / x.device reads, see NOTE [Metadata]
-        self.training_guarded = False
+        self.training_guarded: set = set()   # ids of modules whose flag this graph checks
 
     # -- placeholders -------------------------------------------------------------------
     def placeholder(self, name: str, value: Any, type_: Any) -> fx.Node:
@@ -306,21 +306,53 @@ class ConcreteTracer:
                 self._guard(frame, cond, read.kind, read.value, read.source,
                             f"{read.kind} {read.value}")
 
-    def _guard_training(self, frame: _Frame, name: str) -> None:
-        """A mode-dependent op (dropout, batch_norm, ...) ran with the module's training flag
-        frozen into the call: guard the flag, so ``.eval()``/``.train()`` on the trace raises
-        instead of silently keeping the traced mode."""
-        if frame.training_guarded or frame.module is None:
+    def _guard_training(self, frame: _Frame, module: Optional[torch.nn.Module], why: str) -> None:
+        """``module``'s training flag decided something at capture time (a branch on
+        ``self.training``, a dropout or batch_norm call): guard it, so ``.eval()``/``.train()``
+        on the trace raises instead of silently keeping the traced mode."""
+        if module is None or id(module) in frame.training_guarded:
             return
-        frame.training_guarded = True
+        prefix = frame.path + "." if frame.path else ""
+        if module is frame.module:
+            attr = "training"
+        else:
+            names = [q for q in self.module_names.get(id(module), ()) if q.startswith(prefix)
+                     and frame.module is not None]
+            if not names:
+                self.specialise_plain("training", module.training,
+                                      f"the training flag of {type(module).__name__} ({why})")
+                return
+            attr = names[0][len(prefix):] + ".training"
+        frame.training_guarded.add(id(module))
         src = user_source(sys._getframe(2))
-        flag = self._create(frame, "get_attr", "training", (), {}, frame.module.training, source=src)
-        cond = self._create(frame, "call_function", operator.eq, (flag, frame.module.training), {},
-                            True, source=src)
-        mode = "training" if frame.module.training else "eval"
-        self._guard(frame, cond, "training", frame.module.training, src,
-                    f"the module in {mode} mode ({name} depends on it); trace it again in the "
-                    "mode you call it in")
+        value = bool(module.__dict__["training"])
+        flag = self._create(frame, "get_attr", attr, (), {}, value, source=src)
+        cond = self._create(frame, "call_function", operator.eq, (flag, value), {}, True, source=src)
+        mode = "training" if value else "eval"
+        self._guard(frame, cond, "training", value, src,
+                    f"the module in {mode} mode ({why}); trace it again in the mode you call it in")
+
+    def _rebind_state(self, module: torch.nn.Module, name: str, value: torch.Tensor) -> bool:
+        """``self.<name> = <computed tensor>`` where ``<name>`` holds a buffer or a tensor the
+        trace reads as a constant: record a write into it (``copy_``), so the trace carries
+        the state from call to call as eager does. False when that is impossible."""
+        old = module.__dict__.get(name, module._buffers.get(name))
+        if not isinstance(old, torch.Tensor) or isinstance(old, torch.nn.Parameter):
+            return False
+        with torch._C.DisableTorchFunction():  # comparing metadata must not be recorded
+            if (old.shape, old.dtype, old.device) != (value.shape, value.dtype, value.device):
+                return False
+        frame = self.frame
+        is_buffer = module._buffers.get(name) is old
+        if not is_buffer and frame.lookup(old) is None:
+            return False  # never read by the trace: nothing to carry
+        target = self.resolve(old)
+        if target.op != "get_attr":
+            return False
+        node = self._create(frame, "call_method", "copy_", (target, self.resolve(value)), {}, None,
+                            source=user_source(sys._getframe(2)))
+        node.meta["fxtrace_state_write"] = True
+        return True
 
     # -- node creation --------------------------------------------------------------------
     def _create(self, frame: _Frame, op: str, target: Any, args: Tuple[Any, ...],
@@ -508,6 +540,8 @@ class ConcreteTracer:
         try:
             for name, value in names:
                 self._input(frame, name, value)
+            if _reads_training(type(module)):
+                self._guard_training(frame, module, "its code reads self.training")
             out = orig_call(module, *args, **kwargs)
             self._output(frame, out)
         finally:
@@ -640,8 +674,11 @@ class ConcreteTracer:
         if not _has_tensor(out):
             return self._on_value(func, method, args, kwargs, out)
         name = method or getattr(func, "__name__", "")
+        if func in (torch.tensor, torch.as_tensor) and args and isinstance(args[0], (list, tuple)) \
+                and any(isinstance(v, torch.Tensor) for v in _leaves(args[0])):
+            return self._tensor_from_tensors(args[0], out)
         if name in _MODE_DEPENDENT:
-            self._guard_training(self.frame, name)
+            self._guard_training(self.frame, self.frame.module, f"{name} depends on it")
         if method == "__getitem__":
             return self.record("call_function", operator.getitem, args, kwargs, out)
         if self.force_outplace:
@@ -649,6 +686,24 @@ class ConcreteTracer:
         if method is not None:
             return self.record("call_method", method, args, kwargs, out)
         return self.record("call_function", func, args, kwargs, out)
+
+    def _tensor_from_tensors(self, data: Any, out: torch.Tensor) -> torch.Tensor:
+        """``torch.tensor([t0, t1, ...])`` of tensors: TorchScript's ``torch.tensor`` takes
+        numbers only, so a flat list of equally shaped tensors is recorded as a detached
+        ``torch.stack``; anything else becomes a constant, with a warning."""
+        items = list(data)
+        if not all(isinstance(v, torch.Tensor) for v in items) or len(
+                {tuple(v.shape) for v in items}) != 1:
+            self.specialise_plain("constant", f"Tensor{tuple(out.shape)}",
+                                  "torch.tensor() of a nested or mixed list of tensors is a constant")
+            return out
+        stacked = self._create(self.frame, "call_function", torch.stack,
+                               ([self.to_arg(v) for v in items],), {}, out)
+        if any(v.dtype != out.dtype for v in items):  # else the dtype follows the inputs
+            stacked = self._create(self.frame, "call_method", "to", (stacked, out.dtype), {}, out)
+        node = self._create(self.frame, "call_method", "detach", (stacked,), {}, out)
+        self._bind_output(self.frame, node, out)
+        return out
 
     def _on_value(self, func: Callable[..., Any], method: Optional[str], args: Tuple[Any, ...],
                   kwargs: Dict[str, Any], out: Any) -> Any:
@@ -851,6 +906,47 @@ def _tensor_method_name(func: Any) -> Optional[str]:
     return None
 
 
+# math functions that take an int subclass's value without calling one of its methods.
+_MATH_INT_ARGS = ("isqrt", "factorial", "comb", "perm", "gcd", "lcm")
+# ... of which TorchScript has its own spelling (checked against torch 2.13).
+_MATH_RECORDED = ("log", "log10", "log1p", "exp", "expm1", "copysign", "atan2", "factorial", "gcd")
+_MATH_ESCAPES = ("log", "log2", "log10", "log1p", "exp", "expm1", "copysign", "atan2",
+                 "hypot") + _MATH_INT_ARGS
+
+_READS_TRAINING: Dict[type, bool] = {}
+
+
+def _code_names(code: Any) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            yield from _code_names(const)
+
+
+def _reads_training(cls: type) -> bool:
+    """Whether any method of ``cls`` (below ``nn.Module``) reads an attribute ``training``.
+
+    Such a module may branch on its mode in Python, which no op records; its flag is guarded
+    whenever it is called during capture (NOTE: conservative: a read used only for logging
+    guards too)."""
+    hit = _READS_TRAINING.get(cls)
+    if hit is None:
+        hit = False
+        for klass in cls.__mro__:
+            if klass in (torch.nn.Module, object):
+                continue
+            for member in vars(klass).values():
+                fn = getattr(member, "__func__", member)
+                code = getattr(fn, "__code__", None)
+                if code is not None and "training" in set(_code_names(code)):
+                    hit = True
+                    break
+            if hit:
+                break
+        _READS_TRAINING[cls] = hit
+    return hit
+
+
 def _outplace(method: Optional[str], func: Any, kwargs: Dict[str, Any]
               ) -> Tuple[Optional[str], Dict[str, Any]]:
     """``_force_outplace``: ``x.add_(y)`` is recorded as ``x.add(y)`` (the tensor object is then
@@ -971,6 +1067,23 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
                 a.__index__()
         return orig_range(*(untraced(a) for a in args))
 
+    orig_math = {name: getattr(math, name) for name in _MATH_ESCAPES}
+
+    def math_escape(name: str) -> Callable[..., Any]:
+        fn = orig_math[name]
+
+        def call(*args: Any) -> Any:
+            # These read an int subclass's value without __float__/__index__. TorchScript
+            # has the function: record it, the value stays live. Otherwise make the escape
+            # explicit, so it is recorded and guarded.
+            if not any(is_traced(a) for a in args):
+                return fn(*args)
+            if name in _MATH_RECORDED:
+                return tracer.record_scalar(fn, args, fn(*(untraced(a) for a in args)))
+            convert = int if name in _MATH_INT_ARGS else float
+            return fn(*(convert(a) if is_traced(a) else a for a in args))
+        return call
+
     def script_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         # TorchScript functions run in C++, unseen by the mode: record the call itself, so the
         # scripted control flow survives in the trace.
@@ -986,12 +1099,20 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
         return orig_apply.__func__(cls, *args, **kwargs)
 
     def module_setattr(module: torch.nn.Module, name: str, value: Any) -> None:
+        current = module.__dict__.get(name, module._buffers.get(name))
         if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter) and \
-                getattr(module, name, None) is not value and tracer._computed(value):
+                current is not value and tracer._computed(value):
+            if not tracer._rebind_state(module, name, value):
+                tracer._warn(user_source(sys._getframe(1)),
+                             f"assigning a traced tensor to module attribute '{name}' "
+                             f"({type(module).__name__}): the trace does not keep this state "
+                             "between calls; it computes the value but never stores it.")
+        elif name != "training" and not isinstance(value, (torch.Tensor, torch.nn.Module)) and \
+                name in module.__dict__ and current is not value and not callable(value):
             tracer._warn(user_source(sys._getframe(1)),
-                         f"assigning a traced tensor to module attribute '{name}' "
-                         f"({type(module).__name__}): the trace does not keep this state "
-                         "between calls; it computes the value but never stores it.")
+                         f"forward changes the Python attribute '{name}' of "
+                         f"{type(module).__name__}: Python state is frozen into the trace, "
+                         "which will not see later changes.")
         orig_setattr(module, name, value)
 
     torch.nn.Module.__call__ = patched_call  # type: ignore[method-assign]
@@ -1000,6 +1121,8 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
     torch._C.ScriptFunction.__call__ = script_call  # type: ignore[method-assign]
     torch.autograd.Function.apply = classmethod(autograd_apply)  # type: ignore[method-assign]
     torch.nn.Module.__setattr__ = module_setattr  # type: ignore[method-assign]
+    for name in _MATH_ESCAPES:
+        setattr(math, name, math_escape(name))
     try:
         with _Mode():
             yield
@@ -1010,6 +1133,8 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
         torch._C.ScriptFunction.__call__ = orig_script_call  # type: ignore[method-assign]
         torch.autograd.Function.apply = orig_apply  # type: ignore[method-assign]
         torch.nn.Module.__setattr__ = orig_setattr  # type: ignore[method-assign]
+        for name, fn in orig_math.items():
+            setattr(math, name, fn)
 
 
 def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
@@ -1029,6 +1154,8 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         frame = _Frame(root, "", None, root_trace)
         tracer.frames = [frame]
         signature = _signature(fn.forward if isinstance(fn, torch.nn.Module) else fn)
+        if root is not None and _reads_training(type(root)):
+            tracer._guard_training(frame, root, "its code reads self.training")
         for i, (pname, value) in enumerate(_bind_names(signature, args, kwargs)):
             where = f"example_inputs[{i}] (argument '{pname}')" if i < len(args) else \
                 f"example_kwarg_inputs['{pname}']"

@@ -136,3 +136,5 @@ class CaptureInfo:
     module_calls: Dict[str, int] = dataclasses.field(default_factory=dict)  # path -> calls
     training: bool = False
     passes: List[Any] = dataclasses.field(default_factory=list)  # PassRecords of the pipeline
+    #: The capture keywords (``guards``, ``force_outplace``) that a re-trace must repeat.
+    options: Dict[str, Any] = dataclasses.field(default_factory=dict)

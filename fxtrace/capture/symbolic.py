@@ -50,7 +50,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 import torch.fx as fx
 
-from ..errors import TraceError
+from ..errors import SymbolicTraceError
 from ..passes.purity import GUARD_META, function_namespace
 from ..state import preserved_state
 from .assemble import METHODS, ORIGINAL, ORIGINAL_TYPE
@@ -68,19 +68,6 @@ CONCRETE_HINT = ('Use mode="concrete" (runs the code on the example inputs and g
                  'a leaf: fxtrace.capture.symbolic.symbolic_options(leaf_modules=[...]).')
 
 _ENTRY = "_fxtrace_symbolic_entry"  # the frame that separates fxtrace's stack from the user's
-
-
-class SymbolicTraceError(TraceError):
-    """``torch.fx`` symbolic tracing could not capture the program.
-
-    ``source`` is the user line (:class:`SourceLoc`) the failure is attributed to, ``module``
-    the qualified path of the module being traced (``""`` = root).
-    """
-
-    def __init__(self, message: str, source: Optional[SourceLoc] = None, module: str = "") -> None:
-        super().__init__(message)
-        self.source = source
-        self.module = module
 
 
 # ------------------------------------------------------------------------------- options

@@ -13,6 +13,7 @@ be wrong instead of silently computing something else.
 """
 from __future__ import annotations
 
+import math
 import operator
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Tuple
 
@@ -124,6 +125,17 @@ class TracedInt(_TracedNumber, int):
     __rmod__ = _binary(operator.mod, reflected=True)
     __pow__ = _binary(operator.pow)  # type: ignore[assignment]
     __index__ = _escape("index", int)
+
+    # math.floor/ceil/trunc and round() of an int are the int itself: it stays live.
+    def __floor__(self) -> "TracedInt":
+        return self
+
+    __ceil__ = __trunc__ = __floor__
+
+    def __round__(self, ndigits: Any = None) -> Any:
+        return self if ndigits is None else self._tracer.record_scalar(
+            round, (self, ndigits), round(self._plain(), ndigits))
+
     # Defining __eq__ removes the inherited __hash__; restate the mixin's.
     __hash__ = _TracedNumber.__hash__
 
@@ -137,6 +149,16 @@ class TracedFloat(_TracedNumber, float):
         self = float.__new__(cls, value)
         self._tracer = tracer
         return self
+
+    # math.floor/ceil/trunc of a traced float are recorded (TorchScript has them too).
+    def __floor__(self) -> Any:
+        return self._tracer.record_scalar(math.floor, (self,), math.floor(self._plain()))
+
+    def __ceil__(self) -> Any:
+        return self._tracer.record_scalar(math.ceil, (self,), math.ceil(self._plain()))
+
+    def __trunc__(self) -> Any:
+        return self._tracer.record_scalar(math.trunc, (self,), math.trunc(self._plain()))
 
     __hash__ = _TracedNumber.__hash__
 

@@ -1,36 +1,68 @@
-"""``check_trace``: run the trace and the original on check inputs and compare, as torch.jit does.
+"""``check_trace``: torch.jit's trace check, on fxtrace's graphs.
 
-torch.jit's semantics are kept where they are observable: an exception while running either
-side raises ``TracingCheckError``; a value mismatch warns with ``TracerWarning`` ("Output nr
-N. of the traced function does not match ..."). fxtrace compares *every* leaf of nested
-outputs, and runs both sides from the same RNG state with the model's state restored between
-runs, so checking leaves the model as it was.
+For each check input set, as ``torch.jit.trace`` does (``torch/jit/_trace.py:_check_trace``):
+
+1. **Re-trace** the original on (copies of) the check inputs with the settings of the first
+   capture, and compare the two captures structurally (:func:`fxtrace.check.graphs.graph_diff`:
+   node order, opcodes, targets, arguments, Python constants and tensor constants; shapes do not
+   count). A difference raises :class:`fxtrace.TracingCheckError` whose message holds the first
+   diverging node of both traces with their source lines and a ``diff_table`` of the graph.
+2. Run the trace and the original on fresh copies of the inputs and compare **every leaf** of the
+   outputs (:func:`compare_outputs`). A mismatch warns (``TracerWarning``, "Output nr N. of the
+   traced function does not match ..."), as torch.jit does.
+3. An exception while running either side raises ``TracingCheckError`` carrying the user's error
+   and the graph diagnostics. A guard failure (the check input takes another path) is such an
+   exception; the re-trace diff shows which branch differs.
+
+State: every run starts from the same saved state — grad mode, the CPU RNG (and the CUDA RNG
+of initialised devices, forked with ``torch.random.fork_rng``), training flags, buffers and
+parameter values — and that state is restored afterwards, so checking leaves the model exactly
+as it was and random ops such as dropout compare equal. Only when the trace does not even agree
+with itself from the same state are its random nodes reported as nondeterministic, by node and
+source line. Like torch.jit, the check runs under ``torch.no_grad()``.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import textwrap
 import warnings
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+import torch.fx as fx
 
 from ..errors import TracerWarning, TracingCheckError
 from ..state import preserved_state
+from .graphs import capture_of, describe_node, graph_diff, random_nodes, retrace
 
-__all__ = ["check_trace", "compare_outputs", "flatten_outputs"]
+__all__ = ["check_trace", "compare_outputs", "flatten_outputs", "leaf_errors", "clone_inputs",
+           "run_isolated", "GUARD_TEXT", "is_guard_error"]
+
+#: The text every fxtrace guard failure carries.
+GUARD_TEXT = "fxtrace guard failed"
 
 
-def _clone(value: Any) -> Any:
+def is_guard_error(e: BaseException) -> bool:
+    """Whether ``e`` is an fxtrace guard refusing an input (TorchScript or Python side)."""
+    return GUARD_TEXT in str(e)
+
+
+def clone_inputs(value: Any) -> Any:
+    """Fresh copies of every tensor of an input structure (containers rebuilt, others kept)."""
     if isinstance(value, torch.Tensor):
         return value.detach().clone().requires_grad_(value.requires_grad) if value.is_leaf \
             else value.clone()
     if isinstance(value, (tuple, list)):
-        items = [_clone(v) for v in value]
+        items = [clone_inputs(v) for v in value]
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
     if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        return type(value)((k, clone_inputs(v)) for k, v in value.items())
     return copy.copy(value) if not isinstance(value, (int, float, bool, str, type(None))) else value
+
+
+_clone = clone_inputs  # the old private name
 
 
 def flatten_outputs(value: Any, path: str = "output") -> List[Tuple[str, Any]]:
@@ -48,10 +80,30 @@ def flatten_outputs(value: Any, path: str = "output") -> List[Tuple[str, Any]]:
     return [(path, value)]
 
 
+def _atol(x: torch.Tensor, y: torch.Tensor) -> float:
+    return torch.testing._comparison.default_tolerances(x, y)[1]
+
+
+def leaf_errors(x: torch.Tensor, y: torch.Tensor) -> Tuple[float, float]:
+    """``(max abs error, max rel error)`` between two same-shape tensors; NaN matches NaN."""
+    if x.numel() == 0:
+        return 0.0, 0.0
+    xd, yd = (x.to(torch.cdouble), y.to(torch.cdouble)) if (x.is_complex() or y.is_complex()) \
+        else (x.detach().double(), y.detach().double())
+    both_nan = torch.isnan(xd) & torch.isnan(yd)
+    same = (xd == yd) | both_nan
+    diff = torch.where(same, torch.zeros_like(xd.real if xd.is_complex() else xd).double(),
+                       (xd - yd).abs().double())
+    diff = torch.nan_to_num(diff, nan=math.inf)
+    rel = diff / yd.abs().double()  # inf where the expected value is 0 and the error is not
+    rel = torch.where(diff == 0, torch.zeros_like(rel), rel)
+    return float(diff.max()), float(rel.max())
+
+
 def compare_outputs(traced: Any, eager: Any, tolerance: float) -> List[Tuple[int, str]]:
-    """``(leaf number, message)`` for each output leaf that differs: structure, dtype, shape,
-    then values (relative tolerance ``tolerance``, dtype-aware absolute tolerance, NaN equal
-    only to NaN)."""
+    """``(leaf number, message)`` for each output leaf that differs: structure first, then
+    type, dtype, device and shape, then values (relative tolerance ``tolerance``, dtype-aware
+    absolute tolerance, NaN equal only to NaN)."""
     a, b = flatten_outputs(traced), flatten_outputs(eager)
     if [p for p, _ in a] != [p for p, _ in b]:
         return [(0, f"output structure differs: trace gives {[p for p, _ in a]}, "
@@ -59,51 +111,174 @@ def compare_outputs(traced: Any, eager: Any, tolerance: float) -> List[Tuple[int
     problems = []
     for i, ((path, x), (_, y)) in enumerate(zip(a, b)):
         if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
-            if x.dtype != y.dtype or x.shape != y.shape:
-                problems.append((i, f"{path}: trace gives {x.dtype} {tuple(x.shape)}, "
-                                    f"Python gives {y.dtype} {tuple(y.shape)}"))
+            if x.dtype != y.dtype or x.device != y.device or x.shape != y.shape:
+                problems.append((i, f"{path}: trace gives {x.dtype} {tuple(x.shape)} on "
+                                    f"{x.device}, Python gives {y.dtype} {tuple(y.shape)} on "
+                                    f"{y.device}"))
                 continue
+            if x.layout != torch.strided or y.layout != torch.strided:
+                x, y = x.to_dense(), y.to_dense()
             try:
                 xd, yd = (x.to(torch.cdouble), y.to(torch.cdouble)) if x.is_complex() else (
-                    x.double(), y.double())
-                torch.testing.assert_close(xd, yd, rtol=tolerance,
-                                           atol=torch.testing._comparison.default_tolerances(x, y)[1],
+                    x.detach().double(), y.detach().double())
+                torch.testing.assert_close(xd, yd, rtol=tolerance, atol=_atol(x, y),
                                            equal_nan=True)
             except AssertionError as e:
                 problems.append((i, f"{path}: {e}"))
-        elif isinstance(x, torch.Tensor) != isinstance(y, torch.Tensor) or (
-                not isinstance(x, torch.Tensor) and x != y):
+        elif isinstance(x, torch.Tensor) != isinstance(y, torch.Tensor):
+            problems.append((i, f"{path}: trace gives {type(x).__name__} {x!r:.60}, Python gives "
+                                f"{type(y).__name__} {y!r:.60}"))
+        elif not _same_plain(x, y):
             problems.append((i, f"{path}: trace gives {x!r}, Python gives {y!r}"))
     return problems
 
 
+def _same_plain(x: Any, y: Any) -> bool:
+    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+        return True
+    try:
+        return bool(x == y)
+    except Exception:  # noqa: BLE001 - uncomparable values are different
+        return False
+
+
+def _cuda_devices() -> List[int]:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return list(range(torch.cuda.device_count()))
+    return []
+
+
+@contextlib.contextmanager
+def isolated_state(stateful: Sequence[torch.nn.Module]) -> Iterator[None]:
+    """Run a body from the current state and put everything back afterwards (see docstring)."""
+    with preserved_state(stateful, always=True, parameters=True), \
+            torch.random.fork_rng(devices=_cuda_devices()):
+        yield
+
+
+def run_isolated(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                 stateful: Sequence[torch.nn.Module]) -> Any:
+    """``fn`` on fresh copies of the inputs, with all state restored afterwards."""
+    with isolated_state(stateful):
+        return fn(*clone_inputs(args), **clone_inputs(kwargs))
+
+
 def _run(what: str, fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: dict,
-         stateful: Sequence[torch.nn.Module]) -> Any:
-    """Run one side of the check on fresh copies of the inputs, leaving all state as it was."""
-    with preserved_state(stateful, always=True, parameters=True):
-        try:
-            return fn(*_clone(args), **_clone(kwargs))
-        except Exception as e:
-            raise TracingCheckError(None, None, extra_msg=(
-                f"encountered an exception while running the {what} with test inputs.\n"
-                f"Exception:\n{textwrap.indent(str(e), '  ')}")) from e
+         stateful: Sequence[torch.nn.Module], diagnostics: Callable[[], Tuple[Any, Any]]) -> Any:
+    try:
+        return run_isolated(fn, args, kwargs, stateful)
+    except Exception as e:
+        graph_error, tensor_error = diagnostics()
+        raise TracingCheckError(graph_error, tensor_error, extra_msg=(
+            f"encountered an exception while running the {what} with test inputs.\n"
+            f"Exception:\n{textwrap.indent(str(e), '  ')}\n")) from e
+
+
+def _method_name(traced: Any, method: Optional[str]) -> str:
+    if method is not None:
+        return method
+    if isinstance(traced, torch._C.ScriptMethod):
+        return traced.name
+    return "forward"
+
+
+def _root(func: Callable[..., Any], stateful: Sequence[torch.nn.Module]
+          ) -> Optional[torch.nn.Module]:
+    if isinstance(func, torch.nn.Module):
+        return func
+    owner = getattr(func, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        return owner
+    return None
 
 
 def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
                 input_sets: Sequence[Tuple[Tuple[Any, ...], dict]], tolerance: float,
-                stateful: Sequence[torch.nn.Module]) -> None:
-    """Compare ``traced`` with ``func`` on each input set (see the module docstring).
+                stateful: Sequence[torch.nn.Module], *, capture: Optional[fx.GraphModule] = None,
+                method: Optional[str] = None, retrace_graphs: bool = True) -> None:
+    """Check ``traced`` against ``func`` on each ``(args, kwargs)`` of ``input_sets``.
 
-    Both sides start from the same RNG state and model state, so random ops in training
-    mode (dropout) compare equal.
+    Args:
+        traced: the ScriptModule / ScriptFunction (or a ScriptMethod of a traced module).
+        func: the original (the module for ``forward``, a bound method or a function).
+        input_sets: ``[(args, kwargs), ...]``.
+        tolerance: relative tolerance of the output comparison.
+        stateful: the modules whose state each run must leave untouched.
+        capture: the ``fx.GraphModule`` of the trace; default ``traced._fxtrace_capture``.
+            Without it (a ScriptMethod of another method than forward) the graph comparison
+            is skipped.
+        method: the traced method's name (default: the ScriptMethod's name, else forward).
+        retrace_graphs: re-trace on every input set and compare the graphs (default True).
+
+    Raises:
+        TracingCheckError: the graphs differ, or either side raised on a check input.
+    Warns:
+        TracerWarning: an output differs (and, before it, the trace's random nodes, when the
+        trace does not reproduce itself from the same RNG state).
     """
-    for args, kwargs in input_sets:
-        got = _run("trace", traced, args, kwargs, stateful)
-        want = _run("Python function", func, args, kwargs, stateful)
-        for leaf, problem in compare_outputs(got, _plain_tuples(want), tolerance):
-            warnings.warn(f"Output nr {leaf + 1}. of the traced function does not match the "
-                          f"corresponding output of the Python function. Detailed error:\n{problem}",
-                          TracerWarning, stacklevel=4)
+    gm = capture if capture is not None else capture_of(traced)
+    method = _method_name(traced, method)
+    root = _root(func, stateful)
+    with torch.no_grad():
+        for args, kwargs in input_sets:
+            diff = None
+            retrace_error: Optional[BaseException] = None
+            if gm is not None and retrace_graphs:
+                try:
+                    again = retrace(gm, root, func, method, clone_inputs(args),
+                                    clone_inputs(kwargs))
+                except Exception as e:  # noqa: BLE001 - reported with the run's own error
+                    retrace_error = e
+                else:
+                    diff = graph_diff(gm, again, method)
+
+            def diagnostics() -> Tuple[Any, Any]:
+                if diff is None:
+                    return None, None
+                text = diff.message()
+                return (None, text) if diff.kind == "constant" else (text, None)
+
+            got = _run("trace", traced, args, kwargs, stateful, diagnostics)
+            want = _run("Python function", func, args, kwargs, stateful, diagnostics)
+            problems = compare_outputs(got, _plain_tuples(want), tolerance)
+            if problems:
+                _maybe_warn_nondeterministic(traced, gm, got, args, kwargs, stateful, tolerance)
+            for leaf, problem in problems:
+                warnings.warn(f"Output nr {leaf + 1}. of the traced function does not match the "
+                              f"corresponding output of the Python function. Detailed error:\n"
+                              f"{problem}", TracerWarning, stacklevel=4)
+            if retrace_error is not None:
+                raise TracingCheckError(None, None, extra_msg=(
+                    "encountered an exception while re-tracing the Python function with test "
+                    f"inputs.\nException:\n{textwrap.indent(str(retrace_error), '  ')}\n")
+                ) from retrace_error
+            graph_error, tensor_error = diagnostics()
+            if graph_error is not None or tensor_error is not None:
+                raise TracingCheckError(graph_error, tensor_error)
+
+
+def _maybe_warn_nondeterministic(traced: Any, gm: Optional[fx.GraphModule], got: Any,
+                                 args: Tuple[Any, ...], kwargs: dict,
+                                 stateful: Sequence[torch.nn.Module], tolerance: float) -> None:
+    """Warn about random nodes when the trace, run twice from one RNG state, disagrees with
+    itself: only then is its randomness not replayable (torch.jit warns on any random node)."""
+    if gm is None:
+        return
+    nodes = random_nodes(gm)
+    if not nodes:
+        return
+    try:
+        again = run_isolated(traced, args, kwargs, stateful)
+    except Exception:  # noqa: BLE001 - the first run succeeded; this is diagnostics only
+        return
+    if not compare_outputs(again, got, tolerance):
+        return
+    listing = "\n".join("  " + describe_node(p, n) for p, n in nodes[:20])
+    warnings.warn("Trace had nondeterministic nodes whose randomness could not be replayed "
+                  "from the same RNG state. Did you forget call .eval() on your model? Nodes:\n"
+                  f"{listing}\nThis may cause errors in trace checking. To disable trace "
+                  "checking, pass check_trace=False to fxtrace.trace()", TracerWarning,
+                  stacklevel=5)
 
 
 def _plain_tuples(value: Any) -> Any:
@@ -115,3 +290,6 @@ def _plain_tuples(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain_tuples(v) for k, v in value.items()}
     return value
+
+
+plain_tuples = _plain_tuples

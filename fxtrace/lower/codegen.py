@@ -262,6 +262,14 @@ class _Writer:
             return f"{self.value(recv)}.{inplace}({self.call_args(rest, kwargs)})"
         if name.startswith("__"):
             raise LoweringError(f"Tensor method {name} has no TorchScript spelling")
+        if name == "new_tensor":  # not a TorchScript method: torch.tensor on the receiver's kind
+            recv_text = self.value(recv)
+            extra = {"dtype": f"{recv_text}.dtype", "device": f"{recv_text}.device"}
+            given = {k: self.value(v) for k, v in kwargs.items()}
+            merged = {**extra, **given}
+            data = self.value(rest[0]) if rest else self.value(kwargs.get("data"))
+            merged.pop("data", None)
+            return f"torch.tensor({data}, " + ", ".join(f"{k}={v}" for k, v in merged.items()) + ")"
         return f"{self.value(recv)}.{name}({self.call_args(rest, kwargs)})"
 
     def function(self, node: fx.Node, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[str]:

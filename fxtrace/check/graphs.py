@@ -1,0 +1,280 @@
+"""Graph-level helpers of the checks: re-tracing, structural comparison, random nodes.
+
+Two captures are *structurally equal* when every graph of the module tree (the root, every
+``GraphModule`` submodule and every extra method) has the same node sequence: opcode, target,
+arguments with node references written as relative positions (so renamed nodes still match)
+and Python constants. Output shapes and dtypes are not part of the comparison (a
+shape-generic model traced at batch 2 and at batch 5 gives equal graphs). Tensor constants
+(``get_attr`` of a tensor that is neither a parameter nor a buffer) are compared by value with
+``torch.testing.assert_close``, as torch.jit compares ``prim::Constant`` tensors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.fx as fx
+
+from ..capture.meta import SOURCE, TENSOR_META, CaptureInfo, SourceLoc
+
+__all__ = ["GraphDiff", "capture_of", "retrace", "graph_diff", "random_nodes"]
+
+_METHODS = "fxtrace_methods"
+
+#: Names of torch functions/methods whose result depends on the RNG.
+RANDOM_OPS = frozenset("""
+dropout dropout_ feature_dropout feature_dropout_ alpha_dropout alpha_dropout_
+feature_alpha_dropout feature_alpha_dropout_ native_dropout dropout1d dropout2d dropout3d
+bernoulli bernoulli_ rand rand_like randn randn_like randint randint_like randperm multinomial
+normal normal_ uniform_ exponential_ geometric_ cauchy_ log_normal_ random_ poisson rrelu rrelu_
+gumbel_softmax
+""".split())
+
+
+def capture_of(traced: Any) -> Optional[fx.GraphModule]:
+    """The ``fx.GraphModule`` fxtrace kept on a trace (``_fxtrace_capture``), or None."""
+    gm = getattr(traced, "_fxtrace_capture", None)
+    if gm is None:
+        gm = getattr(traced, "__dict__", {}).get("_fxtrace_capture")
+    return gm if isinstance(gm, fx.GraphModule) else None
+
+
+def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
+            func: Callable[..., Any], method: str, args: Tuple[Any, ...],
+            kwargs: Dict[str, Any]) -> fx.GraphModule:
+    """Capture ``func`` again on ``args``/``kwargs`` with the settings ``gm`` was captured with.
+
+    The capture's effects on the module (BatchNorm statistics, RNG, training flags) are undone
+    and its TracerWarnings are not repeated (the first trace already gave them).
+    """
+    from ..api import _capture, _function_name  # late: api imports this package
+    from ..state import preserved_state
+
+    info = gm.meta.get("fxtrace")
+    mode = info.mode if isinstance(info, CaptureInfo) else "concrete"
+    name = type(root).__name__ if root is not None else (
+        info.name if isinstance(info, CaptureInfo) else _function_name(func))
+    with preserved_state([root] if root is not None else [], always=True, parameters=True), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        options = info.options if isinstance(info, CaptureInfo) else {}
+        return _capture(root, [(method, func, args, kwargs)], name, mode=mode, **options)
+
+
+# --------------------------------------------------------------------------- canonical form
+
+def _graphs(gm: fx.GraphModule, method: str = "forward") -> Dict[str, fx.GraphModule]:
+    """Every graph of the tree, keyed ``path`` (``path:method`` for extra methods).
+
+    For ``method != "forward"`` the root entry is that method's graph."""
+    out: Dict[str, fx.GraphModule] = {}
+    for path, m in gm.named_modules():
+        if not isinstance(m, fx.GraphModule):
+            continue
+        if path == "" and method != "forward":
+            extra = m.meta.get(_METHODS, {}) or {}
+            if method in extra:
+                out[""] = extra[method]
+            continue
+        out[path] = m
+        for name, g in (m.meta.get(_METHODS, {}) or {}).items():
+            if path != "" and isinstance(g, fx.GraphModule):
+                out[f"{path}:{name}"] = g
+    return out
+
+
+def _is_state(owner: torch.nn.Module, target: str) -> bool:
+    mod_path, _, attr = target.rpartition(".")
+    try:
+        mod = owner.get_submodule(mod_path) if mod_path else owner
+    except AttributeError:
+        return False
+    return attr in mod._parameters or attr in mod._buffers
+
+
+def _target_name(node: fx.Node) -> str:
+    t = node.target
+    if isinstance(t, str):
+        return t
+    try:
+        from ..inspect._format import qualname
+        return qualname(t)
+    except Exception:  # noqa: BLE001 - a name is all that is needed
+        mod = getattr(t, "__module__", None) or ""
+        return f"{mod}.{getattr(t, '__qualname__', getattr(t, '__name__', repr(t)))}"
+
+
+def _fmt(value: Any, pos: Dict[fx.Node, int], here: int) -> str:
+    if isinstance(value, fx.Node):
+        return f"%{pos[value] - here}" if value in pos else f"%{value.name}"
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(_fmt(v, pos, here) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_fmt(v, pos, here)}" for k, v in value.items()) + "}"
+    if isinstance(value, torch.Tensor):
+        return "Tensor"
+    if isinstance(value, float):
+        return repr(value)
+    return repr(value)
+
+
+def canonical(owner: fx.GraphModule) -> List[str]:
+    """The canonical text of each node of ``owner.graph``, in order (see module docstring)."""
+    pos: Dict[fx.Node, int] = {}
+    out: List[str] = []
+    for i, node in enumerate(owner.graph.nodes):
+        pos[node] = i
+        target = _target_name(node)
+        if node.op == "get_attr" and not _is_state(owner, str(node.target)):
+            target = "<constant>"
+        if node.op == "placeholder":
+            target = ""
+        args = node.args
+        if node.target is torch._assert or node.meta.get("fxtrace_guard"):
+            args = args[:1]  # a guard's message quotes example values; its condition counts
+        out.append(f"{node.op}|{target}|{_fmt(args, pos, i)}|{_fmt(node.kwargs, pos, i)}")
+    return out
+
+
+def _constants(owner: fx.GraphModule) -> List[Tuple[fx.Node, Any]]:
+    out = []
+    for node in owner.graph.nodes:
+        if node.op == "get_attr" and not _is_state(owner, str(node.target)):
+            try:
+                out.append((node, _getattr_path(owner, str(node.target))))
+            except AttributeError:
+                continue
+    return out
+
+
+def _getattr_path(owner: torch.nn.Module, path: str) -> Any:
+    value: Any = owner
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+# --------------------------------------------------------------------------- diff
+
+@dataclasses.dataclass
+class GraphDiff:
+    """Where two captures differ: the graph (module path), the first differing node of each."""
+
+    path: str
+    a: Optional[fx.GraphModule]
+    b: Optional[fx.GraphModule]
+    node_a: Optional[fx.Node]
+    node_b: Optional[fx.Node]
+    kind: str  # "graph", "constant", "module"
+    detail: str = ""
+
+    def first_nodes_text(self, label_a: str = "trace", label_b: str = "check trace") -> str:
+        lines = []
+        for label, node in ((label_a, self.node_a), (label_b, self.node_b)):
+            if node is None:
+                lines.append(f"  {label}: (no node)")
+                continue
+            src = node.meta.get(SOURCE)
+            where = f" at {src}" if isinstance(src, SourceLoc) else ""
+            code = f"\n      {src.code.strip()}" if isinstance(src, SourceLoc) and src.code else ""
+            lines.append(f"  {label}: %{node.name} = {node.op} {_target_name(node)}"
+                         f"{_short_args(node)}{where}{code}")
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        """``fxtrace.inspect.diff_table`` of the two diverging graphs (shape columns dropped)."""
+        from ..inspect import diff_table
+
+        if self.a is None or self.b is None:
+            return "(graph present in only one capture: " + self.path + ")"
+        saved = []
+        for g in (self.a, self.b):
+            for n in g.graph.nodes:
+                if TENSOR_META in n.meta:
+                    saved.append((n, n.meta.pop(TENSOR_META)))
+        try:
+            return diff_table(self.a, self.b, context=3, max_width=48)
+        except Exception as e:  # noqa: BLE001 - the table is diagnostics, never the error
+            return f"(diff table unavailable: {type(e).__name__}: {e})"
+        finally:
+            for n, m in saved:
+                n.meta[TENSOR_META] = m
+
+    def message(self, label_a: str = "trace", label_b: str = "check trace") -> str:
+        where = f"module {self.path!r}" if self.path else "the root module"
+        head = {"graph": f"First diverging node, in {where}:",
+                "constant": f"A tensor constant differs between the traces in {where}:",
+                "module": f"The module graphs differ: {self.detail}"}[self.kind]
+        text = head + "\n" + self.first_nodes_text(label_a, label_b)
+        if self.kind == "constant" and self.detail:
+            text += "\n" + textwrap.indent(self.detail, "  ")
+        return text + "\n" + self.table()
+
+
+def _short_args(node: fx.Node) -> str:
+    text = "(" + ", ".join(_fmt_plain(a) for a in node.args) + ")"
+    return text if len(text) <= 120 else text[:117] + "...)"
+
+
+def _fmt_plain(value: Any) -> str:
+    if isinstance(value, fx.Node):
+        return f"%{value.name}"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_fmt_plain(v) for v in value) + "]"
+    return repr(value)
+
+
+def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward"
+               ) -> Optional[GraphDiff]:
+    """The first structural difference between captures ``a`` and ``b``, or None."""
+    ga, gb = _graphs(a, method), _graphs(b, method)
+    # Execution order is not known here; graphs are compared root first, then by path.
+    for path in sorted(set(ga) | set(gb), key=lambda p: (p != "", p)):
+        x, y = ga.get(path), gb.get(path)
+        if x is None or y is None:
+            return GraphDiff(path, x, y, None, None, "module",
+                             f"graph {path!r} is only in the {'check trace' if x is None else 'trace'}")
+        ca, cb = canonical(x), canonical(y)
+        if ca != cb:
+            na, nb = list(x.graph.nodes), list(y.graph.nodes)
+            i = next((k for k, (p, q) in enumerate(zip(ca, cb)) if p != q), min(len(ca), len(cb)))
+            return GraphDiff(path, x, y, na[i] if i < len(na) else None,
+                             nb[i] if i < len(nb) else None, "graph")
+        for (n1, v1), (n2, v2) in zip(_constants(x), _constants(y)):
+            if isinstance(v1, torch.Tensor) and isinstance(v2, torch.Tensor):
+                try:
+                    torch.testing.assert_close(v1, v2, equal_nan=True)
+                except (AssertionError, RuntimeError) as e:
+                    return GraphDiff(path, x, y, n1, n2, "constant", f"Comparison exception: {e}")
+    return None
+
+
+# --------------------------------------------------------------------------- randomness
+
+def _is_random(node: fx.Node) -> bool:
+    if node.op not in ("call_function", "call_method"):
+        return False
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return name in RANDOM_OPS
+
+
+def random_nodes(gm: fx.GraphModule) -> List[Tuple[str, fx.Node]]:
+    """Every node of the tree whose value depends on the RNG, as ``(module path, node)``."""
+    out = []
+    for path, g in _graphs(gm).items():
+        for node in g.graph.nodes:
+            if _is_random(node):
+                out.append((path, node))
+    return out
+
+
+def describe_node(path: str, node: fx.Node) -> str:
+    src = node.meta.get(SOURCE)
+    where = f" at {src}" if isinstance(src, SourceLoc) else ""
+    code = f" ({src.code.strip()})" if isinstance(src, SourceLoc) and src.code else ""
+    mod = f" in module {path!r}" if path else ""
+    return f"%{node.name} = {_target_name(node)}{mod}{where}{code}"

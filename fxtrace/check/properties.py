@@ -1,0 +1,398 @@
+"""``fxtrace.check``: property-check a trace against the original with Hypothesis.
+
+For every generated input set (default: ``fxtrace.strategies.inputs_like`` of the example
+inputs the trace was taken with):
+
+* **trace = eager**: the trace and the original, run from the same state (parameters, buffers,
+  training flags, RNG, grad mode; restored after each run) on fresh copies of the input, give
+  the same output leaves (structure, type, dtype, device, shape, then values with
+  ``tolerance`` relative and a dtype-aware absolute tolerance; NaN equals only NaN). A guard
+  failure of the trace is a *correct refusal*: counted, never a pass of a wrong output.
+* **save/load = eager**: the trace saved with ``torch.jit.save`` to a ``BytesIO`` and loaded
+  back gives the same answers, and refuses exactly the inputs the trace refuses.
+* **re-tracing is stable**: where the trace accepts an input, capturing the original again on
+  that input gives a structurally equal graph; a difference is a specialisation without a
+  guard (the trace would have given a wrong answer on some input like it).
+
+A failure is shrunk by Hypothesis and raised as :class:`PropertyCheckError` carrying a
+:class:`fxtrace.inspect.CheckReport` (print it with ``fxtrace.inspect.check_table``): the
+input shapes and dtypes, each output leaf with its max abs/rel error, and the first fx node
+whose value diverges (:mod:`fxtrace.check.divergence`). On success the report is returned.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from hypothesis import HealthCheck, Verbosity, assume, given
+from hypothesis import seed as hypothesis_seed
+from hypothesis import settings as Settings
+from hypothesis.errors import Flaky, Unsatisfiable
+from hypothesis.strategies import SearchStrategy
+
+from ..errors import InvalidArgument, PropertyCheckError
+from ..inspect.report import CheckReport, OutputCheck
+from .divergence import first_divergence
+from .graphs import capture_of, graph_diff, retrace
+from .trace_check import (compare_outputs, flatten_outputs, is_guard_error, isolated_state,
+                          leaf_errors, plain_tuples, run_isolated)
+
+__all__ = ["check", "PropertyCheckError", "describe", "describe_inputs"]
+
+
+def describe(value: Any) -> str:
+    """``Tensor(2x3, float32)`` for a tensor, ``repr`` (shortened) for anything else."""
+    if isinstance(value, torch.Tensor):
+        shape = "x".join(str(s) for s in value.shape) or "()"
+        dtype = str(value.dtype).replace("torch.", "")
+        dev = "" if value.device.type == "cpu" else f", {value.device}"
+        return f"Tensor({shape}, {dtype}{dev})"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe_inputs(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
+    """``x: Tensor(2x3, float32), mask: None``-style text of an input set's leaves."""
+    leaves = flatten_outputs(args, "args") + flatten_outputs(kwargs, "kwargs")
+    return ", ".join(f"{p}={describe(v)}" for p, v in leaves)
+
+
+@dataclasses.dataclass
+class _Stats:
+    examples: int = 0
+    agreed: int = 0
+    refused: int = 0
+    skipped: int = 0
+    spurious: int = 0
+    first_refusal: str = ""
+    first_skip: str = ""
+    leaves: Dict[str, OutputCheck] = dataclasses.field(default_factory=dict)
+
+
+class _Failure(Exception):
+    """One failing example, raised inside Hypothesis (which shrinks it and re-raises)."""
+
+    def __init__(self, kind: str, call: Tuple[Tuple[Any, ...], Dict[str, Any]], got: Any = None,
+                 want: Any = None, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.call, self.got, self.want, self.detail = kind, call, got, want, detail
+
+
+def _as_call(value: Any, kw_mode: bool) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    if kw_mode and isinstance(value, dict):
+        return (), dict(value)
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return value, {}
+    return (value,), {}
+
+
+def _example_call(traced: Any, example_inputs: Any
+                  ) -> Tuple[Optional[Tuple[Tuple[Any, ...], Dict[str, Any]]], bool]:
+    stored = getattr(traced, "_fxtrace_traced_inputs", None)
+    if stored is None:
+        stored = getattr(traced, "__dict__", {}).get("_fxtrace_traced_inputs")
+    kw_mode = False
+    if isinstance(stored, dict) and "forward" in stored:
+        s_args, s_kwargs = stored["forward"]
+        kw_mode = not s_args and bool(s_kwargs)
+        if example_inputs is None:
+            return (tuple(s_args), dict(s_kwargs)), kw_mode
+    if example_inputs is None:
+        return None, kw_mode
+    return _as_call(example_inputs, kw_mode), kw_mode
+
+
+def _strategy(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any, original: Any,
+              stateful: List[torch.nn.Module]) -> Tuple[SearchStrategy, bool]:
+    from ..strategies import inputs_like
+    from .dynamic import eager_dynamic_dims
+
+    example, kw_mode = _example_call(traced, example_inputs)
+    if isinstance(inputs, SearchStrategy):
+        if dynamic is not None:
+            raise InvalidArgument("fxtrace.check: dynamic= shapes the default strategy; it cannot "
+                                  "be combined with an inputs= strategy")
+        return inputs.map(lambda v: _as_call(v, kw_mode)), kw_mode
+    if inputs is not None:  # concrete example inputs (as the CLI passes them)
+        example = _as_call(inputs, kw_mode)
+    if example is None:
+        raise InvalidArgument("fxtrace.check needs inputs: pass inputs= (a strategy or example "
+                              "inputs) or example_inputs=, or a trace made with _store_inputs=True")
+    args, kwargs = example
+    base = kwargs if kw_mode else args
+    if dynamic is None:  # auto: the dims at which the original itself takes other sizes
+        dynamic = eager_dynamic_dims(original, args, kwargs, stateful) or False
+    strat = inputs_like(base, dynamic=dynamic)
+    return strat.map(lambda v: _as_call(v, kw_mode)), kw_mode
+
+
+def _root(original: Any) -> Optional[torch.nn.Module]:
+    if isinstance(original, torch.nn.Module):
+        return original
+    owner = getattr(original, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+def _save_load(traced: Any) -> Any:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(traced, buf)
+        buf.seek(0)
+        return torch.jit.load(buf)
+
+
+def _settings(base: Optional[Settings], max_examples: Optional[int]) -> Settings:
+    parent = base if base is not None else Settings()
+    kw: Dict[str, Any] = dict(
+        deadline=None, report_multiple_bugs=False,
+        suppress_health_check=list(parent.suppress_health_check) + [
+            HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
+    if base is None:
+        kw["database"] = None
+    if max_examples is not None:
+        kw["max_examples"] = max_examples
+    if parent.verbosity == Verbosity.normal:
+        kw["verbosity"] = Verbosity.quiet  # the report replaces Hypothesis' own printout
+    return Settings(parent, **kw)
+
+
+def _leaf_rows(got: Any, want: Any, tolerance: float, divergence: Optional[str]
+               ) -> List[OutputCheck]:
+    a, b = flatten_outputs(got, "out"), flatten_outputs(want, "out")
+    if [p for p, _ in a] != [p for p, _ in b]:
+        return [OutputCheck(path="out", status="mismatch",
+                            expected="leaves " + ", ".join(p for p, _ in b),
+                            actual="leaves " + ", ".join(p for p, _ in a),
+                            first_divergence=divergence)]
+    rows = []
+    for (path, x), (_, y) in zip(a, b):
+        bad = bool(compare_outputs(x, y, tolerance))
+        row = OutputCheck(path=path, status="mismatch" if bad else "ok",
+                          expected=describe(y), actual=describe(x),
+                          first_divergence=divergence if bad else None)
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and \
+                x.shape == y.shape and x.dtype == y.dtype:
+            row.max_abs, row.max_rel = leaf_errors(x, y)
+        rows.append(row)
+    return rows
+
+
+def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optional[int] = None,
+          tolerance: float = 1e-5, dynamic: Any = None, example_inputs: Any = None,
+          save_load: bool = True, retrace_stable: bool = True, seed: Optional[int] = None,
+          settings: Optional[Settings] = None, repro_path: Optional[str] = None
+          ) -> CheckReport:
+    """Property-check ``traced`` against ``original`` on inputs generated by Hypothesis.
+
+    Args:
+        traced: an fxtrace trace (ScriptModule / ScriptFunction).
+        original: the module or function it was traced from.
+        inputs: a Hypothesis strategy drawing positional inputs (a tuple, or one value; a dict
+            of keyword inputs when the trace was taken with ``example_kwarg_inputs``), or
+            concrete example inputs to derive the default strategy from, or None (default:
+            ``inputs_like`` of the example inputs stored on the trace, or ``example_inputs``).
+        max_examples: examples to try (default: the active Hypothesis settings profile).
+        tolerance: relative tolerance (the absolute one is dtype-aware).
+        dynamic: which dims vary, in ``inputs_like``'s format. Default (None): *auto*, the
+            dims at which the original itself accepts other sizes (probed on the example
+            inputs, alone or with the dims of the same example size); True: every dim.
+        example_inputs: the example inputs, when the trace does not store them.
+        save_load: also check a ``torch.jit.save``/``load`` round trip (default True).
+        retrace_stable: also check that re-tracing an accepted input gives the same graph.
+        seed: a Hypothesis seed, for a reproducible run.
+        settings: Hypothesis settings to start from (default: the active profile).
+        repro_path: on failure, ``torch.save`` ``{"args", "kwargs", "kind", "seed"}`` there.
+
+    Returns:
+        A :class:`fxtrace.inspect.CheckReport` (every leaf ``ok``, counts in ``notes``).
+
+    Raises:
+        PropertyCheckError: on the shrunk failing input, with the report; also when no input
+            could be checked at all (eager raised on every one).
+    """
+    root = _root(original)
+    stateful = [root] if root is not None else []
+    strategy, _ = _strategy(traced, inputs, dynamic, example_inputs, original, stateful)
+    gm = capture_of(traced)
+    loaded = _save_load(traced) if save_load else None
+    stats = _Stats()
+
+    def one(call: Tuple[Tuple[Any, ...], Dict[str, Any]]) -> None:
+        args, kwargs = call
+        stats.examples += 1
+        try:
+            want = plain_tuples(run_isolated(original, args, kwargs, stateful))
+        except Exception as e:  # noqa: BLE001 - outside the original's domain
+            stats.skipped += 1
+            stats.first_skip = stats.first_skip or (
+                f"{describe_inputs(args, kwargs)}: eager raised {type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+            assume(False)
+            return
+        refused = None
+        try:
+            got = run_isolated(traced, args, kwargs, stateful)
+        except Exception as e:  # noqa: BLE001
+            if not is_guard_error(e):
+                raise _Failure("trace raised", call, want=want,
+                               detail=f"{type(e).__name__}: {_guard_line(e)}") from e
+            refused, got = e, None
+        got_loaded = None
+        if loaded is not None:
+            try:
+                got_loaded = run_isolated(loaded, args, kwargs, stateful)
+            except Exception as e:  # noqa: BLE001
+                if not (is_guard_error(e) and refused is not None):
+                    raise _Failure("loaded trace raised", call, want=want,
+                                   detail=f"{type(e).__name__}: {_guard_line(e)}") from e
+            else:
+                if refused is not None:
+                    raise _Failure("loaded trace accepts what the trace refuses", call,
+                                   got=got_loaded, want=want, detail=_guard_line(refused))
+        if refused is not None:
+            stats.refused += 1
+            stats.first_refusal = stats.first_refusal or (
+                f"{describe_inputs(args, kwargs)}: {_guard_line(refused)}")
+            if retrace_stable and gm is not None:
+                try:
+                    again = retrace(gm, root, original, "forward", args, kwargs)
+                except Exception:  # noqa: BLE001
+                    return
+                if graph_diff(gm, again) is None:
+                    stats.spurious += 1
+            return
+        if compare_outputs(got, want, tolerance):
+            raise _Failure("trace output differs from eager", call, got=got, want=want)
+        if got_loaded is not None and compare_outputs(got_loaded, want, tolerance):
+            raise _Failure("loaded trace output differs from eager", call, got=got_loaded,
+                           want=want)
+        if retrace_stable and gm is not None:
+            try:
+                again = retrace(gm, root, original, "forward", args, kwargs)
+            except Exception as e:  # noqa: BLE001
+                raise _Failure("re-trace raised", call, got=got, want=want,
+                               detail=f"{type(e).__name__}: {e}") from e
+            diff = graph_diff(gm, again)
+            if diff is not None:
+                raise _Failure("graph changes with the input but no guard fired", call, got=got,
+                               want=want, detail=diff.message("trace", "re-trace"))
+        stats.agreed += 1
+        for row in _leaf_rows(got, want, tolerance, None):
+            old = stats.leaves.get(row.path)
+            if old is None:
+                stats.leaves[row.path] = row
+            else:
+                old.max_abs = _max(old.max_abs, row.max_abs)
+                old.max_rel = _max(old.max_rel, row.max_rel)
+
+    test = given(strategy)(one)
+    test = _settings(settings, max_examples)(test)
+    if seed is not None:
+        test = hypothesis_seed(seed)(test)
+    with isolated_state(stateful), torch.no_grad():
+        try:
+            test()
+        except _Failure as failure:
+            report = _failure_report(failure, traced, original, gm, root, tolerance, stats, seed)
+            if repro_path is not None:
+                torch.save({"args": failure.call[0], "kwargs": failure.call[1],
+                            "kind": failure.kind, "seed": seed}, repro_path)
+                report.notes.append(f"repro: inputs saved to {repro_path} (torch.load it: "
+                                    "{'args', 'kwargs', 'kind', 'seed'})")
+            raise PropertyCheckError(_message(report), report, failure.call) from None
+        except Unsatisfiable:
+            pass  # reported below: no example could be checked
+        except Flaky as e:
+            report = CheckReport(title="fxtrace.check: a failure did not reproduce (flaky)",
+                                 outputs=[OutputCheck(path="out", status="error")],
+                                 notes=[str(e).splitlines()[0]])
+            raise PropertyCheckError(_message(report), report) from e
+    outputs = list(stats.leaves.values()) or [OutputCheck(path="out", status="skipped")]
+    report = CheckReport(outputs=outputs, title=f"fxtrace.check: trace vs eager"
+                         f"{', save/load' if save_load else ''}"
+                         f"{', re-trace' if retrace_stable and gm is not None else ''}",
+                         notes=_count_notes(stats))
+    if stats.agreed + stats.refused == 0:
+        report.outputs = [OutputCheck(path="out", status="error", actual="no example checked")]
+        raise PropertyCheckError(_message(report) + "\nno example could be checked: eager raised "
+                                 "on every generated input; pass inputs= or dynamic=", report)
+    return report
+
+
+def _max(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _guard_line(e: BaseException) -> str:
+    text = str(e)
+    i = text.find("fxtrace guard failed")
+    if i >= 0:
+        return text[i:].splitlines()[0]
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
+def _count_notes(stats: _Stats) -> List[str]:
+    notes = [f"{stats.examples} examples run: {stats.agreed} agreed, {stats.refused} refused by a "
+             f"guard (a correct refusal, not a pass), {stats.skipped} skipped (eager raised)"]
+    if stats.spurious:
+        notes.append(f"{stats.spurious} refusals were spurious: the re-trace on the input gave "
+                     "the same graph (a guard stricter than needed; not wrong)")
+    if stats.first_refusal:
+        notes.append(f"first refusal: {stats.first_refusal}")
+    if stats.first_skip:
+        notes.append(f"first skip: {stats.first_skip}")
+    return notes
+
+
+def _failure_report(failure: _Failure, traced: Any, original: Any, gm: Any,
+                    root: Optional[torch.nn.Module], tolerance: float, stats: _Stats,
+                    seed: Optional[int]) -> CheckReport:
+    args, kwargs = failure.call
+    divergence, explanation = None, ""
+    if gm is not None:
+        try:
+            divergence, explanation = first_divergence(gm, original, root, "forward", args,
+                                                       kwargs, tolerance)
+        except Exception as e:  # noqa: BLE001 - diagnostics must not hide the failure
+            explanation = f"first divergence not found: {type(e).__name__}: {e}"
+    rows = _leaf_rows(failure.got, failure.want, tolerance, divergence or "-") \
+        if failure.got is not None and failure.want is not None else []
+    if not rows or failure.kind in ("trace raised", "loaded trace raised", "re-trace raised"):
+        rows = [OutputCheck(path="out", status="error",
+                            expected=describe(failure.want) if failure.want is not None else "",
+                            actual=abbrev(failure.detail, 60), first_divergence=divergence)]
+    if failure.kind.startswith("graph"):
+        for r in rows:
+            if r.status == "ok":
+                r.status = "ok (by luck)"
+    notes = [f"input: {describe_inputs(args, kwargs)}"]
+    if explanation:
+        notes.append(explanation)
+    if failure.detail and failure.kind not in ("trace raised", "loaded trace raised"):
+        notes.append(failure.detail)
+    elif failure.detail:
+        notes.append(f"{failure.kind}: {failure.detail}")
+    notes += _count_notes(stats)
+    if seed is not None:
+        notes.append(f"hypothesis seed: {seed}")
+    return CheckReport(outputs=rows, title=f"fxtrace.check FAILED: {failure.kind}", notes=notes)
+
+
+def abbrev(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _message(report: CheckReport) -> str:
+    from ..inspect import check_table
+    return "\n" + check_table(report, max_width=60)

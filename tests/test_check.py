@@ -1,0 +1,284 @@
+"""fxtrace's checks: check_trace (torch.jit semantics), fxtrace.check, probe_dynamic, the plugin."""
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import strategies as st
+
+import fxtrace
+import fxtrace.check.trace_check  # noqa: F401 - must not rebind fxtrace.check
+from fxtrace.check.trace_check import check_trace, compare_outputs
+from fxtrace.inspect import check_table
+
+pytest_plugins = ["pytester"]
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.save` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning"),
+]
+
+
+def _quiet_trace(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return fxtrace.trace(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_check_is_the_function_even_after_submodule_imports():
+    import fxtrace.check.properties  # noqa: F401
+    import fxtrace.check.dynamic  # noqa: F401
+    assert callable(fxtrace.check) and fxtrace.check.__name__ == "check"
+    assert issubclass(fxtrace.PropertyCheckError, fxtrace.FxTraceError)
+    assert issubclass(fxtrace.PropertyCheckError, AssertionError)
+
+
+# --------------------------------------------------------------------------- check_trace catches
+
+
+def loop(x):
+    for i in range(x.size(0)):
+        x = x + i
+    return x
+
+
+def branch(x):
+    if x.sum() > 0:
+        return x * 2
+    return x - 1
+
+
+def test_graph_that_changes_with_loop_count():
+    with pytest.raises(fxtrace.TracingCheckError) as info:
+        _quiet_trace(loop, torch.ones(3), check_inputs=[(torch.ones(4),)])
+    msg = str(info.value)
+    assert "Graphs differed across invocations" in msg
+    assert "first divergence at row" in msg           # the diff table
+    assert "for i in range(x.size(0)):" in msg         # both source lines
+    assert "fxtrace guard failed" in msg               # the user's (guard) error
+
+
+def test_graph_that_changes_with_branch():
+    with pytest.raises(torch.jit.TracingCheckError) as info:
+        _quiet_trace(branch, torch.ones(3), check_inputs=[(torch.ones(3),), (-torch.ones(3),)])
+    msg = str(info.value)
+    assert "operator.eq(%bool_1, True)" in msg and "operator.eq(%bool_1, False)" in msg
+    assert "sub = .sub(%x, 1)" in msg
+
+
+def test_constant_that_differs():
+    calls = [0]
+
+    def f(x):
+        calls[0] += 1
+        return x + torch.tensor([float(calls[0])])
+
+    with pytest.raises(fxtrace.TracingCheckError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        fxtrace.trace(f, torch.ones(1))
+    assert "torch.tensor([1.0])" in str(info.value) and "torch.tensor([2.0])" in str(info.value)
+
+
+def _warnings_of(traced, func, tolerance=1e-5):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        check_trace(traced, func, [((torch.arange(4.0),), {})], tolerance, stateful=[])
+    return [str(x.message) for x in w if issubclass(x.category, torch.jit.TracerWarning)]
+
+
+def test_dtype_change_hidden_by_double():
+    # torch.jit compares ``orig.double()`` with ``ref.double()``: equal values, different dtype.
+    got = _warnings_of(lambda x: x * 2, lambda x: (x * 2).double())
+    assert len(got) == 1 and "torch.float32" in got[0] and "torch.float64" in got[0]
+
+
+def test_missing_output():
+    got = _warnings_of(lambda x: (x, ), lambda x: (x, x + 1))
+    assert len(got) == 1 and "output structure differs" in got[0]
+
+
+def test_wrong_output_deep_in_nested_dict():
+    got = _warnings_of(lambda x: {"a": {"b": [x, x + 1]}, "c": x},
+                       lambda x: {"a": {"b": [x, x + 2]}, "c": x})
+    assert len(got) == 1 and "Output nr 2." in got[0] and "output['a']['b'][1]" in got[0]
+
+
+def test_compare_nan_only_equal_to_nan():
+    nan = torch.tensor([float("nan"), 1.0])
+    assert compare_outputs(nan, nan.clone(), 1e-5) == []
+    assert compare_outputs(nan, torch.tensor([0.0, 1.0]), 1e-5)
+    assert compare_outputs(torch.zeros(2), torch.zeros(2, device="meta"), 1e-5)
+
+
+# --------------------------------------------------------------------------- no crying wolf
+
+
+class BnDrop(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.bn(self.lin(x))) + nn.functional.dropout(x, 0.3, self.training)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}, torch.random.get_rng_state()
+
+
+def _same_state(a, b):
+    (sa, ra), (sb, rb) = a, b
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa) and \
+        torch.equal(ra, rb)
+
+
+def test_training_mode_dropout_and_batchnorm_pass_without_warnings():
+    torch.manual_seed(0)
+    model = BnDrop().train()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fxtrace.trace(model, torch.randn(5, 4),
+                      check_inputs=[(torch.randn(3, 4),), (torch.randn(8, 4),)])
+    assert [str(x.message) for x in w if issubclass(x.category, torch.jit.TracerWarning)] == []
+
+
+def test_other_batch_sizes_of_a_shape_generic_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(1, 3, 6, 6))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fxtrace.trace(model.eval(), torch.randn(2, 3, 6, 6),
+                      check_inputs=[(torch.randn(b, 3, 6, 6),) for b in (1, 5, 3)])
+    assert [x for x in w if issubclass(x.category, torch.jit.TracerWarning)] == []
+
+
+# --------------------------------------------------------------------------- state hygiene
+
+
+def test_state_after_trace_is_the_same_with_and_without_check():
+    torch.manual_seed(1)
+    base = BnDrop().train()
+    x = torch.randn(6, 4)
+    results = []
+    for check in (True, False):
+        model = copy.deepcopy(base)
+        torch.manual_seed(7)
+        _quiet_trace(model, x, check_trace=check, check_inputs=[(x,), (x[:3],)])
+        results.append(_state(model))
+    assert _same_state(*results)
+
+
+def test_property_check_leaves_model_and_rng_bitwise_unchanged():
+    torch.manual_seed(2)
+    model = BnDrop().train()
+    traced = _quiet_trace(model, torch.randn(6, 4))
+    before = _state(model)
+    report = fxtrace.check(traced, model, max_examples=5)
+    assert report.ok and _same_state(before, _state(model))
+    assert model.training and all(m.training for m in model.modules())
+
+
+# --------------------------------------------------------------------------- fxtrace.check
+
+
+def test_check_passes_and_returns_a_report():
+    traced = _quiet_trace(branch, torch.ones(3))
+    report = fxtrace.check(traced, branch, max_examples=15, seed=0)
+    assert report.ok
+    table = check_table(report)
+    assert "refused by a guard" in table and "out" in table
+
+
+def test_check_shrinks_a_failure_to_a_small_input(tmp_path):
+    def f(x):
+        y = x * 2
+        if x.sum() > 0:
+            y = y + 1
+        return y.relu()
+
+    traced = _quiet_trace(f, torch.ones(3, 4), guards=False)
+    repro = tmp_path / "repro.pt"
+    with pytest.raises(fxtrace.PropertyCheckError) as info:
+        fxtrace.check(traced, f, max_examples=60, seed=1, repro_path=str(repro))
+    err = info.value
+    (x,), _ = err.inputs
+    assert x.numel() == 1 and float(x.sum()) <= 0           # shrunk: 1x1, the branch not taken
+    row = err.report.outputs[0]
+    assert row.status == "mismatch" and row.max_abs == 1.0
+    assert row.first_divergence.startswith("%add (test_check.py:")
+    assert "first divergence" in str(err) and "max abs" in str(err)
+    saved = torch.load(repro)
+    assert torch.equal(saved["args"][0], x)
+
+
+def test_check_with_a_user_strategy_and_wrong_trace():
+    def f(x):
+        return x * float(x.abs().max())  # frozen without a guard when guards=False
+
+    traced = _quiet_trace(f, torch.ones(2), guards=False)
+    strategy = st.floats(-3, 3).map(lambda v: (torch.tensor([v, 1.0]),))
+    with pytest.raises(fxtrace.PropertyCheckError) as info:
+        fxtrace.check(traced, f, strategy, max_examples=30, seed=2)
+    assert info.value.report.outputs[0].status == "mismatch"
+
+
+def test_check_reports_when_nothing_could_be_checked():
+    def f(x):
+        raise ValueError("never")
+
+    traced = _quiet_trace(lambda x: x + 1, torch.ones(2))
+    with pytest.raises(fxtrace.PropertyCheckError, match="no example could be checked"):
+        fxtrace.check(traced, f, max_examples=5, save_load=False, retrace_stable=False)
+
+
+# --------------------------------------------------------------------------- probe_dynamic
+
+
+def test_probe_dynamic():
+    def f(x):
+        return x * float(x.shape[0]) + x.size(1)
+
+    traced = _quiet_trace(f, torch.ones(3, 2))
+    report = fxtrace.probe_dynamic(traced, f)
+    assert report.status(0, 0) == "specialised" and report.status(0, 1) == "dynamic"
+    assert report.dims[0].location.startswith("test_check.py:")
+    assert "specialised" in str(report)
+
+
+# --------------------------------------------------------------------------- pytest plugin
+
+
+def test_pytest_plugin_fixture(pytester):
+    pytester.makepyfile(
+        """
+        import torch, fxtrace, warnings
+
+        def test_ok(fxtrace_check):
+            traced = fxtrace.trace(lambda x: x * 2, torch.ones(3))
+            assert fxtrace_check(traced, lambda x: x * 2).ok
+
+        def test_bad(fxtrace_check):
+            def f(x):
+                return x * float(x.abs().max())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = fxtrace.trace(f, torch.ones(2), guards=False)
+            fxtrace_check(traced, f)
+        """)
+    loaded = any(e.value == "fxtrace.check.pytest_plugin"
+                 for e in importlib.metadata.entry_points(group="pytest11"))
+    args = [] if loaded else ["-p", "fxtrace.check.pytest_plugin"]
+    result = pytester.runpytest_inprocess(*args, "--fxtrace-examples", "20", "-p",
+                                          "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*fxtrace.check found a counterexample*", "*max abs*"])
