@@ -39,7 +39,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 GUARD_TEXT = "fxtrace guard failed"
 FACTORIES = ("randn", "rand", "zeros", "ones", "randint")
 #: Tables ``trace`` and ``inspect`` can print (``diff`` and ``check`` need other inputs).
-PRINTABLE_TABLES = ("nodes", "modules", "specialisations", "ops")
+PRINTABLE_TABLES = ("nodes", "modules", "specialisations", "ops", "passes")
 # torch >= 2.13 deprecates torch.jit.save/load with a DeprecationWarning; the CLI's own calls
 # are silenced with exactly this filter, nothing else.
 _JIT_DEPRECATION = r".*torch\.jit.*deprecated"
@@ -447,11 +447,11 @@ class TraceFailed(Exception):
         self.status = status
 
 
-def _do_trace(target: Target, check: bool) -> Any:
+def _do_trace(target: Target, check: bool, mode: str = "concrete", guards: bool = True) -> Any:
     import fxtrace
 
     try:
-        return fxtrace.trace(target.func, check_trace=check,
+        return fxtrace.trace(target.func, check_trace=check, mode=mode, guards=guards,
                              **_trace_kwargs(target, target.args, target.kwargs))
     except UserError:
         raise
@@ -488,7 +488,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         if not os.path.isdir(parent):
             _fail(f"cannot save to {args.save}: directory {parent} does not exist")
     target = _prepare(args)
-    traced = _do_trace(target, check=not args.no_check)
+    traced = _do_trace(target, check=not args.no_check, mode=args.mode, guards=not args.no_guards)
     import fxtrace.inspect as fi
 
     given = [_describe(a) for a in target.args] + [f"{k}={_describe(v)}"
@@ -972,6 +972,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p)
     p.add_argument("--no-check", action="store_true",
                    help="skip check_trace (comparing the trace with eager on the inputs)")
+    p.add_argument("--mode", choices=("concrete", "symbolic", "auto"), default="concrete",
+                   help="capture mode (default: concrete; see docs/modes.md)")
+    p.add_argument("--no-guards", action="store_true",
+                   help="emit no runtime guards: freeze values as torch.jit.trace does")
     p.add_argument("--save", metavar="OUT.pt",
                    help="write the result with torch.jit.save (loadable without fxtrace)")
     _add_common(p, "nodes")

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 import pytest
 
@@ -366,3 +366,14 @@ def torch_jit_script_function() -> type:
     import torch
 
     return torch.jit.ScriptFunction
+
+
+def test_trace_mode_and_passes_table(tmp_path: Any) -> None:
+    """--mode symbolic traces through fx.symbolic_trace and the passes table prints."""
+    path = tmp_path / "mlp_mode.py"
+    path.write_text("import torch\nnet = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ReLU())\n")
+    proc = subprocess.run([sys.executable, "-m", "fxtrace", "trace", f"{path}:net", "--input",
+                           "randn(3,4)", "--mode", "symbolic", "--table", "passes"],
+                          capture_output=True, text=True, cwd=str(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "capture mode: symbolic" in proc.stdout and "eliminate_dead_code" in proc.stdout
