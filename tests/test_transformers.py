@@ -52,15 +52,6 @@ CACHED = [c for c in CASES if c.cache]
 
 # (test, model) -> reason: core gaps found on these models, each with a repro test below.
 XFAIL: Dict[tuple, str] = {
-    **{("error_names_output_and_fix", c.name):
-       "core gap: ConcreteTracer._output_arg (fxtrace/capture/concrete.py) names the type but "
-       "not the output key ('cache') nor the fix (use_cache=False); see "
-       "test_repro_unexpressible_output_names_key" for c in CACHED},
-    ("output_hidden_states", "bert"):
-        "core bug: a tensor made in a grandchild module and handed to the root through a side "
-        "channel (transformers' output-capturing forward hooks) is not routed out of the "
-        "child's graph: ConcreteTracer._constant raises 'requires grad as a constant' (and "
-        "freezes it silently under no_grad); see test_repro_side_channel_tensor",
 }
 
 
@@ -280,9 +271,8 @@ def test_output_hidden_states(case: HFCase) -> None:
     torch.testing.assert_close(traced(**other), eager(model, other))
 
 
-# ------------------------------------------------------------- standalone core repros
+# ------------------------------------------- standalone repros of core bugs found here (fixed)
 
-@pytest.mark.xfail(strict=True, reason="core gap: _output_arg does not name the output key")
 def test_repro_unexpressible_output_names_key() -> None:
     class Cache:
         pass
@@ -295,8 +285,6 @@ def test_repro_unexpressible_output_names_key() -> None:
         quiet(fxtrace.trace, M(), torch.randn(3), strict=False)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a side-channel tensor from a child module "
-                                       "becomes a constant (wrong) or a requires-grad error")
 def test_repro_side_channel_tensor() -> None:
     store = []
 
@@ -322,8 +310,6 @@ def test_repro_side_channel_tensor() -> None:
     torch.testing.assert_close(traced(x2), m(x2))        # fxtrace froze store[0]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a child module's discarded non-tensor "
-                                       "output makes capture fail (torch.jit traces it)")
 def test_repro_child_returns_object_caller_discards() -> None:
     class Obj:
         pass

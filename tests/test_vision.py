@@ -133,11 +133,6 @@ def test_training_updates_buffers_like_eager(name: str) -> None:
         t.model.load_state_dict(start)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: a size comparison frozen by the trace (`k = min(16, x.shape[0])`, also "
-    "`int(x.size(0))`) is guarded but emits no TracerWarning at the user's line, although "
-    "README/index promise one; concrete.py specialise_scalar never calls _warn. Repro: "
-    "fxtrace.trace(lambda x: x.topk(min(4, x.shape[0]))[0], torch.randn(6)) warns nothing"))
 def test_detector_guard_site_warns() -> None:
     c = BY_NAME["detector"]
     with warnings.catch_warnings(record=True) as caught:

@@ -32,7 +32,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import TraceError, TracerWarning
 from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, Specialisation, tensor_meta_of
-from .source import user_source
+from .source import in_torch_library, user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
 
@@ -99,6 +99,7 @@ class ModuleTrace:
     constants: Dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
     calls: int = 0
     named: Dict[str, fx.Graph] = dataclasses.field(default_factory=dict)  # root methods by name
+    sites: Dict[int, List[Any]] = dataclasses.field(default_factory=dict)  # id(graph) -> frames
 
 
 class _Frame:
@@ -117,6 +118,11 @@ class _Frame:
         self.last_placeholder: Optional[fx.Node] = None
         self.reads: List[_MetadataRead] = []  # x.dtype / x.device reads, see NOTE [Metadata]
         self.training_guarded: set = set()   # ids of modules whose flag this graph checks
+        # Set when a submodule call finishes (see NOTE [Submodule outputs]):
+        self.call_node: Optional[fx.Node] = None    # the call in the parent's graph
+        self.output_node: Optional[fx.Node] = None
+        self.direct = False                         # output is one value, not a tuple
+        self.canonical: Optional[fx.Graph] = None   # the variant graph this call uses
 
     # -- placeholders -------------------------------------------------------------------
     def placeholder(self, name: str, value: Any, type_: Any) -> fx.Node:
@@ -155,7 +161,8 @@ class ConcreteTracer:
         self.frames: List[_Frame] = []
         self.module_traces: Dict[int, ModuleTrace] = {}
         self.specialisations: List[Specialisation] = []
-        self.produced: Dict[int, torch.Tensor] = {}  # every tensor a recorded op returned
+        # Every tensor a recorded op returned: id -> (tensor, frame, node).
+        self.produced: Dict[int, Tuple[torch.Tensor, _Frame, fx.Node]] = {}
         self._warned: set = set()
         self.param_names: Dict[int, List[str]] = {}
         self.module_names: Dict[int, List[str]] = {}
@@ -187,6 +194,10 @@ class ConcreteTracer:
             # A size from a graph that is not an ancestor (stored on self earlier): frozen.
             self.specialise_plain("size", untraced(value), "a traced size used outside its graph")
             return untraced(value)
+        if self._export(value):
+            node = self._find(value, frame)
+            if node is not None:
+                return node
         return self._constant(value, frame)
 
     def _find(self, value: Any, frame: _Frame) -> Optional[fx.Node]:
@@ -228,10 +239,6 @@ class ConcreteTracer:
                 "Cannot insert a Tensor that requires grad as a constant "
                 f"(shape {tuple(t.shape)}, at {src or 'unknown location'}). "
                 "Consider making it a parameter or input, or detaching the gradient.")
-        if id(t) in self.produced and self.produced[id(t)] is t:
-            self.specialise_plain("escaped", f"Tensor{tuple(t.shape)}",
-                                  "a tensor computed inside a module call and read after it "
-                                  "(e.g. through a module attribute) becomes a constant")
         name = f"_tensor_constant{len(frame.trace.constants)}"
         frame.trace.constants[name] = t
         node = self._create(frame, "get_attr", name, (), {}, t)
@@ -239,7 +246,22 @@ class ConcreteTracer:
         return node
 
     def to_arg(self, value: Any) -> Any:
-        """Map a Python argument to an fx argument: tensors and traced numbers become nodes."""
+        """Map a Python argument to an fx argument: tensors and traced numbers become nodes.
+
+        Exports (NOTE [Submodule outputs]) happen first, for every leaf: an export can move
+        the binding of a value mapped earlier in the same argument list."""
+        self.export_missing(value)
+        return self._map_arg(value)
+
+    def export_missing(self, value: Any) -> None:
+        """Export every tensor leaf of ``value`` that no open frame knows yet."""
+        for leaf in _leaves(value):
+            if isinstance(leaf, torch.Tensor) and leaf is not None:
+                hit = self.produced.get(id(leaf))
+                if hit is not None and hit[0] is leaf and self._find(leaf, self.frame) is None:
+                    self._export(leaf)
+
+    def _map_arg(self, value: Any) -> Any:
         if isinstance(value, (torch.Tensor, TracedSize)) or is_traced(value):
             return self.resolve(value)
         if isinstance(value, torch.device):
@@ -251,12 +273,13 @@ class ConcreteTracer:
         if isinstance(value, torch.Size):
             return tuple(value)
         if isinstance(value, (tuple, list)):
-            mapped = [self.to_arg(v) for v in value]
+            mapped = [self._map_arg(v) for v in value]
             return tuple(mapped) if isinstance(value, tuple) else mapped
         if isinstance(value, slice):
-            return slice(self.to_arg(value.start), self.to_arg(value.stop), self.to_arg(value.step))
+            return slice(self._map_arg(value.start), self._map_arg(value.stop),
+                         self._map_arg(value.step))
         if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
-            return {k: self.to_arg(v) for k, v in value.items()}
+            return {k: self._map_arg(v) for k, v in value.items()}
         raise _Unrecordable(type(value).__name__)
 
     def _metadata_arg(self, kind: str, value: Any) -> Any:
@@ -373,8 +396,9 @@ class ConcreteTracer:
         """Record one call whose real result is ``out``; bind the tensors of ``out``."""
         frame = self.frame
         try:
-            fx_args = self.to_arg(args)
-            fx_kwargs = self.to_arg(kwargs)
+            self.export_missing((args, kwargs))
+            fx_args = self._map_arg(args)
+            fx_kwargs = self._map_arg(kwargs)
         except _Unrecordable as e:
             self.specialise_plain("constant", out, f"an argument of type {e} cannot be recorded; "
                                   "the result is a constant")
@@ -386,7 +410,7 @@ class ConcreteTracer:
     def _bind_output(self, frame: _Frame, node: fx.Node, out: Any) -> None:
         if isinstance(out, torch.Tensor):
             frame.bind(out, node)
-            self.produced[id(out)] = out
+            self.produced[id(out)] = (out, frame, node)
         elif isinstance(out, (tuple, list)):
             if node.op != "call_function" or node.target is not operator.getitem:
                 self._guard_length(frame, node, out)
@@ -440,6 +464,9 @@ class ConcreteTracer:
         else:
             detail = f"a size or size expression equal to {untraced(args[0])} ({kind})"
         self._guard(frame, cond, kind, untraced(args[0]), src, detail)
+        if not in_torch_library(sys._getframe(2)):
+            self._warn(src, f"A size was used as a Python value ({detail}): the trace is "
+                            "specialised to it; fxtrace guards it at run time.")
 
     def specialise_tensor(self, kind: str, tensor: torch.Tensor, value: Any,
                           observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]) -> None:
@@ -528,13 +555,15 @@ class ConcreteTracer:
         trace = self.trace_of(module, path)
         trace.calls += 1
         if isinstance(module, torch.jit.ScriptModule):
-            fx_args = [self.to_arg(a) for a in args]
-            fx_kwargs = {k: self.to_arg(v) for k, v in kwargs.items()}
+            self.export_missing((args, kwargs))
+            fx_args = [self._map_arg(a) for a in args]
+            fx_kwargs = {k: self._map_arg(v) for k, v in kwargs.items()}
             out = orig_call(module, *args, **kwargs)
             return self._emit_call(parent, relative, "forward", fx_args, out, src, fx_kwargs)
         names = [(n, v) for n, v in _bind_names(_signature(module.forward), args, kwargs)
                  if _has_traced(v)]
-        call_args: List[Any] = [self.to_arg(v) for _, v in names]
+        self.export_missing([v for _, v in names])
+        call_args: List[Any] = [self._map_arg(v) for _, v in names]
         frame = _Frame(module, path, parent, trace)
         self.frames.append(frame)
         try:
@@ -543,22 +572,112 @@ class ConcreteTracer:
             if _reads_training(type(module)):
                 self._guard_training(frame, module, "its code reads self.training")
             out = orig_call(module, *args, **kwargs)
-            self._output(frame, out)
+            leaves = self._output_flat(frame, out)
         finally:
             self.frames.pop()
         call_args.extend(self.resolve(value, parent) for value in frame.lifted)
-        method = self._add_variant(trace, frame.graph)
-        return self._emit_call(parent, relative, method, call_args, out, src)
+        method = self._add_variant(trace, frame)
+        node = self._emit_node(parent, relative, method, call_args, out, src)
+        frame.call_node = node
+        if frame.direct:
+            parent.bind(leaves[0], node)
+        else:
+            for i, leaf in enumerate(leaves):
+                item = self._create(parent, "call_function", operator.getitem, (node, i), {}, leaf,
+                                    source=src)
+                parent.bind(leaf, item)
+        return out
 
     def _emit_call(self, parent: _Frame, path: str, method: str, args: List[Any], out: Any,
                    src: Optional[SourceLoc], kwargs: Optional[Dict[str, Any]] = None) -> Any:
-        if method == "forward":
-            node = self._create(parent, "call_module", path, tuple(args), kwargs or {}, out, source=src)
-        else:
-            mod = self._create(parent, "get_attr", path, (), {}, None, source=src)
-            node = self._create(parent, "call_method", method, (mod, *args), kwargs or {}, out, source=src)
+        node = self._emit_node(parent, path, method, args, out, src, kwargs)
         self._bind_structure(parent, node, out)
         return out
+
+    def _emit_node(self, parent: _Frame, path: str, method: str, args: List[Any], out: Any,
+                   src: Optional[SourceLoc], kwargs: Optional[Dict[str, Any]] = None) -> fx.Node:
+        if method == "forward":
+            return self._create(parent, "call_module", path, tuple(args), kwargs or {}, out,
+                                source=src)
+        mod = self._create(parent, "get_attr", path, (), {}, None, source=src)
+        return self._create(parent, "call_method", method, (mod, *args), kwargs or {}, out,
+                            source=src)
+
+    # NOTE [Submodule outputs]
+    # A submodule's graph returns the *traced leaves* of its result (tensors, traced sizes) as
+    # one value or a flat tuple; the caller keeps the Python structure and binds each leaf to
+    # ``getitem(call, i)``. Non-tensor leaves (None, objects, plain ints) stay Python values in
+    # the caller, as in eager, so a submodule may return anything TorchScript cannot express.
+    # A tensor computed inside a finished call and reached by the caller another way (a list
+    # or attribute used as a side channel, as transformers' output-capturing hooks do) is
+    # *exported*: appended to the outputs of the graphs between its producer and the frame
+    # that reads it, so it stays live instead of becoming a constant.
+    def _output_flat(self, frame: _Frame, out: Any) -> List[Any]:
+        leaves: List[Any] = []
+        seen: set = set()
+        for leaf in _leaves(out):
+            if (isinstance(leaf, (torch.Tensor, TracedSize)) or is_traced(leaf)) and \
+                    id(leaf) not in seen:
+                seen.add(id(leaf))
+                leaves.append(leaf)
+        self.export_missing(leaves)
+        nodes = [self.resolve(leaf) for leaf in leaves]
+        self._guard_unconsumed_reads(frame)
+        frame.direct = len(leaves) == 1 and leaves[0] is out
+        node = frame.graph.output(nodes[0] if frame.direct else tuple(nodes))
+        node.meta.update({SOURCE: None, MODULE: frame.path, TENSOR_META: None, VALUE_TYPE: None})
+        frame.output_node = node
+        return leaves
+
+    def _export(self, value: Any) -> bool:
+        """Make a tensor produced in a finished submodule call available in the open frames
+        (see NOTE [Submodule outputs]). False when it was not produced by a recorded op."""
+        hit = self.produced.get(id(value))
+        if hit is None or hit[0] is not value:
+            return False
+        _, frame, node = hit
+        open_frames = {id(f) for f in self.frames}
+        while id(frame) not in open_frames:
+            if frame.call_node is None or frame.parent is None:
+                return False
+            node = self._add_output(frame, node)
+            frame = frame.parent
+        frame.bind(value, node)
+        return True
+
+    def _add_output(self, frame: _Frame, node: fx.Node) -> fx.Node:
+        """Append ``node`` (of ``frame``'s graph) to the outputs of the graph the call uses;
+        return the node reading it in the caller's graph."""
+        graph = frame.canonical if frame.canonical is not None else frame.graph
+        if graph is not frame.graph:  # deduplicated: the same node, by position, in the variant
+            node = list(graph.nodes)[list(frame.graph.nodes).index(node)]
+        output = next(n for n in reversed(graph.nodes) if n.op == "output")
+        sites = [f for f in frame.trace.sites.get(id(graph), [frame]) if f.call_node is not None]
+        if frame.direct:
+            for site in sites:  # every caller of this graph now reads item 0
+                self._index_call(site, 0, replace=True)
+                site.direct = False
+            values = (output.args[0],)
+        else:
+            values = tuple(output.args[0])
+        output.args = (values + (node,),)
+        return self._index_call(frame, len(values), replace=False)
+
+    def _index_call(self, site: _Frame, index: int, replace: bool) -> fx.Node:
+        """``getitem(call, index)`` right after ``site``'s call; with ``replace``, the old uses
+        of the call (and the caller's bindings) move to it."""
+        call = site.call_node
+        assert call is not None and site.parent is not None
+        with call.graph.inserting_after(call):
+            item = call.graph.create_node("call_function", operator.getitem, (call, index), {})
+        item.meta.update({SOURCE: call.meta.get(SOURCE), MODULE: call.meta.get(MODULE),
+                          TENSOR_META: None, VALUE_TYPE: None})
+        if replace:
+            call.replace_all_uses_with(item, delete_user_cb=lambda user: user is not item)
+            for key, (obj, bound) in list(site.parent.values.items()):
+                if bound is call:
+                    site.parent.values[key] = (obj, item)
+        return item
 
     def _bind_structure(self, frame: _Frame, node: fx.Node, value: Any) -> None:
         """Bind every tensor / traced number inside a call's result to getitem nodes of it."""
@@ -623,6 +742,7 @@ class ConcreteTracer:
                 self._bind_structure_input(frame, sub, item)
 
     def _output(self, frame: _Frame, out: Any) -> None:
+        self.export_missing(out)
         fx_out = self._output_arg(out)
         self._guard_unconsumed_reads(frame)
         node = frame.graph.output(fx_out)
@@ -631,30 +751,38 @@ class ConcreteTracer:
         node.meta[MODULE] = frame.path
         node.meta[SOURCE] = None
 
-    def _output_arg(self, value: Any) -> Any:
-        if isinstance(value, torch.Tensor) or is_traced(value):
+    def _output_arg(self, value: Any, path: str = "output") -> Any:
+        """The fx output structure of the traced program's result; ``path`` names the part
+        being converted (``output['past_key_values']``) for the error message."""
+        if isinstance(value, (torch.Tensor, TracedSize)) or is_traced(value):
             return self.resolve(value)
         if isinstance(value, (tuple, list)):
-            mapped = [self._output_arg(v) for v in value]
+            mapped = [self._output_arg(v, f"{path}[{i}]") for i, v in enumerate(value)]
             if isinstance(value, tuple) and type(value) is not tuple and hasattr(value, "_fields"):
                 return type(value)(*mapped)
             return type(value)(mapped) if type(value) in (tuple, list) else tuple(mapped)
         if isinstance(value, dict):
-            return {k: self._output_arg(v) for k, v in value.items()}
+            return {k: self._output_arg(v, f"{path}[{k!r}]") for k, v in value.items()}
         if isinstance(value, _LEAF_TYPES):
             return value
-        raise TraceError(f"Only tensors, (nested) tuples, lists, dicts and Python scalars can be "
-                         f"output from traced functions; got {type(value).__name__} "
-                         f"(from {self.frame.path or self.name})")
+        cls = type(value)
+        hint = ("; it is a cache object: trace with caching off (e.g. use_cache=False in the "
+                "call or the model's config)" if any("Cache" in c.__name__ for c in cls.__mro__)
+                else "; return its tensors instead, or leave it out of the output")
+        raise TraceError(f"{path} is a {cls.__qualname__}, which a TorchScript trace cannot "
+                         "return (only tensors, numbers, strings, None and tuples, lists and "
+                         f"dicts of them){hint}")
 
-    def _add_variant(self, trace: ModuleTrace, graph: fx.Graph) -> str:
-        key = _graph_key(graph)
+    def _add_variant(self, trace: ModuleTrace, frame: _Frame) -> str:
+        key = _graph_key(frame.graph)
         if key in trace.keys:
             index = trace.keys.index(key)
         else:
             trace.keys.append(key)
-            trace.graphs.append(graph)
+            trace.graphs.append(frame.graph)
             index = len(trace.graphs) - 1
+        frame.canonical = trace.graphs[index]
+        trace.sites.setdefault(id(frame.canonical), []).append(frame)
         return "forward" if index == 0 else f"forward{index}"
 
     # -- the torch function hook --------------------------------------------------------------
@@ -698,7 +826,7 @@ class ConcreteTracer:
                                   "torch.tensor() of a nested or mixed list of tensors is a constant")
             return out
         stacked = self._create(self.frame, "call_function", torch.stack,
-                               ([self.to_arg(v) for v in items],), {}, out)
+                               (self.to_arg(items),), {}, out)
         if any(v.dtype != out.dtype for v in items):  # else the dtype follows the inputs
             stacked = self._create(self.frame, "call_method", "to", (stacked, out.dtype), {}, out)
         node = self._create(self.frame, "call_method", "detach", (stacked,), {}, out)
@@ -715,7 +843,8 @@ class ConcreteTracer:
         try:
             if not isinstance(out, (bool, int, float)):
                 raise _Unrecordable(type(out).__name__)
-            fx_args, fx_kwargs = self.to_arg(args), self.to_arg(kwargs)
+            self.export_missing((args, kwargs))
+            fx_args, fx_kwargs = self._map_arg(args), self._map_arg(kwargs)
         except _Unrecordable:
             self.specialise_plain("value", out, f"{name}() result frozen")
             return out

@@ -16,7 +16,7 @@ import torch
 
 from .meta import SourceLoc
 
-__all__ = ["user_frame", "user_source", "is_internal_file"]
+__all__ = ["user_frame", "user_source", "is_internal_file", "in_torch_library"]
 
 _FXTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
@@ -50,3 +50,12 @@ def user_source(start: Optional[FrameType] = None) -> Optional[SourceLoc]:
     filename, lineno = frame.f_code.co_filename, frame.f_lineno
     code = linecache.getline(filename, lineno).strip()
     return SourceLoc(filename, lineno, frame.f_code.co_name, code)
+
+
+def in_torch_library(start: Optional[FrameType] = None) -> bool:
+    """Whether the innermost frame outside fxtrace is torch's own code (a library site:
+    torch.jit does not warn there, and neither does fxtrace)."""
+    frame = start if start is not None else sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_FXTRACE_DIR):
+        frame = frame.f_back
+    return frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_TORCH_DIR)
