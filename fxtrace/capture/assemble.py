@@ -16,7 +16,21 @@ import torch.fx as fx
 from .concrete import ConcreteTracer, ModuleTrace
 from .meta import CaptureInfo
 
-__all__ = ["assemble", "METHODS", "ORIGINAL", "ORIGINAL_TYPE"]
+__all__ = ["assemble", "graph_module", "METHODS", "ORIGINAL", "ORIGINAL_TYPE"]
+
+try:  # torch >= 2.3; it defers fx's Python codegen until the module is called or printed
+    from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModuleClass
+except ImportError:  # pragma: no cover - older torch
+    _GraphModuleClass = fx.GraphModule  # type: ignore[misc]
+
+
+def graph_module(root: torch.nn.Module, graph: fx.Graph, class_name: str) -> fx.GraphModule:
+    """An ``fx.GraphModule`` whose Python code is generated on first use.
+
+    Lowering reads only the graph, and passes recompile after every change: generating the
+    Python source eagerly for each of a model's GraphModules (several times) was most of the
+    capture time. Calling the module, ``.code`` or ``print`` generate it as usual."""
+    return _GraphModuleClass(root, graph, class_name=class_name)
 
 #: ``gm.meta[METHODS]``: extra methods (``forward1``, ...) as GraphModules sharing gm's state.
 METHODS = "fxtrace_methods"
@@ -50,7 +64,7 @@ def _graph_module(module: torch.nn.Module, trace: ModuleTrace,
         main, extra = trace.graphs[0], {f"forward{i}": g for i, g in enumerate(trace.graphs[1:], 1)}
     if not any(n.op == "output" for n in main.nodes):
         main.output(None)
-    gm = fx.GraphModule(holder, main, class_name=type(module).__name__)
+    gm = graph_module(holder, main, type(module).__name__)
     # Restore the original attribute order and the buffers' persistence.
     gm._parameters = collections.OrderedDict(module._parameters)
     gm._buffers = collections.OrderedDict(module._buffers)
@@ -64,7 +78,7 @@ def _graph_module(module: torch.nn.Module, trace: ModuleTrace,
     _rename_class(gm, type(module))
     methods = {}
     for method_name, graph in extra.items():
-        variant = fx.GraphModule(gm, graph, class_name=f"{type(module).__name__}_{method_name}")
+        variant = graph_module(gm, graph, f"{type(module).__name__}_{method_name}")
         methods[method_name] = variant
         object.__setattr__(gm, method_name, variant.forward)
     gm.meta[METHODS] = methods
@@ -89,7 +103,7 @@ def assemble(tracer: ConcreteTracer, root_trace: ModuleTrace, info: CaptureInfo,
         if trace is None or not (trace.graphs or trace.named) or isinstance(module, torch.jit.ScriptModule):
             if any(c is not children[n] for n, c in module._modules.items()):
                 # An uncalled module whose descendants were traced: a plain container for them.
-                holder = fx.GraphModule(torch.nn.Module(), fx.Graph(), type(module).__name__)
+                holder = graph_module(torch.nn.Module(), fx.Graph(), type(module).__name__)
                 holder._parameters = collections.OrderedDict(module._parameters)
                 holder._buffers = collections.OrderedDict(module._buffers)
                 holder._modules = collections.OrderedDict(children)
@@ -114,7 +128,7 @@ def assemble(tracer: ConcreteTracer, root_trace: ModuleTrace, info: CaptureInfo,
         for name, value in root_trace.constants.items():
             setattr(holder, name, value)
         name = info.name
-        root = fx.GraphModule(holder, next(iter(root_trace.named.values())), class_name=name)
+        root = graph_module(holder, next(iter(root_trace.named.values())), name)
         root.meta[METHODS] = {}
         root.meta[ORIGINAL] = fn
         root.meta[ORIGINAL_TYPE] = "function"

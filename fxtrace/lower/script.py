@@ -50,6 +50,32 @@ def _submodule(root: torch.nn.Module, path: str) -> Any:
     return obj
 
 
+def _shell(module: torch.nn.Module, done: Dict[int, torch.nn.Module]) -> torch.nn.Module:
+    """A plain ``nn.Module`` tree mirroring ``module``'s GraphModules: the same class names,
+    parameters, buffers and children, and nothing else.
+
+    The TorchScript shell scans every attribute of every module it wraps (for exported
+    methods and overloads); a GraphModule has many, and reading its ``code`` would run fx's
+    Python codegen, which lowering does not need."""
+    if not isinstance(module, fx.GraphModule):
+        return module
+    hit = done.get(id(module))
+    if hit is not None:
+        return hit
+    cls = type(module)
+    shell_cls = type(cls.__name__, (torch.nn.Module,), {"__module__": cls.__module__,
+                                                        "__qualname__": cls.__qualname__})
+    shell = shell_cls()
+    shell._parameters = dict(module._parameters)  # type: ignore[assignment]
+    shell._buffers = dict(module._buffers)  # type: ignore[assignment]
+    shell._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
+    shell._modules = {name: (_shell(child, done) if child is not None else None)  # type: ignore
+                      for name, child in module._modules.items()}
+    shell.training = module.training
+    done[id(module)] = shell
+    return shell
+
+
 def _graph_modules(root: fx.GraphModule) -> List[Tuple[str, fx.GraphModule]]:
     """Every traced GraphModule by qualified name (a shared one at each of its names),
     deepest first, so callees are compiled before their callers."""
@@ -73,7 +99,7 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
     """A ScriptModule with ``root``'s tree, parameters and generated methods (see NOTE)."""
     cls = module_class or torch.jit.TopLevelTracedModule
     with quiet_jit():
-        script = cls(root, _compilation_unit=compilation_unit)
+        script = cls(_shell(root, {}), _compilation_unit=compilation_unit)
         for path, gm in _graph_modules(root):
             sub = _submodule(script, path)
             _register_constants(gm, sub)
