@@ -22,6 +22,7 @@ from .errors import InvalidArgument, InvalidAttribute, TracerWarning
 from .lower.script import lower_function, lower_module
 from .state import preserved_state
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
+from .passes.fold_batchnorm import fold_on_request, require_eval_for_fold
 
 #: The passes every capture goes through. Constant folding is not among them: it would store
 #: folded tensors as new module state, which torch.jit.trace's results do not have.
@@ -94,11 +95,14 @@ MODES = ("concrete", "symbolic", "auto")
 def _capture(root: Optional[torch.nn.Module],
              methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
              name: str, *, mode: str = "concrete", guards: bool = True,
-             force_outplace: bool = False) -> fx.GraphModule:
+             force_outplace: bool = False, fold_batchnorm: bool = False) -> fx.GraphModule:
     """Capture ``methods`` in ``mode`` and run the capture passes; ``gm.meta["fxtrace"]`` says
-    which mode produced the graph (``"auto"`` resolves to one of the other two)."""
+    which mode produced the graph (``"auto"`` resolves to one of the other two).
+    ``fold_batchnorm`` (eval mode only) folds Conv/Linear + BatchNorm afterwards."""
     if mode not in MODES:
         raise InvalidArgument(f"mode must be one of {MODES}; got {mode!r}{_where()}")
+    if fold_batchnorm:
+        require_eval_for_fold(root)
     if mode in ("symbolic", "auto"):
         from .capture.symbolic import capture_symbolic, symbolic_matches_eager
         try:
@@ -110,7 +114,7 @@ def _capture(root: Optional[torch.nn.Module],
         if gm is not None and (mode == "symbolic" or symbolic_matches_eager(gm, root, methods)):
             gm, gm.meta["fxtrace"].passes = run_passes(gm, CAPTURE_PASSES)
             gm.meta["fxtrace"].options = {"guards": guards, "force_outplace": force_outplace}
-            return gm
+            return fold_on_request(gm) if fold_batchnorm else gm
     info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
                        training=bool(root.training) if root is not None else False,
                        options={"guards": guards, "force_outplace": force_outplace})
@@ -120,7 +124,7 @@ def _capture(root: Optional[torch.nn.Module],
     fn = methods[0][1] if root is None else None
     gm = assemble(tracer, root_trace, info, fn)
     gm, info.passes = run_passes(gm, CAPTURE_PASSES)
-    return gm
+    return fold_on_request(gm) if fold_batchnorm else gm
 
 
 def _function_name(func: Callable[..., Any]) -> str:
@@ -162,7 +166,8 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
                  check_tolerance: float = 1e-5, strict: bool = True, _force_outplace: bool = False,
                  _module_class: Optional[type] = None, _compilation_unit: Any = None,
                  example_inputs_is_kwarg: bool = False, _store_inputs: bool = True, *,
-                 mode: str = "concrete", guards: bool = True) -> torch.jit.ScriptModule:
+                 mode: str = "concrete", guards: bool = True,
+                 fold_batchnorm: bool = False) -> torch.jit.ScriptModule:
     """Trace methods of ``mod`` into a ``torch.jit.ScriptModule``, as ``torch.jit.trace_module``.
 
     Args:
@@ -199,7 +204,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         args, kwargs = _method_args(target, example, example_inputs_is_kwarg)
         methods.append((method_name, func, args, kwargs))
     gm = _capture(mod, methods, type(mod).__name__, mode=mode, guards=guards,
-                  force_outplace=_force_outplace)
+                  force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm)
     _check_strict(gm, strict)
     script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
     script.__dict__["_fxtrace_capture"] = gm
@@ -223,7 +228,7 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
           check_tolerance: float = 1e-5, strict: bool = True, _force_outplace: bool = False,
           _module_class: Optional[type] = None, _compilation_unit: Any = None,
           example_kwarg_inputs: Optional[Dict[str, Any]] = None, _store_inputs: bool = True, *,
-          mode: str = "concrete", guards: bool = True
+          mode: str = "concrete", guards: bool = True, fold_batchnorm: bool = False
           ) -> Union[torch.jit.ScriptModule, torch.jit.ScriptFunction]:
     """Trace ``func`` on example inputs into TorchScript, with ``torch.jit.trace``'s contract.
 
@@ -245,6 +250,9 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
             and agrees with eager on the example inputs, concrete otherwise). fxtrace-only.
         guards: emit a runtime check for every specialisation (default). ``False`` gives
             torch.jit.trace's behaviour: values are frozen without checks. fxtrace-only.
+        fold_batchnorm: fold eval-mode Conv/Linear + BatchNorm into new weights (the model
+            must be in eval mode; the user's module is untouched; ``state_dict`` keys differ
+            from torch.jit's). fxtrace-only.
 
     Returns:
         A ``torch.jit.ScriptFunction`` for a function, a ``torch.jit.ScriptModule`` for a
@@ -279,7 +287,8 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
                             [{"forward": c} for c in check_inputs] if check_inputs else None,
                             check_tolerance, strict, _force_outplace, _module_class,
                             _compilation_unit, example_inputs_is_kwarg=is_kwarg,
-                            _store_inputs=_store_inputs, mode=mode, guards=guards)
+                            _store_inputs=_store_inputs, mode=mode, guards=guards,
+                            fold_batchnorm=fold_batchnorm)
     if isinstance(module, torch.nn.Module):
         raise AttributeError("trace doesn't support compiling individual module's functions.\n"
                              "Please use trace_module")
@@ -290,7 +299,7 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
     args, kwargs = _method_args(func, example_kwarg_inputs if is_kwarg else example_inputs, is_kwarg)
     name = _function_name(func)
     gm = _capture(None, [("forward", func, args, kwargs)], name, mode=mode, guards=guards,
-                  force_outplace=_force_outplace)
+                  force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm)
     _check_strict(gm, strict)
     traced = lower_function(gm, name)
     traced._fxtrace_capture = gm  # type: ignore[attr-defined]
@@ -306,7 +315,8 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
 
 def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any = None, *,
             example_kwarg_inputs: Optional[Dict[str, Any]] = None, method: str = "forward",
-            mode: str = "concrete", guards: bool = True) -> fx.GraphModule:
+            mode: str = "concrete", guards: bool = True,
+            fold_batchnorm: bool = False) -> fx.GraphModule:
     """Capture ``func`` into an ``fx.GraphModule`` tree without lowering it to TorchScript.
 
     The result runs in Python with the same results as eager on inputs that take the same path
@@ -324,8 +334,9 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
         target = getattr(module, name)
         args, kwargs = _method_args(target, example, is_kwarg)
         return _capture(module, [(name, module if name == "forward" else target, args, kwargs)],
-                        type(module).__name__, mode=mode, guards=guards)
+                        type(module).__name__, mode=mode, guards=guards,
+                        fold_batchnorm=fold_batchnorm)
     args, kwargs = _method_args(func, example, is_kwarg)
     return _capture(None, [("forward", func, args, kwargs)], _function_name(func), mode=mode,
-                    guards=guards)
+                    guards=guards, fold_batchnorm=fold_batchnorm)
 

@@ -25,6 +25,8 @@ import importlib.util
 import inspect as pyinspect
 import os
 import re
+import shutil
+import subprocess
 import sys
 import traceback
 import warnings
@@ -466,6 +468,60 @@ def _do_trace(target: Target, check: bool, mode: str = "concrete", guards: bool 
                           f"{_describe_user_exception(e)}", EXIT_USAGE) from e
 
 
+# --------------------------------------------------------------------------- pictures
+
+#: Render formats of ``--svg``/``--png`` (Graphviz ``dot -T<fmt>``).
+PICTURE_FORMATS = ("svg", "png")
+GRAPHVIZ_MISSING = ("graphviz is not installed: {opt} renders with its `dot` program, which is "
+                    "not on PATH (install it: apt-get install graphviz; or write DOT text with "
+                    "--dot FILE and render it elsewhere)")
+
+
+def _picture_requests(args: argparse.Namespace) -> List[Tuple[str, str]]:
+    """``[(fmt, path), ...]`` for --svg/--png, checked before any work is done."""
+    wanted = [(fmt, getattr(args, fmt)) for fmt in PICTURE_FORMATS if getattr(args, fmt, None)]
+    if wanted and shutil.which("dot") is None:
+        _fail(GRAPHVIZ_MISSING.format(opt=" and ".join(f"--{f}" for f, _ in wanted)))
+    paths = [p for _, p in wanted] + ([args.dot] if getattr(args, "dot", None) not in
+                                      (None, "-") else [])
+    for path in paths:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            _fail(f"cannot write {path}: directory {parent} does not exist")
+    return wanted
+
+
+def _dot_to_stdout(args: argparse.Namespace) -> bool:
+    return getattr(args, "dot", None) == "-"
+
+
+def _write_pictures(obj: Any, args: argparse.Namespace, wanted: List[Tuple[str, str]],
+                    out: Any) -> None:
+    """--dot / --svg / --png of ``obj``; a line on ``out`` per file written."""
+    if not args.dot and not wanted:
+        return
+    import fxtrace.inspect as fi
+
+    text = fi.to_dot(obj)
+    if _dot_to_stdout(args):
+        sys.stdout.write(text)
+    elif args.dot:
+        with open(args.dot, "w", encoding="utf-8") as f:
+            f.write(text)
+        nodes = len(re.findall(r"^\s*n\d+ \[", text, re.M))
+        clusters = text.count("subgraph cluster_")
+        print(f"wrote {args.dot} (Graphviz DOT: {nodes} nodes, {clusters} module clusters)",
+              file=out)
+    for fmt, path in wanted:
+        try:
+            fi.render_dot(text, path, fmt)
+        except fi.GraphvizNotFound:
+            _fail(GRAPHVIZ_MISSING.format(opt=f"--{fmt}"))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            _fail(f"rendering {path} failed: {_first_line(e)}")
+        print(f"rendered {path} (dot -T{fmt})", file=out)
+
+
 # --------------------------------------------------------------------------- trace
 
 def _result_type(traced: Any) -> str:
@@ -487,24 +543,30 @@ def cmd_trace(args: argparse.Namespace) -> int:
         parent = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(parent):
             _fail(f"cannot save to {args.save}: directory {parent} does not exist")
+    pictures = _picture_requests(args)
+    # with --dot - the DOT text is stdout; everything else goes to stderr, tables are skipped
+    out = sys.stderr if _dot_to_stdout(args) else sys.stdout
+    if _dot_to_stdout(args):
+        tables = []
     target = _prepare(args)
     traced = _do_trace(target, check=not args.no_check, mode=args.mode, guards=not args.no_guards)
     import fxtrace.inspect as fi
 
     given = [_describe(a) for a in target.args] + [f"{k}={_describe(v)}"
                                                   for k, v in target.kwargs.items()]
-    print(f"traced {target.ref} ({target.kind} {target.name}) on {', '.join(given)}")
-    print(f"result: {_result_type(traced)}")
+    print(f"traced {target.ref} ({target.kind} {target.name}) on {', '.join(given)}", file=out)
+    print(f"result: {_result_type(traced)}", file=out)
     print("check_trace: " + ("skipped (--no-check)" if args.no_check else
-                             "passed (trace matches eager on the example inputs)"))
-    print()
+                             "passed (trace matches eager on the example inputs)"), file=out)
+    print(file=out)
     if tables:
         fi.show(traced, tables=tables, fmt=fmt, max_width=args.max_width or None)
+    _write_pictures(traced, args, pictures, out)
     if args.save:
         with quiet_jit_deprecation():
             torch.jit.save(traced, args.save)
         print(f"saved {args.save} ({os.path.getsize(args.save)} bytes); load it with "
-              "torch.jit.load, no fxtrace needed")
+              "torch.jit.load, no fxtrace needed", file=out)
     return EXIT_OK
 
 
@@ -515,6 +577,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     tables = _tables_arg(args.table, PRINTABLE_TABLES)
     fmt = _check_format(args.format)
+    pictures = _picture_requests(args)
     if not os.path.exists(args.file):
         _fail(f"no such file: {args.file}")
     if not os.path.isfile(args.file):
@@ -527,11 +590,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"written by torch.jit.save?): {_first_line(e)}")
     import fxtrace.inspect as fi
 
+    if _dot_to_stdout(args):  # the DOT text alone, nothing else on stdout
+        _write_pictures(loaded, args, pictures, sys.stderr)
+        return EXIT_OK
     print(f"{args.file}: {type(loaded).__qualname__} "
           f"(original name {getattr(loaded, 'original_name', '?')})")
     print()
     if tables:
         fi.show(loaded, tables=tables, fmt=fmt, max_width=args.max_width or None)
+    _write_pictures(loaded, args, pictures, sys.stdout)
     return EXIT_OK
 
 
@@ -921,6 +988,7 @@ examples:
   fxtrace trace models.py:Net --input 'randn(1,3,224,224)' --eval --save net.pt
   fxtrace trace mypkg.fns:foo --input 'rand(3)' --input 'rand(3)' --format github
   fxtrace inspect net.pt --table nodes,ops
+  fxtrace inspect net.pt --dot net.dot --svg net.svg
   fxtrace check models.py:Net --input 'randn(2,3,32,32)' --eval --dynamic 0:0
   fxtrace demo
 
@@ -941,6 +1009,19 @@ def _add_common(p: argparse.ArgumentParser, tables_default: Optional[str]) -> No
                    help="cut table cells longer than N characters (0: never; default: 40)")
     p.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
                    help="show the Python traceback of an error instead of one line")
+
+
+def _add_pictures(p: argparse.ArgumentParser, dot_optional: bool) -> None:
+    extra = {"nargs": "?", "const": "-"} if dot_optional else {}
+    p.add_argument("--dot", metavar="FILE" if not dot_optional else "FILE|-", **extra,
+                   help="write the graph as Graphviz DOT text to FILE ('-': stdout, "
+                        + ("the default; " if dot_optional else "") + "then only the DOT "
+                        "text goes to stdout): nodes labelled with target and shape, edges "
+                        "with tensors, submodules as clusters")
+    for fmt in PICTURE_FORMATS:
+        p.add_argument(f"--{fmt}", metavar="FILE",
+                       help=f"render the graph to a {fmt.upper()} file with Graphviz "
+                            f"(dot -T{fmt}; needs graphviz installed)")
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
@@ -979,6 +1060,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="OUT.pt",
                    help="write the result with torch.jit.save (loadable without fxtrace)")
     _add_common(p, "nodes")
+    _add_pictures(p, dot_optional=False)
     p.set_defaults(handler=cmd_trace)
 
     p = sub.add_parser("inspect", help="tables of a saved TorchScript file",
@@ -987,6 +1069,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "available for a saved file).")
     p.add_argument("file", metavar="FILE", help="a file written by torch.jit.save")
     _add_common(p, "nodes,modules,ops")
+    _add_pictures(p, dot_optional=True)
     p.set_defaults(handler=cmd_inspect)
 
     p = sub.add_parser("check", help="property check: trace vs eager on many inputs",

@@ -1,43 +1,112 @@
 """Saving and restoring the state a traced program can change, for capture and for checks.
 
 The state is: grad mode, the CPU RNG state, every module's training flag, the buffers (e.g.
-BatchNorm running statistics) and, on request, the parameters' values.
+BatchNorm running statistics) and, on request, *watching* the parameters.
+
+Buffers are cloned and copied back (``copy_``) on restore: they are small, and copying back
+unconditionally also undoes writes that bypass the version counter (``buf.data.add_(1)``).
+
+Parameters are **not** copied: a model's parameters are most of its memory, and a forward
+that writes its own parameters in place is rare. With ``parameters=True`` each parameter's
+``_version`` counter (bumped by every in-place write through the tensor or a view of it) is
+recorded, and a parameter whose counter moved is reported with a ``TracerWarning`` naming it:
+the write cannot be undone without a copy. Writes through ``.data`` do not bump the counter
+and are neither undone nor reported.
+
+A :class:`StateSnapshot` can be taken once and reused by many :func:`preserved_state` bodies
+(``snapshot=``), so that running a model N times from the same state clones the buffers once,
+not N times.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+import warnings
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 
-__all__ = ["preserved_state"]
+__all__ = ["preserved_state", "StateSnapshot"]
+
+
+class StateSnapshot:
+    """The buffers (cloned), training flags and parameter version counters of ``modules``.
+
+    :meth:`restore` puts the buffers and flags back and warns about parameters written in
+    place since the snapshot. Reusable: after a restore the snapshot still describes the state;
+    a buffer written outside a restore (its version counter moved) is cloned afresh by
+    :meth:`refresh`.
+    """
+
+    def __init__(self, modules: Sequence[torch.nn.Module], parameters: bool = False) -> None:
+        self.flags = [(m, m.training) for root in modules for m in root.modules()]
+        seen = set()
+        self.buffers: List[list] = []  # [tensor, clone, version after clone/restore]
+        for root in modules:
+            for b in root.buffers():
+                if id(b) not in seen:
+                    seen.add(id(b))
+                    self.buffers.append([b, b.detach().clone(), b._version])
+        self.params: List[list] = []  # [name, tensor, version]
+        if parameters:
+            seen = set()
+            for root in modules:
+                for name, p in root.named_parameters():
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        self.params.append([name, p, p._version])
+        self.warned = False
+
+    def refresh(self) -> "StateSnapshot":
+        """Re-clone the buffers written since the last clone or restore (by version)."""
+        for entry in self.buffers:
+            t = entry[0]
+            if t._version != entry[2] or t.shape != entry[1].shape:
+                entry[1], entry[2] = t.detach().clone(), t._version
+        for entry in self.params:
+            entry[2] = entry[1]._version
+        return self
+
+    def restore(self) -> None:
+        for m, training in self.flags:
+            m.training = training
+        with torch.no_grad():
+            for entry in self.buffers:
+                t, value = entry[0], entry[1]
+                if t.shape == value.shape:
+                    t.copy_(value)
+                entry[2] = t._version
+        written = [e[0] for e in self.params if e[1]._version != e[2]]
+        for e in self.params:
+            e[2] = e[1]._version
+        if written and not self.warned:
+            self.warned = True
+            from .errors import TracerWarning
+            names = ", ".join(written[:10]) + (", ..." if len(written) > 10 else "")
+            warnings.warn(f"forward wrote parameter(s) {names} in place; fxtrace does not copy "
+                          "parameters, so running the model again to check the trace left "
+                          "these writes in the model and later runs started from the written "
+                          "values", TracerWarning, stacklevel=4)
 
 
 @contextlib.contextmanager
 def preserved_state(modules: Sequence[torch.nn.Module], *, always: bool,
-                    parameters: bool = False) -> Iterator[None]:
+                    parameters: bool = False, snapshot: Optional[StateSnapshot] = None
+                    ) -> Iterator[None]:
     """Restore the state of ``modules`` (see the module docstring) on exit.
 
     Grad mode is always restored. The rest is restored on every exit when ``always`` is True,
     and only when the body raises otherwise (a successful capture keeps its effects, as
-    torch.jit.trace's single run of the model does).
+    torch.jit.trace's single run of the model does). ``parameters=True`` watches the
+    parameters for in-place writes (reported, not undone). ``snapshot``: a
+    :class:`StateSnapshot` of the same modules to reuse instead of taking a new one.
     """
     grad = torch.is_grad_enabled()
     rng = torch.random.get_rng_state()
-    flags = [(m, m.training) for root in modules for m in root.modules()]
-    tensors = [t for root in modules for t in root.buffers()]
-    if parameters:
-        tensors += [p for root in modules for p in root.parameters()]
-    saved = [(t, t.detach().clone()) for t in tensors]
+    snap = snapshot.refresh() if snapshot is not None else StateSnapshot(modules, parameters)
 
     def restore() -> None:
         torch.random.set_rng_state(rng)
-        for m, training in flags:
-            m.training = training
-        with torch.no_grad():
-            for t, value in saved:
-                if t.shape == value.shape:
-                    t.copy_(value)
+        snap.restore()
 
     try:
         yield

@@ -282,3 +282,64 @@ def test_pytest_plugin_fixture(pytester):
                                           "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*fxtrace.check found a counterexample*", "*max abs*"])
+
+
+# --------------------------------------------------------------------------- cost of checking
+
+
+class WritesBufferThroughData(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros(1))
+
+    def forward(self, x):
+        self.count.data.add_(1)  # bypasses the version counter
+        return x + 1
+
+
+def test_buffer_written_through_data_is_restored():
+    model = WritesBufferThroughData()
+    _quiet_trace(model, torch.ones(2), check_inputs=[(torch.ones(2),), (torch.ones(3),)])
+    assert float(model.count) == 1.0  # the capture's own run only, as check_trace=False
+
+
+class WritesParameter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(2))
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.w.mul_(2)
+        return x * self.w
+
+
+def test_parameter_written_in_forward_is_reported_not_copied():
+    model = WritesParameter()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            fxtrace.trace(model, torch.ones(2))
+        except fxtrace.TracingCheckError:
+            pass
+    assert any("forward wrote parameter(s) w in place" in str(x.message) for x in w)
+
+
+def test_save_load_and_retrace_run_on_a_sample():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return x * 2
+
+    traced = _quiet_trace(f, torch.ones(3, 2))
+    calls.clear()
+    report = fxtrace.check(traced, f, max_examples=40, seed=0, dynamic=True)
+    runs = int(report.notes[0].split()[0])
+    sampled = [n for n in report.notes if n.startswith("save/load and re-trace checked on")]
+    assert sampled and int(sampled[0].split()[5]) <= 3
+    # eager once per example, plus the capture's run of each sampled re-trace
+    assert len(calls) <= runs + 3
+    calls.clear()
+    fxtrace.check(traced, f, max_examples=10, seed=0, dynamic=True, sample=None)
+    assert len(calls) == 2 * 10

@@ -377,3 +377,61 @@ def test_trace_mode_and_passes_table(tmp_path: Any) -> None:
                           capture_output=True, text=True, cwd=str(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "capture mode: symbolic" in proc.stdout and "eliminate_dead_code" in proc.stdout
+
+
+# --------------------------------------------------------------------------- pictures (in process)
+
+@pytest.fixture
+def dot_dir(tmp_path, monkeypatch):
+    """A directory with a user module, as cwd; returns it."""
+    (tmp_path / "dotmodels.py").write_text(USER_MODELS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("dotmodels", None)
+
+
+def test_trace_dot_file_then_inspect_dot_stdout(dot_dir, capsys) -> None:
+    from fxtrace.cli import main
+
+    assert main(["trace", "dotmodels.py:Net", "--input", "randn(2,3,8,8)", "--table", "none",
+                 "--dot", "net.dot", "--save", "net.pt"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote net.dot (Graphviz DOT: " in out and "module clusters" in out
+    text = (dot_dir / "net.dot").read_text()
+    assert text.startswith("digraph ") and "subgraph cluster_" in text
+    assert "torch.relu" in text and "2x3x8x8 float32" in text
+    assert main(["inspect", "net.pt", "--dot"]) == 0   # '-' by default: only DOT on stdout
+    out = capsys.readouterr().out
+    assert out.startswith("digraph ") and out.rstrip().endswith("}")
+    assert "aten::relu" in out and "== nodes ==" not in out
+
+
+def test_render_without_graphviz_is_one_line_error(dot_dir, capsys, monkeypatch) -> None:
+    import shutil
+
+    from fxtrace.cli import main
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    for argv in (["trace", "dotmodels.py:foo", "--input", "rand(3)", "--input", "rand(3)",
+                  "--svg", "g.svg"],
+                 ["inspect", "whatever.pt", "--png", "g.png"]):
+        assert main(argv) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and err[0].startswith("fxtrace: error: graphviz is not installed")
+        assert "apt-get install graphviz" in err[0]
+    assert not (dot_dir / "g.svg").exists()
+
+
+@pytest.mark.skipif(__import__("shutil").which("dot") is None,
+                    reason="graphviz's `dot` program is not installed (apt-get install "
+                           "graphviz): --svg/--png cannot be rendered here")
+def test_trace_renders_svg_and_png(dot_dir, capsys) -> None:
+    from fxtrace.cli import main
+
+    assert main(["trace", "dotmodels.py:foo", "--input", "rand(3)", "--input", "rand(3)",
+                 "--table", "none", "--svg", "g.svg", "--png", "g.png"]) == 0
+    out = capsys.readouterr().out
+    assert "rendered g.svg (dot -Tsvg)" in out and "rendered g.png (dot -Tpng)" in out
+    assert "<svg" in (dot_dir / "g.svg").read_text()
+    assert (dot_dir / "g.png").read_bytes()[:4] == b"\x89PNG"

@@ -29,7 +29,7 @@ from fxtrace.passes import (
     verify,
 )
 from fxtrace.passes.cse import node_key
-from fxtrace.passes.fold_batchnorm import ORIGINAL_META
+from fxtrace.passes.fold_batchnorm import FOLDED_META, ORIGINAL_META
 from fxtrace.passes.fold_constants import FOLD_NUMEL_LIMIT
 from fxtrace.passes.purity import may_write, possibly_mutated
 
@@ -621,28 +621,97 @@ def _traced_bn(bn):
     return fx.GraphModule(bn, g)
 
 
-def _traced_children_root(with_original):
-    model = ConvBN().eval()
+def _traced_children_root(with_original, model=None, tuples=False):
+    """Conv and BatchNorm traced into GraphModule children, as capture builds them; with
+    ``tuples`` both return a 1-tuple read through ``getitem(call, 0)`` (NOTE [Submodule
+    outputs] in capture/concrete.py)."""
+    model = (model if model is not None else ConvBN()).eval()
     root = nn.Module()
     root.conv = fx.symbolic_trace(model.conv)
     root.bn = _traced_bn(model.bn)
+    if tuples:
+        for sub in (root.conv, root.bn):
+            out = sub.graph.output_node()
+            out.args = ((out.args[0],),)
+            sub.recompile()
     if with_original:
         root.conv.meta[ORIGINAL_META] = model.conv
         root.bn.meta[ORIGINAL_META] = model.bn
     g = fx.Graph()
     x = g.placeholder("x")
-    g.output(g.call_module("bn", (g.call_module("conv", (x,)),)))
+    conv = g.call_module("conv", (x,))
+    if tuples:
+        conv = g.call_function(operator.getitem, (conv, 0))
+    bn = g.call_module("bn", (conv,))
+    if tuples:
+        bn = g.call_function(operator.getitem, (bn, 0))
+    g.output(bn)
     return model, fx.GraphModule(root, g)
 
 
-def test_fold_batchnorm_graphmodule_children_with_original():
-    model, gm = _traced_children_root(with_original=True)
+def _assert_folded_graph_module(gm, model):
+    (target,) = targets(gm, "call_module")
+    fused = gm.get_submodule(target)
+    assert isinstance(fused, fx.GraphModule)          # lowering compiles only GraphModules
+    assert fused.meta[FOLDED_META] == ("conv", "bn")
+    assert isinstance(fused.weight, nn.Parameter) and isinstance(fused.bias, nn.Parameter)
+    assert fused.weight is not model.conv.weight and fused.bias is not model.conv.bias
+    assert not fused.training
+    assert "bn" not in dict(gm.named_children()) and "conv" not in dict(gm.named_children())
+    verify(fused)
+
+
+@pytest.mark.parametrize("tuples", [False, True])
+def test_fold_batchnorm_graphmodule_children_with_original(tuples):
+    model, gm = _traced_children_root(with_original=True, tuples=tuples)
     snapshot = copy.deepcopy(model.state_dict())
-    check_pass(fold_batchnorm, gm, IMG, modified=True, atol=1e-5,
-               reference=lambda x: model.bn(model.conv(x)),
-               post=lambda gm: assert_lacks_module_type(gm, fx.GraphModule))
+    out = check_pass(fold_batchnorm, gm, IMG, modified=True, atol=1e-5,
+                     reference=lambda x: model.bn(model.conv(x)),
+                     post=lambda gm: _assert_folded_graph_module(gm, model))
     for k, v in model.state_dict().items():
         assert torch.equal(v, snapshot[k]), k
+    # The call site keeps the layer's output convention.
+    assert func_count(out, operator.getitem) == (1 if tuples else 0)
+
+
+def test_fold_batchnorm_graphmodule_adds_a_bias_and_keeps_bn_guards():
+    class NoBias(ConvBN):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+
+    model, gm = _traced_children_root(with_original=True, model=NoBias())
+    with gm.bn.graph.inserting_before(gm.bn.graph.output_node()):
+        gm.bn.graph.call_function(torch._assert, (True, "guard"))
+    gm.bn.recompile()
+    out = check_pass(fold_batchnorm, gm, IMG, modified=True, atol=1e-5,
+                     reference=lambda x: model.bn(model.conv(x)),
+                     post=lambda gm: _assert_folded_graph_module(gm, model))
+    fused = out.conv_bn_fused
+    assert func_count(fused, torch._assert) == 1                # the BatchNorm's guard stays
+    assert func_count(fused, F.batch_norm) == 0
+    assert [n.target for n in fused.graph.nodes if n.op == "get_attr"] == ["weight", "bias"]
+
+
+def test_fold_batchnorm_graphmodule_skips_unrecognised_graphs():
+    model, gm = _traced_children_root(with_original=True)
+    conv = gm.conv.graph.find_nodes(op="call_function", target=torch.conv2d)[0]
+    with gm.conv.graph.inserting_after(conv):
+        doubled = gm.conv.graph.call_function(operator.mul, (conv, 2))
+    gm.conv.graph.output_node().args = (doubled,)
+    gm.conv.recompile()
+    check_pass(fold_batchnorm, gm, IMG, modified=False,
+               reference=lambda x: model.bn(model.conv(x) * 2))
+
+
+def test_fold_batchnorm_keeps_modules_an_extra_method_uses():
+    model, gm = _traced_children_root(with_original=True)
+    g = fx.Graph()
+    g.output(g.call_module("bn", (g.placeholder("x"),)))
+    gm.meta["fxtrace_methods"] = {"forward1": fx.GraphModule(gm, g)}
+    check_pass(fold_batchnorm, gm, IMG, modified=True, atol=1e-5,
+               reference=lambda x: model.bn(model.conv(x)))
+    assert "bn" in dict(gm.named_children()) and "conv" not in dict(gm.named_children())
 
 
 def test_fold_batchnorm_graphmodule_children_without_original():
@@ -712,6 +781,26 @@ def test_verify_require_source():
         verify(gm, require_source=True)
     for n in gm.graph.nodes:
         n.meta[SOURCE] = LOC
+    verify(gm, require_source=True)
+
+
+def test_verify_skips_untraced_containers():
+    gm = _simple_gm()
+    holder = fx.GraphModule(nn.Module(), fx.Graph())      # no output node: not a program
+    holder.meta["fxtrace_untraced"] = True
+    gm.add_submodule("layers", holder)
+    verify(gm)
+    del holder.meta["fxtrace_untraced"]
+    with pytest.raises(VerifyError, match="Graph in 'layers': has 0 output nodes"):
+        verify(gm)
+
+
+def test_verify_require_source_exempts_get_attr():
+    gm = hand_graph(lambda g, x: g.call_function(
+        operator.add, (x, g.get_attr("_tensor_constant0"))), with_constant(torch.ones(3)))
+    for n in gm.graph.nodes:
+        if n.op == "call_function":
+            n.meta[SOURCE] = LOC
     verify(gm, require_source=True)
 
 

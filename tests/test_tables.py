@@ -587,3 +587,167 @@ def test_passes_table_of_a_real_capture():
     assert [r["pass"] for r in rows] == ["eliminate_dead_code", "eliminate_common_subexpressions",
                                          "eliminate_dead_code"]
     assert all(r["modified"] in ("yes", "no") for r in rows)
+
+
+# --------------------------------------------------------------------------- DOT (to_dot)
+
+_QUOTED = __import__("re").compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _dot_structure(text: str) -> dict:
+    """Check DOT text is well formed (quotes and braces balance) and count its parts."""
+    import re
+
+    bare = _QUOTED.sub('""', text)
+    assert '"' not in bare.replace('""', ""), "unbalanced quotes"
+    depth = 0
+    for ch in bare:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0, "a } closes nothing"
+    assert depth == 0, "unclosed {"
+    assert bare.startswith("digraph ") and bare.rstrip().endswith("}")
+    edges = re.findall(r"^\s*n(\d+) -> n(\d+)(.*);$", bare, re.M)
+    return {
+        "nodes": re.findall(r"^\s*n(\d+) \[", bare, re.M),
+        "clusters": re.findall(r"subgraph cluster_(\d+) \{", bare),
+        "data_edges": [(int(a), int(b)) for a, b, rest in edges if "dashed" not in rest],
+        "call_edges": [(int(a), int(b)) for a, b, rest in edges if "dashed" in rest],
+    }
+
+
+def test_to_dot_golden():
+    from fxtrace.inspect import to_dot
+
+    assert_expected_inline(to_dot(tree_gm()), """\
+digraph "Net" {
+  graph [label="Net", labelloc=t, fontname="Helvetica", compound=true, rankdir=TB];
+  node [fontname="Helvetica", fontsize=10, shape=box];
+  edge [fontname="Helvetica", fontsize=9];
+  n0 [label="x\\n2x4 float32", shape=ellipse, style=filled, fillcolor="#dbe9f6", tooltip="%x"];
+  n1 [label="sub\\n2x4 float32", shape=box3d, tooltip="%sub at model.py:11"];
+  n2 [label="sub\\n2x4 float32", shape=box3d, tooltip="%sub_1 at model.py:12"];
+  n3 [label="head\\n2x2 float32", shape=box3d, tooltip="%head at model.py:13"];
+  n4 [label="output", shape=ellipse, peripheries=2, tooltip="%output"];
+  subgraph cluster_0 {
+    label="sub\\nSub"; style=rounded; color="#888888";
+    n5 [label="x\\n2x4 float32", shape=ellipse, style=filled, fillcolor="#dbe9f6", tooltip="%x"];
+    n6 [label="lin\\n2x4 float32", shape=box3d, tooltip="%lin at sub.py:11"];
+    n7 [label="torch.tanh\\n2x4 float32", shape=box, tooltip="%tanh at sub.py:12"];
+    n8 [label="output", shape=ellipse, peripheries=2, tooltip="%output"];
+  }
+  n0 -> n1 [label="2x4 float32"];
+  n1 -> n2 [label="2x4 float32"];
+  n2 -> n3 [label="2x4 float32"];
+  n3 -> n4 [label="2x2 float32"];
+  n5 -> n6 [label="2x4 float32"];
+  n6 -> n7 [label="2x4 float32"];
+  n7 -> n8 [label="2x4 float32"];
+  n1 -> n5 [style=dashed, lhead=cluster_0, label="calls"];
+  n2 -> n5 [style=dashed, lhead=cluster_0, label="calls"];
+}
+""")
+
+
+def _fx_dependencies(gm: torch.fx.GraphModule, recurse: bool) -> int:
+    graphs = [m for p, m in gm.named_modules() if isinstance(m, torch.fx.GraphModule)
+              and (recurse or not p)]
+    return sum(len(n.all_input_nodes) for g in graphs for n in g.graph.nodes)
+
+
+@pytest.mark.parametrize("recurse", [True, False])
+def test_to_dot_structure_of_a_real_capture(recurse):
+    import fxtrace
+    from fxtrace.inspect import to_dot
+
+    torch.manual_seed(0)
+    traced = fxtrace.trace(Net(), torch.randn(2, 4))
+    gm = traced._fxtrace_capture
+    s = _dot_structure(to_dot(traced, recurse=recurse))
+    graphs = [p for p, m in gm.named_modules() if isinstance(m, torch.fx.GraphModule)
+              and (recurse or not p)]
+    assert len(s["nodes"]) == len(set(s["nodes"])) == sum(
+        len(gm.get_submodule(p).graph.nodes) for p in graphs)
+    assert len(s["clusters"]) == len(graphs) - 1          # one per submodule with a graph
+    assert len(s["data_edges"]) == _fx_dependencies(gm, recurse)
+    assert len(s["call_edges"]) == (sum(n.op == "call_module" for p in graphs
+                                        for n in gm.get_submodule(p).graph.nodes)
+                                    if recurse else 0)
+    assert all(a < b for a, b in s["data_edges"])         # producers come first
+    if recurse:  # nesting follows the module tree: sub.lin's cluster is inside sub's
+        labels = {line.split('"')[1].split("\\n")[0]: len(line) - len(line.lstrip())
+                  for line in to_dot(traced).splitlines() if line.lstrip().startswith("label=")}
+        assert labels == {"sub": 4, "sub.lin": 6, "head": 4}
+
+
+def test_to_dot_of_torchscript_loaded_from_file():
+    from fxtrace.inspect import to_dot
+    from fxtrace.inspect._rows import rows_of
+
+    loaded = _reload(torch.jit.script(Scriptable()))
+    for recurse in (False, True):
+        rows = rows_of(loaded, recurse)
+        s = _dot_structure(to_dot(loaded, recurse=recurse))
+        assert sorted(map(int, s["nodes"])) == [r.index for r in rows]
+        assert len(s["data_edges"]) == sum(len(r.inputs) for r in rows) > 0
+        assert not s["call_edges"]
+    text = to_dot(loaded)  # inlined graph: clusters from the module hierarchy
+    assert 'label="sub\\nSub"' in text and 'label="sub.lin\\nLinear"' in text
+    assert "aten::linear" in text and "prim::If" in text
+    flat = to_dot(loaded, recurse=False)
+    assert "cluster_" not in flat and "aten::linear" not in flat
+
+    @torch.jit.script
+    def f(x: torch.Tensor, n: int) -> torch.Tensor:
+        return x.relu() + n
+
+    s = _dot_structure(to_dot(f))
+    assert len(s["nodes"]) == 5 and sorted(s["data_edges"]) == [(0, 2), (1, 3), (2, 3), (3, 4)]
+    assert to_dot(f).startswith('digraph "f" {')
+
+
+def _odd_gm() -> torch.fx.GraphModule:
+    """A graph whose input's target holds a quote and a Graphviz escape (``\\G``)."""
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    g.output(g.call_function(operator.getitem, (x, "<b>")))
+    gm = torch.fx.GraphModule(torch.nn.Module(), g)
+    x.target = 'weird"name\\G'  # after codegen: only the label has to survive it
+    return gm
+
+
+def test_to_dot_escapes_labels():
+    from fxtrace.inspect import to_dot
+    from fxtrace.inspect.dot import quote
+
+    assert quote('a"b\\N\nc') == '"a\\"b\\\\N\\nc"'
+    gm = _odd_gm()
+    text = to_dot(gm, name='my "graph"')
+    s = _dot_structure(text)
+    assert len(s["nodes"]) == 3 and len(s["data_edges"]) == 2
+    assert 'label="weird\\"name\\\\G"' in text and text.startswith('digraph "my \\"graph\\"" {')
+    with pytest.raises(TypeError, match="torch.fx.GraphModule"):
+        to_dot(object())
+
+
+@pytest.mark.skipif(__import__("shutil").which("dot") is None,
+                    reason="graphviz's `dot` program is not installed (apt-get install "
+                           "graphviz): rendering cannot be checked here")
+def test_render_dot_with_graphviz(tmp_path):
+    import subprocess
+
+    from fxtrace.inspect import render_dot, to_dot
+
+    text = to_dot(tree_gm())
+    render_dot(text, str(tmp_path / "g.svg"), "svg")
+    render_dot(text, str(tmp_path / "g.png"), "png")
+    assert "<svg" in (tmp_path / "g.svg").read_text()
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # dot reads every graph back as we wrote it: same nodes and clusters, no warnings
+    odd = to_dot(_odd_gm())
+    for src in (text, odd):
+        p = subprocess.run(["dot", "-Tcanon"], input=src, capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0 and not p.stderr, p.stderr
+    assert "weird\\\"name" in p.stdout
+    with pytest.raises(RuntimeError, match="dot -Tsvg failed"):
+        render_dot("digraph {", str(tmp_path / "bad.svg"))

@@ -44,11 +44,13 @@ def capture_of(traced: Any) -> Optional[fx.GraphModule]:
 
 def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
             func: Callable[..., Any], method: str, args: Tuple[Any, ...],
-            kwargs: Dict[str, Any]) -> fx.GraphModule:
+            kwargs: Dict[str, Any], snapshot: Any = None) -> fx.GraphModule:
     """Capture ``func`` again on ``args``/``kwargs`` with the settings ``gm`` was captured with.
 
-    The capture's effects on the module (BatchNorm statistics, RNG, training flags) are undone
-    and its TracerWarnings are not repeated (the first trace already gave them).
+    Only the capture (and its passes) runs, not the TorchScript lowering: the comparison is
+    between fx graphs. The capture's effects on the module (BatchNorm statistics, RNG, training
+    flags) are undone (``snapshot``: a :class:`fxtrace.state.StateSnapshot` of ``root`` to
+    reuse) and its TracerWarnings are not repeated (the first trace already gave them).
     """
     from ..api import _capture, _function_name  # late: api imports this package
     from ..state import preserved_state
@@ -57,8 +59,8 @@ def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
     mode = info.mode if isinstance(info, CaptureInfo) else "concrete"
     name = type(root).__name__ if root is not None else (
         info.name if isinstance(info, CaptureInfo) else _function_name(func))
-    with preserved_state([root] if root is not None else [], always=True, parameters=True), \
-            warnings.catch_warnings():
+    with preserved_state([root] if root is not None else [], always=True, parameters=True,
+                         snapshot=snapshot), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         options = info.options if isinstance(info, CaptureInfo) else {}
         return _capture(root, [(method, func, args, kwargs)], name, mode=mode, **options)
@@ -95,16 +97,29 @@ def _is_state(owner: torch.nn.Module, target: str) -> bool:
     return attr in mod._parameters or attr in mod._buffers
 
 
+_NAMES: Dict[Any, str] = {}
+
+
 def _target_name(node: fx.Node) -> str:
     t = node.target
     if isinstance(t, str):
         return t
     try:
+        return _NAMES[t]
+    except (KeyError, TypeError):
+        pass
+    try:
         from ..inspect._format import qualname
-        return qualname(t)
+        name = qualname(t)
     except Exception:  # noqa: BLE001 - a name is all that is needed
         mod = getattr(t, "__module__", None) or ""
-        return f"{mod}.{getattr(t, '__qualname__', getattr(t, '__name__', repr(t)))}"
+        name = f"{mod}.{getattr(t, '__qualname__', getattr(t, '__name__', repr(t)))}"
+    try:
+        if len(_NAMES) < 10000:
+            _NAMES[t] = name
+    except TypeError:  # unhashable target
+        pass
+    return name
 
 
 def _fmt(value: Any, pos: Dict[fx.Node, int], here: int) -> str:
@@ -123,7 +138,13 @@ def _fmt(value: Any, pos: Dict[fx.Node, int], here: int) -> str:
 
 
 def canonical(owner: fx.GraphModule) -> List[str]:
-    """The canonical text of each node of ``owner.graph``, in order (see module docstring)."""
+    """The canonical text of each node of ``owner.graph``, in order (see module docstring).
+
+    One pass over the nodes: node references become relative positions looked up in a dict."""
+    return _canonical(owner)
+
+
+def _canonical(owner: fx.GraphModule) -> List[str]:
     pos: Dict[fx.Node, int] = {}
     out: List[str] = []
     for i, node in enumerate(owner.graph.nodes):
@@ -228,9 +249,12 @@ def _fmt_plain(value: Any) -> str:
     return repr(value)
 
 
-def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward"
-               ) -> Optional[GraphDiff]:
-    """The first structural difference between captures ``a`` and ``b``, or None."""
+def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward",
+               cache: Optional[Dict[Any, List[str]]] = None) -> Optional[GraphDiff]:
+    """The first structural difference between captures ``a`` and ``b``, or None.
+
+    Linear in the number of nodes. ``cache``: a dict the caller keeps while comparing the same
+    ``a`` with several re-traces; the canonical text of ``a``'s graphs is computed once."""
     ga, gb = _graphs(a, method), _graphs(b, method)
     # Execution order is not known here; graphs are compared root first, then by path.
     for path in sorted(set(ga) | set(gb), key=lambda p: (p != "", p)):
@@ -238,7 +262,13 @@ def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward"
         if x is None or y is None:
             return GraphDiff(path, x, y, None, None, "module",
                              f"graph {path!r} is only in the {'check trace' if x is None else 'trace'}")
-        ca, cb = canonical(x), canonical(y)
+        if cache is None:
+            ca = canonical(x)
+        else:
+            ca = cache.get(path)
+            if ca is None:
+                ca = cache[path] = canonical(x)
+        cb = canonical(y)
         if ca != cb:
             na, nb = list(x.graph.nodes), list(y.graph.nodes)
             i = next((k for k, (p, q) in enumerate(zip(ca, cb)) if p != q), min(len(ca), len(cb)))
@@ -246,6 +276,10 @@ def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward"
                              nb[i] if i < len(nb) else None, "graph")
         for (n1, v1), (n2, v2) in zip(_constants(x), _constants(y)):
             if isinstance(v1, torch.Tensor) and isinstance(v2, torch.Tensor):
+                if v1 is v2 or (v1.shape == v2.shape and v1.dtype == v2.dtype and
+                                v1.device == v2.device and v1.layout == torch.strided and
+                                v2.layout == torch.strided and torch.equal(v1, v2)):
+                    continue
                 try:
                     torch.testing.assert_close(v1, v2, equal_nan=True)
                 except (AssertionError, RuntimeError) as e:

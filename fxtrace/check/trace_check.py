@@ -34,11 +34,11 @@ import torch
 import torch.fx as fx
 
 from ..errors import TracerWarning, TracingCheckError
-from ..state import preserved_state
+from ..state import StateSnapshot, preserved_state
 from .graphs import capture_of, describe_node, graph_diff, random_nodes, retrace
 
 __all__ = ["check_trace", "compare_outputs", "flatten_outputs", "leaf_errors", "clone_inputs",
-           "run_isolated", "GUARD_TEXT", "is_guard_error"]
+           "run_isolated", "isolated_state", "is_script", "GUARD_TEXT", "is_guard_error"]
 
 #: The text every fxtrace guard failure carries.
 GUARD_TEXT = "fxtrace guard failed"
@@ -88,6 +88,11 @@ def leaf_errors(x: torch.Tensor, y: torch.Tensor) -> Tuple[float, float]:
     """``(max abs error, max rel error)`` between two same-shape tensors; NaN matches NaN."""
     if x.numel() == 0:
         return 0.0, 0.0
+    try:
+        if torch.equal(x, y):
+            return 0.0, 0.0
+    except (RuntimeError, TypeError):
+        pass
     xd, yd = (x.to(torch.cdouble), y.to(torch.cdouble)) if (x.is_complex() or y.is_complex()) \
         else (x.detach().double(), y.detach().double())
     both_nan = torch.isnan(xd) & torch.isnan(yd)
@@ -118,6 +123,8 @@ def compare_outputs(traced: Any, eager: Any, tolerance: float) -> List[Tuple[int
                 continue
             if x.layout != torch.strided or y.layout != torch.strided:
                 x, y = x.to_dense(), y.to_dense()
+            if _close(x, y, tolerance):
+                continue
             try:
                 xd, yd = (x.to(torch.cdouble), y.to(torch.cdouble)) if x.is_complex() else (
                     x.detach().double(), y.detach().double())
@@ -131,6 +138,19 @@ def compare_outputs(traced: Any, eager: Any, tolerance: float) -> List[Tuple[int
         elif not _same_plain(x, y):
             problems.append((i, f"{path}: trace gives {x!r}, Python gives {y!r}"))
     return problems
+
+
+def _close(x: torch.Tensor, y: torch.Tensor, tolerance: float) -> bool:
+    """The fast path of the value comparison: bitwise equal, or ``allclose`` with the same
+    tolerances as ``assert_close`` (which then only runs for a mismatch, for its message)."""
+    try:
+        if torch.equal(x, y):
+            return True
+        if x.dtype == torch.bool or not (x.is_floating_point() or x.is_complex()):
+            return False
+        return bool(torch.allclose(x, y, rtol=tolerance, atol=_atol(x, y), equal_nan=True))
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
 
 
 def _same_plain(x: Any, y: Any) -> bool:
@@ -149,24 +169,45 @@ def _cuda_devices() -> List[int]:
 
 
 @contextlib.contextmanager
-def isolated_state(stateful: Sequence[torch.nn.Module]) -> Iterator[None]:
-    """Run a body from the current state and put everything back afterwards (see docstring)."""
-    with preserved_state(stateful, always=True, parameters=True), \
-            torch.random.fork_rng(devices=_cuda_devices()):
+def isolated_state(stateful: Sequence[torch.nn.Module], snapshot: Optional[StateSnapshot] = None
+                   ) -> Iterator[None]:
+    """Run a body from the current state and put everything back afterwards (see docstring).
+
+    ``snapshot``: a :class:`fxtrace.state.StateSnapshot` of ``stateful`` taken once by a
+    caller that runs many bodies from the same state (the buffers are then cloned once)."""
+    devices = _cuda_devices()
+    # preserved_state restores the CPU RNG; fork_rng is only needed for CUDA generators
+    with preserved_state(stateful, always=True, parameters=True, snapshot=snapshot), \
+            (torch.random.fork_rng(devices=devices) if devices else contextlib.nullcontext()):
         yield
 
 
+def is_script(fn: Any) -> bool:
+    """Whether ``fn`` runs through TorchScript's graph executor."""
+    return isinstance(fn, (torch.jit.ScriptModule, torch.jit.ScriptFunction,
+                           torch._C.ScriptMethod, torch._C.ScriptFunction))
+
+
 def run_isolated(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
-                 stateful: Sequence[torch.nn.Module]) -> Any:
-    """``fn`` on fresh copies of the inputs, with all state restored afterwards."""
-    with isolated_state(stateful):
+                 stateful: Sequence[torch.nn.Module],
+                 snapshot: Optional[StateSnapshot] = None) -> Any:
+    """``fn`` on fresh copies of the inputs, with all state restored afterwards.
+
+    A TorchScript ``fn`` runs with ``torch.jit.optimized_execution(False)``: the checks run
+    each trace a few times on inputs of varying shapes, where the profiling executor would
+    spend most of the time profiling and re-optimising; the graph run is the trace's own."""
+    with isolated_state(stateful, snapshot):
+        if is_script(fn):
+            with torch.jit.optimized_execution(False):
+                return fn(*clone_inputs(args), **clone_inputs(kwargs))
         return fn(*clone_inputs(args), **clone_inputs(kwargs))
 
 
 def _run(what: str, fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: dict,
-         stateful: Sequence[torch.nn.Module], diagnostics: Callable[[], Tuple[Any, Any]]) -> Any:
+         stateful: Sequence[torch.nn.Module], diagnostics: Callable[[], Tuple[Any, Any]],
+         snapshot: Optional[StateSnapshot] = None) -> Any:
     try:
-        return run_isolated(fn, args, kwargs, stateful)
+        return run_isolated(fn, args, kwargs, stateful, snapshot)
     except Exception as e:
         graph_error, tensor_error = diagnostics()
         raise TracingCheckError(graph_error, tensor_error, extra_msg=(
@@ -219,18 +260,22 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
     gm = capture if capture is not None else capture_of(traced)
     method = _method_name(traced, method)
     root = _root(func, stateful)
+    canon: Dict[Any, List[str]] = {}  # the trace's canonical graphs, computed once
     with torch.no_grad():
+        # one snapshot (buffers cloned once) for every run; each run restores from it
+        snapshot = StateSnapshot(stateful, parameters=True)
+        root_snapshot = snapshot if root is not None and list(stateful) == [root] else None
         for args, kwargs in input_sets:
             diff = None
             retrace_error: Optional[BaseException] = None
             if gm is not None and retrace_graphs:
                 try:
                     again = retrace(gm, root, func, method, clone_inputs(args),
-                                    clone_inputs(kwargs))
+                                    clone_inputs(kwargs), snapshot=root_snapshot)
                 except Exception as e:  # noqa: BLE001 - reported with the run's own error
                     retrace_error = e
                 else:
-                    diff = graph_diff(gm, again, method)
+                    diff = graph_diff(gm, again, method, cache=canon)
 
             def diagnostics() -> Tuple[Any, Any]:
                 if diff is None:
@@ -238,11 +283,12 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
                 text = diff.message()
                 return (None, text) if diff.kind == "constant" else (text, None)
 
-            got = _run("trace", traced, args, kwargs, stateful, diagnostics)
-            want = _run("Python function", func, args, kwargs, stateful, diagnostics)
+            got = _run("trace", traced, args, kwargs, stateful, diagnostics, snapshot)
+            want = _run("Python function", func, args, kwargs, stateful, diagnostics, snapshot)
             problems = compare_outputs(got, _plain_tuples(want), tolerance)
             if problems:
-                _maybe_warn_nondeterministic(traced, gm, got, args, kwargs, stateful, tolerance)
+                _maybe_warn_nondeterministic(traced, gm, got, args, kwargs, stateful, tolerance,
+                                             snapshot)
             for leaf, problem in problems:
                 warnings.warn(f"Output nr {leaf + 1}. of the traced function does not match the "
                               f"corresponding output of the Python function. Detailed error:\n"
@@ -259,7 +305,8 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
 
 def _maybe_warn_nondeterministic(traced: Any, gm: Optional[fx.GraphModule], got: Any,
                                  args: Tuple[Any, ...], kwargs: dict,
-                                 stateful: Sequence[torch.nn.Module], tolerance: float) -> None:
+                                 stateful: Sequence[torch.nn.Module], tolerance: float,
+                                 snapshot: Optional[StateSnapshot] = None) -> None:
     """Warn about random nodes when the trace, run twice from one RNG state, disagrees with
     itself: only then is its randomness not replayable (torch.jit warns on any random node)."""
     if gm is None:
@@ -268,7 +315,7 @@ def _maybe_warn_nondeterministic(traced: Any, gm: Optional[fx.GraphModule], got:
     if not nodes:
         return
     try:
-        again = run_isolated(traced, args, kwargs, stateful)
+        again = run_isolated(traced, args, kwargs, stateful, snapshot)
     except Exception:  # noqa: BLE001 - the first run succeeded; this is diagnostics only
         return
     if not compare_outputs(again, got, tolerance):

@@ -39,6 +39,9 @@ class NodeRow:
     op_key: str      # the ops-histogram key, "opcode:target"
     canon: str       # position-independent identity for diff alignment (no shape/dtype)
     source: Optional[SourceLoc] = None
+    #: Data dependencies: ``(row index of the producer, text of the value)`` per distinct
+    #: input value that has a row (constants and ``self`` have none). Used by ``to_dot``.
+    inputs: List[Tuple[int, str]] = dataclasses.field(default_factory=list)
 
     def call_text(self) -> str:
         """``name = target(args, kwargs)``: one cell for the diff table."""
@@ -167,6 +170,11 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix and name else (prefix or name)
 
 
+def value_text(shape: str, dtype: str) -> str:
+    """``2x3 float32``: the text of a value on a DOT edge (either part may be empty)."""
+    return " ".join(p for p in (shape, dtype) if p)
+
+
 def fx_rows(gm: torch.fx.GraphModule, recurse: bool = False) -> List[NodeRow]:
     rows: List[NodeRow] = []
     graphs: List[Tuple[str, torch.fx.GraphModule]] = [("", gm)]
@@ -175,8 +183,10 @@ def fx_rows(gm: torch.fx.GraphModule, recurse: bool = False) -> List[NodeRow]:
                    if path and isinstance(m, torch.fx.GraphModule)]
     for prefix, holder in graphs:
         position: Dict[torch.fx.Node, int] = {}
+        row_of: Dict[torch.fx.Node, int] = {}
         for i, node in enumerate(holder.graph.nodes):
             position[node] = i
+            row_of[node] = len(rows)
 
             def rel(n: torch.fx.Node, _i=i) -> str:
                 return f"%{position.get(n, _i) - _i}" if n in position else f"%{n.name}"
@@ -199,7 +209,9 @@ def fx_rows(gm: torch.fx.GraphModule, recurse: bool = False) -> List[NodeRow]:
                 kwargs=kwargs, shape=shape, dtype=dtype, device=device,
                 location=src.short if isinstance(src, SourceLoc) else (str(src) if src else ""),
                 module=module, op_key=op_key, canon=canon,
-                source=src if isinstance(src, SourceLoc) else None))
+                source=src if isinstance(src, SourceLoc) else None,
+                inputs=[(row_of[n], value_text(rows[row_of[n]].shape, rows[row_of[n]].dtype))
+                        for n in node.all_input_nodes if n in row_of]))
     return rows
 
 
@@ -285,6 +297,7 @@ def script_rows(x: Any, recurse: bool = False) -> List[NodeRow]:
     rows: List[NodeRow] = []
     consts: Dict[Any, Any] = {}     # Value -> constant value
     position: Dict[Any, int] = {}   # Value -> producing row index
+    texts: Dict[Any, str] = {}      # Value -> "2x3 float32" (for DOT edges)
     paths: Dict[Any, str] = {}      # Value -> module attribute path ("" = self)
 
     def ref(v: Any) -> str:
@@ -311,13 +324,20 @@ def script_rows(x: Any, recurse: bool = False) -> List[NodeRow]:
         args = ", ".join(ref(v) for v in ins)
         cargs = ", ".join(cref(v, here) for v in ins)
         shown_target = ("| " * depth) + target
+        deps: List[Tuple[int, str]] = []
+        seen: set = set()
+        for v in ins:
+            if v in position and v not in consts and v not in seen:
+                seen.add(v)
+                deps.append((position[v], texts[v]))
         rows.append(NodeRow(
             index=here, opcode=opcode, name=name, target=shown_target, args=args, kwargs="",
             shape=shape, dtype=dtype, device=device, location=src.short if src else "",
             module=module, op_key=op_key or f"{opcode}:{target}",
-            canon=f"{opcode}|{target}|{cargs}|", source=src))
-        for o in outs:
+            canon=f"{opcode}|{target}|{cargs}|", source=src, inputs=deps))
+        for o, c in zip(outs, cols):
             position[o] = here
+            texts[o] = value_text(c[0], c[1])
 
     inputs = list(graph.inputs())
     if inputs and isinstance(inputs[0].type(), torch._C.ClassType):

@@ -456,6 +456,7 @@ def show(x: Any, *, tables: Sequence[str] = DEFAULT_TABLES, fmt: str = "simple",
     produced the graph (``mode="auto"`` resolves to one of them).
     """
     out = file if file is not None else sys.stdout
+    info = None
     if isinstance(x, CheckReport):
         tables = ("check",)
     else:
@@ -474,5 +475,7 @@ def show(x: Any, *, tables: Sequence[str] = DEFAULT_TABLES, fmt: str = "simple",
             if name == "nodes":
                 raise
             text = f"(not available: {e})"
+        if name == "passes" and info is not None:  # its capture mode line is printed above
+            text = text.split("\n", 1)[1]
         print(text, file=out)
         print(file=out)

@@ -18,10 +18,18 @@ _LEGAL_OPS = ("placeholder", "get_attr", "call_function", "call_method", "call_m
               "output")
 
 
+#: ``GraphModule.meta`` key capture sets on a plain container it built for a module that was
+#: never called itself (a ``ModuleList`` holding traced layers): it has no graph to check, and
+#: lowering compiles nothing for it.
+UNTRACED_META = "fxtrace_untraced"
+
+
 def _graph_modules(gm: fx.GraphModule) -> Iterator[Tuple[str, fx.GraphModule]]:
     yield "", gm
     for path, module in gm.named_modules():
-        if path and isinstance(module, fx.GraphModule):
+        if path and isinstance(module, fx.GraphModule) and not (
+                isinstance(getattr(module, "meta", None), dict)
+                and module.meta.get(UNTRACED_META)):
             yield path, module
 
 
@@ -121,7 +129,7 @@ def _verify_graph(gm: fx.GraphModule, path: str, require_source: bool) -> None:
             if op == "call_module" and not isinstance(value, torch.nn.Module):
                 fail(node, f"call_module target {target!r} is a {type(value).__name__}, "
                            f"not an nn.Module")
-        if require_source and op not in ("placeholder", "output"):
+        if require_source and op not in ("placeholder", "output", "get_attr"):
             if not isinstance(node.meta.get(SOURCE), SourceLoc):
                 fail(node, f"has no source location (meta[{SOURCE!r}])")
     if outputs != 1:
@@ -135,7 +143,8 @@ def _verify_graph(gm: fx.GraphModule, path: str, require_source: bool) -> None:
 def verify(gm: fx.GraphModule, *, require_source: bool = False) -> None:
     """Check the invariants every pass must keep; raise :class:`VerifyError` naming the node.
 
-    Checked, for ``gm`` and every ``GraphModule`` submodule (the message says ``in 'path'``):
+    Checked, for ``gm`` and every ``GraphModule`` submodule (the message says ``in 'path'``)
+    except the graph-less containers capture marks ``meta["fxtrace_untraced"]``:
 
     * fx's ``Graph.lint()``: nodes belong to the graph, are topologically ordered, have unique
       names, targets of ``get_attr``/``call_module`` exist;
@@ -146,7 +155,8 @@ def verify(gm: fx.GraphModule, *, require_source: bool = False) -> None:
       ``operator``, ``math`` or :data:`~fxtrace.passes.purity.LOWERABLE_BUILTINS`; a user
       function or lambda is an error naming it), ``call_method`` targets are ``torch.Tensor``
       attributes, ``call_module`` targets are modules;
-    * with ``require_source=True``, every node except placeholders and the output carries a
+    * with ``require_source=True``, every node except placeholders, ``get_attr`` nodes (reads
+      of module state, which have no user line of their own) and the output carries a
       :class:`~fxtrace.capture.meta.SourceLoc` in ``meta["fxtrace_source"]``.
 
     Example message: ``Node add_1: call_function target test.<lambda> is not a torch
