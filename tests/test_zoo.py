@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 import torch
@@ -29,6 +29,7 @@ from fxtrace.capture.meta import SOURCE, SourceLoc
 
 sys.path.insert(0, os.path.dirname(__file__))
 from zoo import CASES, ZooCase  # noqa: E402
+from models.harness import leaves  # noqa: E402  (one nested-output walker for the suites)
 
 # The user-side torch.jit.save / torch.jit.load below warn (deprecated in torch 2.13); those
 # warnings are torch's, not fxtrace's (test_no_deprecation_warning checks fxtrace's own).
@@ -59,18 +60,6 @@ def cases(test: str, module_only: bool = False) -> List[Any]:
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-def leaves(out: Any, path: str = "out") -> Iterator[Tuple[str, Any]]:
-    """``(path, leaf)`` for every leaf of a nested tuple/list/dict output."""
-    if isinstance(out, (tuple, list)):
-        for i, v in enumerate(out):
-            yield from leaves(v, f"{path}[{i}]")
-    elif isinstance(out, dict):
-        for k, v in out.items():
-            yield from leaves(v, f"{path}[{k!r}]")
-    else:
-        yield path, out
-
 
 def assert_same_outputs(actual: Any, expected: Any, what: str) -> None:
     """Same nesting, and every leaf equal (``assert_close``) — compared leaf by leaf."""

@@ -16,7 +16,7 @@ import torch.fx as fx
 from .concrete import ConcreteTracer, ModuleTrace
 from .meta import CaptureInfo
 
-__all__ = ["assemble", "graph_module", "METHODS", "ORIGINAL", "ORIGINAL_TYPE"]
+__all__ = ["assemble", "graph_module", "untraced_container", "METHODS", "ORIGINAL", "ORIGINAL_TYPE"]
 
 try:  # torch >= 2.3; it defers fx's Python codegen until the module is called or printed
     from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModuleClass
@@ -88,6 +88,24 @@ def _graph_module(module: torch.nn.Module, trace: ModuleTrace,
     return gm
 
 
+def untraced_container(module: torch.nn.Module,
+                       children: Dict[str, Optional[torch.nn.Module]]) -> fx.GraphModule:
+    """A module that was never called but whose descendants were traced: a GraphModule with
+    an empty graph holding the same parameters, buffers and (traced) children, marked
+    ``meta["fxtrace_untraced"]`` so lowering and verify leave its (absent) forward alone."""
+    holder = graph_module(torch.nn.Module(), fx.Graph(), type(module).__name__)
+    holder._parameters = collections.OrderedDict(module._parameters)
+    holder._buffers = collections.OrderedDict(module._buffers)
+    holder._modules = collections.OrderedDict(children)
+    holder.training = module.training
+    _rename_class(holder, type(module))
+    holder.meta[ORIGINAL] = module
+    holder.meta[ORIGINAL_TYPE] = f"{type(module).__module__}.{type(module).__qualname__}"
+    holder.meta[METHODS] = {}
+    holder.meta["fxtrace_untraced"] = True
+    return holder
+
+
 def assemble(tracer: ConcreteTracer, root_trace: ModuleTrace, info: CaptureInfo,
              fn: Optional[Callable[..., Any]] = None) -> fx.GraphModule:
     """Build the GraphModule tree from a finished capture (see the module docstring)."""
@@ -102,19 +120,8 @@ def assemble(tracer: ConcreteTracer, root_trace: ModuleTrace, info: CaptureInfo,
         trace = tracer.module_traces.get(key)
         if trace is None or not (trace.graphs or trace.named) or isinstance(module, torch.jit.ScriptModule):
             if any(c is not children[n] for n, c in module._modules.items()):
-                # An uncalled module whose descendants were traced: a plain container for them.
-                holder = graph_module(torch.nn.Module(), fx.Graph(), type(module).__name__)
-                holder._parameters = collections.OrderedDict(module._parameters)
-                holder._buffers = collections.OrderedDict(module._buffers)
-                holder._modules = collections.OrderedDict(children)
-                holder.training = module.training
-                _rename_class(holder, type(module))
-                holder.meta[ORIGINAL] = module
-                holder.meta[ORIGINAL_TYPE] = f"{type(module).__module__}.{type(module).__qualname__}"
-                holder.meta[METHODS] = {}
-                holder.meta["fxtrace_untraced"] = True
-                built[key] = holder
-                return holder
+                built[key] = untraced_container(module, children)
+                return built[key]
             return module
         gm = _graph_module(module, trace, children)
         built[key] = gm

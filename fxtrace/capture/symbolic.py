@@ -53,7 +53,7 @@ import torch.fx as fx
 from ..errors import SymbolicTraceError
 from ..passes.purity import GUARD_META, function_namespace
 from ..state import preserved_state
-from .assemble import METHODS, ORIGINAL, ORIGINAL_TYPE
+from .assemble import METHODS, ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
 from .meta import (MODULE, SOURCE, TENSOR_META, VALUE_TYPE, CaptureInfo, SourceLoc,
                    Specialisation, tensor_meta_of)
 from .source import is_internal_file, user_source
@@ -196,13 +196,6 @@ def _fetch(module: torch.nn.Module, target: str) -> Any:
     for atom in target.split("."):
         obj = getattr(obj, atom)
     return obj
-
-
-def _rename_class(gm: fx.GraphModule, cls: type) -> None:
-    impl = type(gm)
-    impl.__name__ = cls.__name__
-    impl.__qualname__ = cls.__qualname__
-    impl.__module__ = cls.__module__
 
 
 def _has_hooks(root: Optional[torch.nn.Module]) -> bool:
@@ -396,7 +389,7 @@ class _SymbolicCapture:
         holder._modules = collections.OrderedDict(module._modules)
         for name, value in constants.items():
             setattr(holder, name, value)
-        gm = fx.GraphModule(holder, graph, class_name=type(module).__name__)
+        gm = graph_module(holder, graph, type(module).__name__)
         gm._parameters = collections.OrderedDict(module._parameters)
         gm._buffers = collections.OrderedDict(module._buffers)
         gm._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
@@ -504,7 +497,7 @@ class _SymbolicCapture:
             holder = torch.nn.Module()
             for name, value in constants.items():
                 setattr(holder, name, value)
-            gm = fx.GraphModule(holder, traced[0][1], class_name=self.name)
+            gm = graph_module(holder, traced[0][1], self.name)
             gm.meta[METHODS] = {}
             gm.meta[ORIGINAL] = methods[0][1]
             gm.meta[ORIGINAL_TYPE] = "function"
@@ -522,7 +515,7 @@ class _SymbolicCapture:
                 if method_name == "forward":
                     runs.append((gm, flat))
                     continue
-                variant = fx.GraphModule(gm, graph, class_name=f"{type(root).__name__}_{method_name}")
+                variant = graph_module(gm, graph, f"{type(root).__name__}_{method_name}")
                 gm.meta[METHODS][method_name] = variant
                 object.__setattr__(gm, method_name, variant.forward)
                 runs.append((variant, flat))
@@ -564,18 +557,8 @@ class _SymbolicCapture:
                 built[key] = entry.gm
                 return entry.gm
             if any(c is not children[n] for n, c in module._modules.items()):
-                holder = fx.GraphModule(torch.nn.Module(), fx.Graph(), type(module).__name__)
-                holder._parameters = collections.OrderedDict(module._parameters)
-                holder._buffers = collections.OrderedDict(module._buffers)
-                holder._modules = collections.OrderedDict(children)
-                holder.training = module.training
-                _rename_class(holder, type(module))
-                holder.meta[ORIGINAL] = module
-                holder.meta[ORIGINAL_TYPE] = f"{type(module).__module__}.{type(module).__qualname__}"
-                holder.meta[METHODS] = {}
-                holder.meta["fxtrace_untraced"] = True
-                built[key] = holder
-                return holder
+                built[key] = untraced_container(module, children)
+                return built[key]
             built[key] = module
             return module
 
