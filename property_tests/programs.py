@@ -10,7 +10,7 @@ scalars, and data- and size-dependent branches and loops (which fxtrace must gua
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 import torch.nn.functional as F

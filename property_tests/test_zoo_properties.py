@@ -3,7 +3,6 @@ re-tracing stable, on inputs_like-generated inputs (dims the model accepts at ot
 from __future__ import annotations
 
 import pytest
-import torch
 from hypothesis import settings
 
 import fxtrace

@@ -241,7 +241,7 @@ class Raising(nn.Module):
 
     def forward(self, x):
         self.tracing_seen.append(torch.jit.is_tracing())
-        y = self.drop(self.bn(x))          # updates running stats, draws random numbers
+        self.drop(self.bn(x))          # updates running stats, draws random numbers
         self.calls.add_(1)
         torch.rand(3)
         self.eval()
@@ -250,7 +250,7 @@ class Raising(nn.Module):
 
 
 def raising_function(x):
-    y = x * 2
+    x * 2
     torch.rand(3)
     torch.set_grad_enabled(False)
     raise UserError("function failed")  # USER-LINE

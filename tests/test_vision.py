@@ -23,7 +23,6 @@ Traces are built once per (model, mode) by ``tests/models/harness.py``.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import warnings
 from typing import Dict, Tuple
