@@ -418,3 +418,11 @@ def test_tensor_escaping_a_module_call_stays_live() -> None:
     traced = _trace(model, torch.rand(3))
     x = torch.rand(5)
     torch.testing.assert_close(traced(x), model(x))
+
+
+def test_type_conversion_by_tensor_type_is_recorded() -> None:
+    """``x.type(torch.float64)`` returns a new tensor computed from ``x``: it is recorded,
+    not frozen as a constant."""
+    traced = _trace(lambda x: x.type(torch.float64) * 2, torch.rand(3))
+    x = torch.rand(4)
+    torch.testing.assert_close(traced(x), x.double() * 2)

@@ -797,8 +797,9 @@ class ConcreteTracer:
             return handler(self, func, args, kwargs)
         real_args, real_kwargs = _untraced_tree(args), _untraced_tree(kwargs)
         out = func(*real_args, **real_kwargs)
-        if method in _METADATA_METHODS:
-            return out
+        if method in _METADATA_METHODS and not (isinstance(out, torch.Tensor) and
+                                                 self._find(out, self.frame) is None):
+            return out  # (``x.type(torch.float64)`` returns a new tensor: recorded below)
         if not _has_tensor(out):
             return self._on_value(func, method, args, kwargs, out)
         name = method or getattr(func, "__name__", "")
