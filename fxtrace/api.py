@@ -95,14 +95,19 @@ MODES = ("concrete", "symbolic", "auto")
 def _capture(root: Optional[torch.nn.Module],
              methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
              name: str, *, mode: str = "concrete", guards: bool = True,
-             force_outplace: bool = False, fold_batchnorm: bool = False) -> fx.GraphModule:
+             force_outplace: bool = False, fold_batchnorm: bool = False, passes: bool = True,
+             keep_structure: bool = False) -> fx.GraphModule:
     """Capture ``methods`` in ``mode`` and run the capture passes; ``gm.meta["fxtrace"]`` says
     which mode produced the graph (``"auto"`` resolves to one of the other two).
-    ``fold_batchnorm`` (eval mode only) folds Conv/Linear + BatchNorm afterwards."""
+    ``fold_batchnorm`` (eval mode only) folds Conv/Linear + BatchNorm afterwards.
+    ``passes=False`` returns the raw capture (:func:`finish_capture` completes it);
+    ``keep_structure`` records the raw graphs' structure for the trace check."""
     if mode not in MODES:
         raise InvalidArgument(f"mode must be one of {MODES}; got {mode!r}{_where()}")
     if fold_batchnorm:
         require_eval_for_fold(root)
+    options = {"guards": guards, "force_outplace": force_outplace}
+    gm: Optional[fx.GraphModule] = None
     if mode in ("symbolic", "auto"):
         from .capture.symbolic import capture_symbolic, symbolic_matches_eager
         try:
@@ -111,19 +116,33 @@ def _capture(root: Optional[torch.nn.Module],
             if mode == "symbolic":
                 raise
             gm = None
-        if gm is not None and (mode == "symbolic" or symbolic_matches_eager(gm, root, methods)):
-            gm, gm.meta["fxtrace"].passes = run_passes(gm, CAPTURE_PASSES)
-            gm.meta["fxtrace"].options = {"guards": guards, "force_outplace": force_outplace}
-            return fold_on_request(gm) if fold_batchnorm else gm
-    info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
-                       training=bool(root.training) if root is not None else False,
-                       options={"guards": guards, "force_outplace": force_outplace})
-    with preserved_state([root] if root is not None else [], always=False):
-        tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
-                                              force_outplace=force_outplace)
-    fn = methods[0][1] if root is None else None
-    gm = assemble(tracer, root_trace, info, fn)
-    gm, info.passes = run_passes(gm, CAPTURE_PASSES)
+        if gm is not None and not (mode == "symbolic" or
+                                   symbolic_matches_eager(gm, root, methods)):
+            gm = None
+        if gm is not None:
+            gm.meta["fxtrace"].options = options
+    if gm is None:
+        info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
+                           training=bool(root.training) if root is not None else False,
+                           options=options)
+        with preserved_state([root] if root is not None else [], always=False):
+            tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
+                                                  force_outplace=force_outplace)
+        fn = methods[0][1] if root is None else None
+        gm = assemble(tracer, root_trace, info, fn)
+    if keep_structure:
+        from .check.graphs import structure_of
+        gm.meta["fxtrace"].structure = {m: structure_of(gm, m) for m, *_ in methods}
+    return finish_capture(gm, fold_batchnorm) if passes else gm
+
+
+def finish_capture(gm: fx.GraphModule, fold_batchnorm: bool = False) -> fx.GraphModule:
+    """Run the capture passes (then, on request, the BatchNorm fold) over a raw capture,
+    recording them in ``gm.meta["fxtrace"].passes``; returns the new root."""
+    info = gm.meta["fxtrace"]
+    gm, records = run_passes(gm, CAPTURE_PASSES)
+    gm.meta["fxtrace"] = info
+    info.passes = records
     return fold_on_request(gm) if fold_batchnorm else gm
 
 
@@ -204,7 +223,8 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         args, kwargs = _method_args(target, example, example_inputs_is_kwarg)
         methods.append((method_name, func, args, kwargs))
     gm = _capture(mod, methods, type(mod).__name__, mode=mode, guards=guards,
-                  force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm)
+                  force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm,
+                  keep_structure=check_trace)
     _check_strict(gm, strict)
     script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
     script.__dict__["_fxtrace_capture"] = gm
@@ -299,7 +319,8 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
     args, kwargs = _method_args(func, example_kwarg_inputs if is_kwarg else example_inputs, is_kwarg)
     name = _function_name(func)
     gm = _capture(None, [("forward", func, args, kwargs)], name, mode=mode, guards=guards,
-                  force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm)
+                  force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm,
+                  keep_structure=check_trace)
     _check_strict(gm, strict)
     traced = lower_function(gm, name)
     traced._fxtrace_capture = gm  # type: ignore[attr-defined]

@@ -3,8 +3,8 @@
 Where torch.jit.trace rejects the same mistake, the exception type is compared with
 torch.jit's (called inside ``warnings.catch_warnings`` so its deprecation warnings stay quiet).
 Every error test also checks that no global state was left behind (``unchanged``): the
-``nn.Module.__call__`` patch, torch function modes, grad mode, RNG state, warning filters,
-``torch.jit.is_tracing()``.
+patches of ``nn.Module.__call__``/``_call_impl`` and of module classes' ``__setattr__``, torch
+function modes, grad mode, RNG state, warning filters, ``torch.jit.is_tracing()``.
 """
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def function_mode_depth() -> int:
 @contextlib.contextmanager
 def unchanged(*modules: nn.Module) -> Iterator[None]:
     """Assert that the block leaves global tracing state, and ``modules``, as it found them."""
-    call = nn.Module.__call__
+    call, call_impl = nn.Module.__call__, nn.Module._call_impl
+    classes = {type(m) for mod in modules for m in mod.modules()} | {nn.Module}
+    setattrs = {cls: cls.__dict__.get("__setattr__") for cls in classes}
     modes = function_mode_depth()
     grad = torch.is_grad_enabled()
     rng = torch.get_rng_state()
@@ -58,6 +60,9 @@ def unchanged(*modules: nn.Module) -> Iterator[None]:
     state = [{k: v.detach().clone() for k, v in mod.state_dict().items()} for mod in modules]
     yield
     assert nn.Module.__call__ is call, "nn.Module.__call__ is still patched"
+    assert nn.Module._call_impl is call_impl, "nn.Module._call_impl is still patched"
+    assert {cls: cls.__dict__.get("__setattr__") for cls in classes} == setattrs, \
+        "a module class's __setattr__ is still patched"
     assert function_mode_depth() == modes, "a torch function mode is still active"
     assert function_mode_depth() == 0
     assert not torch.jit.is_tracing(), "torch.jit.is_tracing() is still True"

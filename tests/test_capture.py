@@ -3,6 +3,7 @@
 Every test compares the trace with eager on inputs that take the traced path, and checks that
 inputs taking another path are refused by a guard rather than answered wrongly.
 """
+import copy
 import warnings
 from typing import Any, Callable
 
@@ -379,6 +380,64 @@ def test_custom_autograd_function_and_attribute_rebinding_warn() -> None:
     assert any("module attribute 'last'" in m and f == __file__ for m, f in messages)
     x = torch.rand(3)
     torch.testing.assert_close(traced(x), (x + 1) ** 2)
+
+
+class _Logged(torch.nn.Module):
+    """A module class with its own ``__setattr__`` that calls the base class's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("total", torch.zeros(3))
+        self.writes = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "total":
+            object.__setattr__(self, "writes", self.__dict__.get("writes", 0) + 1)
+        super().__setattr__(name, value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.total = self.total + x
+        return self.total * 2
+
+
+def test_state_rebinding_through_a_custom_setattr_and_outside_the_tree() -> None:
+    """A class with its own ``__setattr__`` (calling the base one) still has its buffer
+    rebinding recorded exactly once; a module reached outside the module tree (in a plain
+    list) still warns about a Python attribute change; every class is restored afterwards."""
+    class Counter(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls = self.calls + 1
+            return x
+
+    class Outer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _Logged()
+            self.hidden = [Counter()]  # not a submodule: outside the tree
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.hidden[0](self.inner(x))
+
+    model = Outer()
+    before = {cls: cls.__dict__.get("__setattr__") for cls in (Outer, _Logged, Counter)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = fxtrace.trace(model, torch.ones(3), check_trace=False)
+    assert {cls: cls.__dict__.get("__setattr__") for cls in (Outer, _Logged, Counter)} == before
+    assert any("Python attribute 'calls'" in str(w.message) and w.filename == __file__
+               for w in caught)
+    gm = traced._fxtrace_capture
+    writes = [n for m in gm.modules() if isinstance(m, torch.fx.GraphModule)
+              for n in m.graph.nodes if n.meta.get("fxtrace_state_write")]
+    assert len(writes) == 1, writes
+    eager = copy.deepcopy(model)  # the trace ran forward once, as torch.jit.trace does
+    for _ in range(2):  # the buffer carries over between calls, as in eager
+        x = torch.rand(3)
+        torch.testing.assert_close(traced(x), eager(x))
 
 
 def test_gradients_through_the_trace_equal_eager() -> None:

@@ -86,6 +86,46 @@ def test_constant_that_differs():
     assert "torch.tensor([1.0])" in str(info.value) and "torch.tensor([2.0])" in str(info.value)
 
 
+def test_dead_code_that_differs_is_not_a_divergence():
+    """The check compares raw captures first and falls back to the graphs after the capture
+    passes: a difference only in dead code is no divergence, a live one still is."""
+    calls = [0]
+
+    def f(x):
+        calls[0] += 1
+        if calls[0] % 2 == 0:
+            _unused = x.sin()  # noqa: F841 - dead on every other call
+        return x * 2
+
+    traced = fxtrace.trace(f, torch.ones(3), check_inputs=[(torch.ones(3),), (torch.ones(5),)])
+    x = torch.rand(4)
+    torch.testing.assert_close(traced(x), x * 2)
+    # the trace, then per check input a re-trace (with the dead sin) and an eager run
+    assert calls[0] == 5
+
+    def g(x):
+        calls[0] += 1
+        return x.sin() if calls[0] % 2 == 0 else x * 2
+
+    with pytest.raises(fxtrace.TracingCheckError, match="Graphs differed"):
+        fxtrace.trace(g, torch.ones(3))
+
+
+def test_raw_structure_comparison():
+    """``same_structure`` agrees with ``graph_diff``: equal captures, a changed constant."""
+    from fxtrace.check.graphs import graph_diff, same_structure, structure_of
+
+    def f(x, c):
+        return x + torch.tensor([c])
+
+    a = fxtrace.capture(f, (torch.ones(2), 1.0))
+    b = fxtrace.capture(f, (torch.ones(2), 1.0))
+    c = fxtrace.capture(f, (torch.ones(2), 2.0))
+    assert same_structure(structure_of(a), structure_of(b)) and graph_diff(a, b) is None
+    assert not same_structure(structure_of(a), structure_of(c))
+    assert graph_diff(a, c) is not None
+
+
 def _warnings_of(traced, func, tolerance=1e-5):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")

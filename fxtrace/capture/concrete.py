@@ -5,13 +5,13 @@ User code runs on the real example tensors. A ``TorchFunctionMode`` sees every t
 call (torch functions, Tensor methods and operators, ``torch.nn.functional``, factories); the
 tracer runs the call for real, then records a node whose arguments are the graph nodes that
 produced the argument tensors (a value map keyed by object identity, as torch.jit's tracer
-does). ``nn.Module.__call__`` is patched for the duration of the capture so that each
+does). Module calls are hooked (``nn.Module._call_impl``) for the duration of the capture so each
 submodule call opens a *frame*: the submodule gets a graph of its own, and the caller records
 a ``call_module`` node. Tensors a submodule reads from its caller without receiving them as
 arguments are lifted into extra inputs of the submodule's graph.
 
-Everything the tracer installs (the mode; the patches of ``nn.Module.__call__`` and
-``__setattr__``, ``builtins.range``, ``ScriptFunction.__call__``, ``autograd.Function.apply``
+Everything the tracer installs (the mode; the patches of ``nn.Module._call_impl`` and of
+the module classes' ``__setattr__``, ``builtins.range``, ``ScriptFunction.__call__``, ``autograd.Function.apply``
 and ``torch._C._is_tracing``) is removed in a ``finally``, whatever the user's code raises.
 """
 from __future__ import annotations
@@ -166,6 +166,9 @@ class ConcreteTracer:
         self._warned: set = set()
         self.param_names: Dict[int, List[str]] = {}
         self.module_names: Dict[int, List[str]] = {}
+        # Set by the tracing environment: hooks a module class's __setattr__ (NOTE [Cheap
+        # patches]); None outside it.
+        self.hook_module_class: Optional[Callable[[type], None]] = None
         if root is not None:
             for qual, p in root.named_parameters(remove_duplicate=False):
                 self.param_names.setdefault(id(p), []).append(qual)
@@ -380,7 +383,7 @@ class ConcreteTracer:
     # -- node creation --------------------------------------------------------------------
     def _create(self, frame: _Frame, op: str, target: Any, args: Tuple[Any, ...],
                 kwargs: Dict[str, Any], value: Any, source: Optional[SourceLoc] = None) -> fx.Node:
-        node = frame.graph.create_node(op, target, args, kwargs)
+        node = _new_node(frame.graph, op, target, args, kwargs)
         node.meta[SOURCE] = source if source is not None else (
             None if op == "get_attr" else user_source(sys._getframe(1)))
         if node.meta[SOURCE] is not None:
@@ -544,6 +547,8 @@ class ConcreteTracer:
 
     def call_module(self, module: torch.nn.Module, orig_call: Callable[..., Any],
                     args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+        if self.hook_module_class is not None:
+            self.hook_module_class(type(module))
         path = self.module_path(module)
         if path is None:
             # Not a submodule of the module whose graph is being built (a module held in a plain
@@ -1128,11 +1133,58 @@ def _short(value: Any) -> Any:
     return value if len(text) <= 60 else text[:57] + "..."
 
 
+_SIGNATURES: Dict[Any, Optional[inspect.Signature]] = {}
+
+
 def _signature(fn: Callable[..., Any]) -> Optional[inspect.Signature]:
+    """``inspect.signature(fn)``, cached per underlying function (every instance of a module
+    class shares its forward's signature; inspect takes ~0.1 ms per call)."""
+    key = (getattr(fn, "__func__", fn), hasattr(fn, "__self__"))
     try:
-        return inspect.signature(fn)
+        return _SIGNATURES[key]
+    except (KeyError, TypeError):
+        pass
+    try:
+        sig: Optional[inspect.Signature] = inspect.signature(fn)
     except (TypeError, ValueError):
-        return None
+        sig = None
+    try:
+        if len(_SIGNATURES) < 10000:
+            _SIGNATURES[key] = sig
+    except TypeError:  # an unhashable callable
+        pass
+    return sig
+
+
+_NODE_NAMES: Dict[Any, str] = {}
+
+
+def _new_node(graph: fx.Graph, op: str, target: Any, args: Tuple[Any, ...],
+              kwargs: Dict[str, Any]) -> fx.Node:
+    """``graph.create_node(op, target, args, kwargs)`` with the same node name, faster.
+
+    ``create_node`` scans every argument for raw SymInts (fxtrace never records one) and
+    derives the name from the target each time; both cost more than the node itself. The
+    node is created without arguments under the cached name and the arguments are set
+    through ``Node.args``/``Node.kwargs``, which keep the use lists as create_node does."""
+    try:
+        name = _NODE_NAMES[(op, target)]
+    except (KeyError, TypeError):
+        name = None
+    node = graph.create_node(op, target, name=name)
+    if name is None:
+        try:
+            if len(_NODE_NAMES) < 10000:
+                # the base name fx chose (a numeric suffix, if any, is the namespace's)
+                _NODE_NAMES[(op, target)] = graph._target_to_str(target) \
+                    if hasattr(graph, "_target_to_str") else node.name
+        except TypeError:  # an unhashable target
+            pass
+    if args:
+        node.args = tuple(args)
+    if kwargs:
+        node.kwargs = dict(kwargs)
+    return node
 
 
 def _bind_names(signature: Optional[inspect.Signature], args: Tuple[Any, ...],
@@ -1172,15 +1224,26 @@ def _graph_key(graph: fx.Graph) -> str:
     return "\n".join(lines)
 
 
+_NO_ATTR = object()  # "the class had no __setattr__ of its own"
+
+
 @contextlib.contextmanager
 def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
-    """Install the torch function mode, the Module.__call__ patch and is_tracing; undo all."""
-    orig_call = torch.nn.Module.__call__
+    """Install the torch function mode, the module-call and attribute hooks and is_tracing;
+    undo all.
+
+    NOTE [Cheap patches]: assigning a dunder such as ``__call__`` or ``__setattr__`` on
+    ``nn.Module`` makes CPython update that slot in every subclass (hundreds, thousands with
+    model libraries imported): ~0.5 ms per capture. Calls are hooked through
+    ``Module._call_impl`` (a plain attribute, which ``Module.__call__`` calls), and
+    ``__setattr__`` only on the classes of the modules the capture meets (the root's tree up
+    front, any other module when it is called), each restored afterwards.
+    """
+    orig_call = torch.nn.Module._call_impl
     orig_is_tracing = torch._C._is_tracing
     orig_range = builtins.range
     orig_script_call = torch._C.ScriptFunction.__call__
     orig_apply = torch.autograd.Function.__dict__["apply"]
-    orig_setattr = torch.nn.Module.__setattr__
 
     class _Mode(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
@@ -1228,41 +1291,80 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
                      "trace are those of the recorded ops.")
         return orig_apply.__func__(cls, *args, **kwargs)
 
-    def module_setattr(module: torch.nn.Module, name: str, value: Any) -> None:
+    def make_setattr(inner: Callable[..., None]) -> Callable[..., None]:
+        def module_setattr(module: torch.nn.Module, name: str, value: Any) -> None:
+            if busy:  # a class's own __setattr__ calling a hooked base: checked once already
+                return inner(module, name, value)
+            busy.append(True)
+            try:
+                check_setattr(module, name, value)
+                inner(module, name, value)
+            finally:
+                busy.pop()
+        hook_functions.add(module_setattr)
+        return module_setattr
+
+    def check_setattr(module: torch.nn.Module, name: str, value: Any) -> None:
         current = module.__dict__.get(name, module._buffers.get(name))
         if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter) and \
                 current is not value and tracer._computed(value):
             if not tracer._rebind_state(module, name, value):
-                tracer._warn(user_source(sys._getframe(1)),
+                tracer._warn(user_source(sys._getframe(2)),
                              f"assigning a traced tensor to module attribute '{name}' "
                              f"({type(module).__name__}): the trace does not keep this state "
                              "between calls; it computes the value but never stores it.")
         elif name != "training" and not isinstance(value, (torch.Tensor, torch.nn.Module)) and \
                 name in module.__dict__ and current is not value and not callable(value):
-            tracer._warn(user_source(sys._getframe(1)),
+            tracer._warn(user_source(sys._getframe(2)),
                          f"forward changes the Python attribute '{name}' of "
                          f"{type(module).__name__}: Python state is frozen into the trace, "
                          "which will not see later changes.")
-        orig_setattr(module, name, value)
 
-    torch.nn.Module.__call__ = patched_call  # type: ignore[method-assign]
+    busy: List[bool] = []
+    hook_functions: set = set()
+    seen_classes: set = set()
+    hooked: List[Tuple[type, Any]] = []  # (class, its own __setattr__ before, or _NO_ATTR)
+
+    def hook_class(cls: type) -> None:
+        if cls in seen_classes:
+            return
+        seen_classes.add(cls)
+        current = cls.__setattr__  # type: ignore[misc]
+        if current in hook_functions:  # inherited from a hooked base
+            return
+        own = cls.__dict__.get("__setattr__", _NO_ATTR)
+        try:
+            cls.__setattr__ = make_setattr(current)  # type: ignore[method-assign,assignment]
+        except TypeError:  # a class that takes no attributes: nothing to hook
+            return
+        hooked.append((cls, own))
+
+    tracer.hook_module_class = hook_class
+    if tracer.root is not None:
+        for module in tracer.root.modules():
+            hook_class(type(module))
+    torch.nn.Module._call_impl = patched_call  # type: ignore[method-assign]
     torch._C._is_tracing = lambda: True  # type: ignore[assignment]
     builtins.range = traced_range  # type: ignore[assignment,misc]
     torch._C.ScriptFunction.__call__ = script_call  # type: ignore[method-assign]
     torch.autograd.Function.apply = classmethod(autograd_apply)  # type: ignore[method-assign]
-    torch.nn.Module.__setattr__ = module_setattr  # type: ignore[method-assign]
     for name in _MATH_ESCAPES:
         setattr(math, name, math_escape(name))
     try:
         with _Mode():
             yield
     finally:
-        torch.nn.Module.__call__ = orig_call  # type: ignore[method-assign]
+        torch.nn.Module._call_impl = orig_call  # type: ignore[method-assign]
         torch._C._is_tracing = orig_is_tracing  # type: ignore[assignment]
         builtins.range = orig_range  # type: ignore[misc]
         torch._C.ScriptFunction.__call__ = orig_script_call  # type: ignore[method-assign]
         torch.autograd.Function.apply = orig_apply  # type: ignore[method-assign]
-        torch.nn.Module.__setattr__ = orig_setattr  # type: ignore[method-assign]
+        tracer.hook_module_class = None
+        for cls, own in reversed(hooked):
+            if own is _NO_ATTR:
+                delattr(cls, "__setattr__")
+            else:
+                cls.__setattr__ = own  # type: ignore[method-assign]
         for name, fn in orig_math.items():
             setattr(math, name, fn)
 

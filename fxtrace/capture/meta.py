@@ -69,8 +69,12 @@ class SourceLoc:
 
     def stack_trace(self) -> str:
         """The same location in fx's ``node.meta["stack_trace"]`` format."""
-        text = f'  File "{self.filename}", line {self.lineno}, in {self.function}\n'
-        return text + (f"    {self.code}\n" if self.code else "")
+        text = self.__dict__.get("_stack_trace")
+        if text is None:  # computed once: one SourceLoc serves every node of its line
+            text = f'  File "{self.filename}", line {self.lineno}, in {self.function}\n'
+            text += f"    {self.code}\n" if self.code else ""
+            object.__setattr__(self, "_stack_trace", text)
+        return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,3 +142,6 @@ class CaptureInfo:
     passes: List[Any] = dataclasses.field(default_factory=list)  # PassRecords of the pipeline
     #: The capture keywords (``guards``, ``force_outplace``) that a re-trace must repeat.
     options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: ``{method: fxtrace.check.graphs.Structure}`` of the capture *before* its passes, kept
+    #: when a trace check will follow: a re-trace is compared raw first, skipping its passes.
+    structure: Dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)

@@ -10,7 +10,8 @@ import linecache
 import os
 import sys
 from types import FrameType
-from typing import Dict, Optional
+from types import CodeType
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -21,6 +22,8 @@ __all__ = ["user_frame", "user_source", "is_internal_file", "in_torch_library"]
 _FXTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 _internal_cache: Dict[str, bool] = {}
+# One SourceLoc per (code object, line): a capture asks for the same few lines again and again.
+_source_cache: Dict[Tuple[CodeType, int], SourceLoc] = {}
 
 
 def is_internal_file(filename: str) -> bool:
@@ -47,9 +50,16 @@ def user_source(start: Optional[FrameType] = None) -> Optional[SourceLoc]:
     frame = user_frame(start if start is not None else sys._getframe(1))
     if frame is None:
         return None
-    filename, lineno = frame.f_code.co_filename, frame.f_lineno
-    code = linecache.getline(filename, lineno).strip()
-    return SourceLoc(filename, lineno, frame.f_code.co_name, code)
+    key = (frame.f_code, frame.f_lineno)
+    loc = _source_cache.get(key)
+    if loc is None:
+        filename, lineno = frame.f_code.co_filename, frame.f_lineno
+        code = linecache.getline(filename, lineno).strip()
+        loc = SourceLoc(filename, lineno, frame.f_code.co_name, code)
+        if len(_source_cache) >= 50000:  # bound memory in long-lived processes
+            _source_cache.clear()
+        _source_cache[key] = loc
+    return loc
 
 
 def in_torch_library(start: Optional[FrameType] = None) -> bool:

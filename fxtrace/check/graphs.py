@@ -20,7 +20,8 @@ import torch.fx as fx
 
 from ..capture.meta import SOURCE, TENSOR_META, CaptureInfo, SourceLoc
 
-__all__ = ["GraphDiff", "capture_of", "retrace", "graph_diff", "random_nodes"]
+__all__ = ["GraphDiff", "Structure", "capture_of", "retrace", "retrace_diff", "graph_diff",
+           "structure_of", "same_structure", "random_nodes"]
 
 _METHODS = "fxtrace_methods"
 
@@ -44,13 +45,15 @@ def capture_of(traced: Any) -> Optional[fx.GraphModule]:
 
 def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
             func: Callable[..., Any], method: str, args: Tuple[Any, ...],
-            kwargs: Dict[str, Any], snapshot: Any = None) -> fx.GraphModule:
+            kwargs: Dict[str, Any], snapshot: Any = None, passes: bool = True
+            ) -> fx.GraphModule:
     """Capture ``func`` again on ``args``/``kwargs`` with the settings ``gm`` was captured with.
 
-    Only the capture (and its passes) runs, not the TorchScript lowering: the comparison is
-    between fx graphs. The capture's effects on the module (BatchNorm statistics, RNG, training
-    flags) are undone (``snapshot``: a :class:`fxtrace.state.StateSnapshot` of ``root`` to
-    reuse) and its TracerWarnings are not repeated (the first trace already gave them).
+    Only the capture (and its passes; none with ``passes=False``) runs, not the TorchScript
+    lowering: the comparison is between fx graphs. The capture's effects on the module
+    (BatchNorm statistics, RNG, training flags) are undone (``snapshot``: a
+    :class:`fxtrace.state.StateSnapshot` of ``root`` to reuse) and its TracerWarnings are not
+    repeated (the first trace already gave them).
     """
     from ..api import _capture, _function_name  # late: api imports this package
     from ..state import preserved_state
@@ -63,7 +66,33 @@ def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
                          snapshot=snapshot), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         options = info.options if isinstance(info, CaptureInfo) else {}
-        return _capture(root, [(method, func, args, kwargs)], name, mode=mode, **options)
+        return _capture(root, [(method, func, args, kwargs)], name, mode=mode, passes=passes,
+                        **options)
+
+
+def retrace_diff(gm: fx.GraphModule, root: Optional[torch.nn.Module],
+                 func: Callable[..., Any], method: str, args: Tuple[Any, ...],
+                 kwargs: Dict[str, Any], snapshot: Any = None,
+                 cache: Optional[Dict[Any, List[str]]] = None) -> Optional["GraphDiff"]:
+    """Re-capture ``func`` on the inputs and return how its graphs differ from ``gm``'s
+    (None: structurally equal, see :func:`graph_diff`).
+
+    When ``gm`` kept the structure of its raw capture (:class:`Structure`, recorded when a
+    trace check follows), the re-capture is compared raw first and its passes run only when
+    the raw graphs differ: equal raw graphs give equal graphs after the (deterministic)
+    passes, so the verdict is the same as comparing after the passes, for less work.
+    """
+    info = gm.meta.get("fxtrace")
+    raw = info.structure.get(method) if isinstance(info, CaptureInfo) else None
+    if raw is None:
+        return graph_diff(gm, retrace(gm, root, func, method, args, kwargs, snapshot), method,
+                          cache=cache)
+    again = retrace(gm, root, func, method, args, kwargs, snapshot, passes=False)
+    if same_structure(raw, structure_of(again, method)):
+        return None
+    from ..api import finish_capture  # late: api imports this package
+    again = finish_capture(again, bool(info.options.get("fold_batchnorm")))
+    return graph_diff(gm, again, method, cache=cache)
 
 
 # --------------------------------------------------------------------------- canonical form
@@ -172,6 +201,51 @@ def _constants(owner: fx.GraphModule) -> List[Tuple[fx.Node, Any]]:
     return out
 
 
+@dataclasses.dataclass
+class Structure:
+    """What :func:`graph_diff` compares, for every graph of a capture: the canonical node
+    texts and the tensor constants, detached from the graphs (which passes then rewrite)."""
+
+    texts: Dict[str, List[str]]
+    constants: Dict[str, List[Any]]
+
+
+def structure_of(gm: fx.GraphModule, method: str = "forward") -> Structure:
+    """The :class:`Structure` of ``gm``'s graphs for ``method`` as they are now."""
+    graphs = _graphs(gm, method)
+    return Structure({p: _canonical(g) for p, g in graphs.items()},
+                     {p: [v for _, v in _constants(g)] for p, g in graphs.items()})
+
+
+def same_structure(a: Structure, b: Structure) -> bool:
+    """Whether :func:`graph_diff` would find no difference between the two captures."""
+    if a.texts != b.texts:
+        return False
+    for path, values in a.constants.items():
+        others = b.constants.get(path, [])
+        if len(values) != len(others):
+            return False
+        if any(_constant_mismatch(v1, v2) for v1, v2 in zip(values, others)):
+            return False
+    return True
+
+
+def _constant_mismatch(v1: Any, v2: Any) -> Optional[str]:
+    """Why two tensor constants differ (torch.jit compares them with ``assert_close``), or
+    None when they are equal or not both tensors."""
+    if not (isinstance(v1, torch.Tensor) and isinstance(v2, torch.Tensor)):
+        return None
+    if v1 is v2 or (v1.shape == v2.shape and v1.dtype == v2.dtype and
+                    v1.device == v2.device and v1.layout == torch.strided and
+                    v2.layout == torch.strided and torch.equal(v1, v2)):
+        return None
+    try:
+        torch.testing.assert_close(v1, v2, equal_nan=True)
+    except (AssertionError, RuntimeError) as e:
+        return f"Comparison exception: {e}"
+    return None
+
+
 def _getattr_path(owner: torch.nn.Module, path: str) -> Any:
     value: Any = owner
     for part in path.split("."):
@@ -275,15 +349,9 @@ def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward",
             return GraphDiff(path, x, y, na[i] if i < len(na) else None,
                              nb[i] if i < len(nb) else None, "graph")
         for (n1, v1), (n2, v2) in zip(_constants(x), _constants(y)):
-            if isinstance(v1, torch.Tensor) and isinstance(v2, torch.Tensor):
-                if v1 is v2 or (v1.shape == v2.shape and v1.dtype == v2.dtype and
-                                v1.device == v2.device and v1.layout == torch.strided and
-                                v2.layout == torch.strided and torch.equal(v1, v2)):
-                    continue
-                try:
-                    torch.testing.assert_close(v1, v2, equal_nan=True)
-                except (AssertionError, RuntimeError) as e:
-                    return GraphDiff(path, x, y, n1, n2, "constant", f"Comparison exception: {e}")
+            problem = _constant_mismatch(v1, v2)
+            if problem is not None:
+                return GraphDiff(path, x, y, n1, n2, "constant", problem)
     return None
 
 

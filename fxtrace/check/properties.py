@@ -36,7 +36,7 @@ from hypothesis.strategies import SearchStrategy
 from ..errors import InvalidArgument, PropertyCheckError
 from ..inspect.report import CheckReport, OutputCheck
 from .divergence import first_divergence
-from .graphs import capture_of, graph_diff, retrace
+from .graphs import capture_of, retrace_diff
 from ..state import StateSnapshot
 from .trace_check import (compare_outputs, flatten_outputs, is_guard_error, isolated_state,
                           leaf_errors, plain_tuples, run_isolated)
@@ -283,8 +283,8 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
 
     def stable(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Any]:
         """The graph difference of a re-trace on this input (None: the same graph)."""
-        again = retrace(gm, root, original, "forward", args, kwargs, snapshot=snapshot[0])
-        return graph_diff(gm, again, cache=canon)
+        return retrace_diff(gm, root, original, "forward", args, kwargs, snapshot=snapshot[0],
+                            cache=canon)
 
     def one(call: Tuple[Tuple[Any, ...], Dict[str, Any]]) -> None:
         args, kwargs = call

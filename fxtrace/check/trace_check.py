@@ -35,7 +35,7 @@ import torch.fx as fx
 
 from ..errors import TracerWarning, TracingCheckError
 from ..state import StateSnapshot, preserved_state
-from .graphs import capture_of, describe_node, graph_diff, random_nodes, retrace
+from .graphs import capture_of, describe_node, random_nodes, retrace_diff
 
 __all__ = ["check_trace", "compare_outputs", "flatten_outputs", "leaf_errors", "clone_inputs",
            "run_isolated", "isolated_state", "is_script", "GUARD_TEXT", "is_guard_error"]
@@ -270,12 +270,11 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
             retrace_error: Optional[BaseException] = None
             if gm is not None and retrace_graphs:
                 try:
-                    again = retrace(gm, root, func, method, clone_inputs(args),
-                                    clone_inputs(kwargs), snapshot=root_snapshot)
+                    diff = retrace_diff(gm, root, func, method, clone_inputs(args),
+                                        clone_inputs(kwargs), snapshot=root_snapshot,
+                                        cache=canon)
                 except Exception as e:  # noqa: BLE001 - reported with the run's own error
                     retrace_error = e
-                else:
-                    diff = graph_diff(gm, again, method, cache=canon)
 
             def diagnostics() -> Tuple[Any, Any]:
                 if diff is None:

@@ -7,7 +7,7 @@ from typing import Any, Dict, Hashable, Optional
 import torch
 import torch.fx as fx
 
-from .purity import is_impure, may_write, possibly_mutated
+from .purity import effects_of, is_impure, may_write, possibly_mutated
 from .result import PassResult
 
 __all__ = ["eliminate_common_subexpressions", "node_key"]
@@ -95,14 +95,15 @@ def eliminate_common_subexpressions(gm: fx.GraphModule) -> PassResult:
             return a + a + r1 + r2
     """
     graph = gm.graph
-    mutated = possibly_mutated(graph)
+    effects = effects_of(graph)  # erasing nodes below keeps every other entry valid
+    mutated = possibly_mutated(graph, effects)
     table: Dict[Hashable, fx.Node] = {}
     modified = False
     for node in list(graph.nodes):
-        if may_write(node):
+        if may_write(node, effects):
             table.clear()
             continue
-        if is_impure(node) or node in mutated:
+        if is_impure(node, effects) or node in mutated:
             continue
         key = node_key(node)
         if key is None:

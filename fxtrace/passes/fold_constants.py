@@ -9,7 +9,7 @@ from typing import Any, Dict, Set
 import torch
 import torch.fx as fx
 
-from .purity import close_over_aliases, is_impure, possibly_mutated, target_name
+from .purity import close_over_aliases, effects_of, is_impure, possibly_mutated, target_name
 from .result import PassResult
 
 __all__ = ["fold_constants", "is_constant_attr", "FOLD_NUMEL_LIMIT", "CONSTANT_PREFIX"]
@@ -120,7 +120,8 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
             return x + _tensor_constant1
     """
     graph = gm.graph
-    mutated = possibly_mutated(graph)
+    effects = effects_of(graph)  # nothing is added or rewired until step 4
+    mutated = possibly_mutated(graph, effects)
     output = next((n for n in graph.nodes if n.op == "output"), None)
 
     # 1. Values of constants and of nodes computed only from constants.
@@ -134,7 +135,7 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
                 env[node] = _resolve(gm, node.target)[2]
                 const_attrs.add(node)
             continue
-        if node.op not in ("call_function", "call_method") or is_impure(node):
+        if node.op not in ("call_function", "call_method") or is_impure(node, effects):
             continue
         inputs = node.all_input_nodes
         if not all(i in env for i in inputs):
@@ -160,7 +161,7 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
         return PassResult(gm, False)
 
     # 2. Values that may reach the output, directly or through views.
-    escaping = close_over_aliases(output.all_input_nodes if output is not None else [])
+    escaping = close_over_aliases(output.all_input_nodes if output is not None else [], effects)
 
     # 3. Decide, users first, which evaluated nodes are stored and which stay computed.
     sources: Dict[fx.Node, Set[fx.Node]] = {n: {n} for n in const_attrs}

@@ -45,6 +45,8 @@ import torch
 import torch.fx as fx
 
 __all__ = [
+    "Effects",
+    "effects_of",
     "is_impure",
     "may_write",
     "mutated_inputs",
@@ -358,31 +360,51 @@ def _analyse(node: fx.Node, _seen: Optional[Set[int]] = None
     return "pure", ()
 
 
-def is_impure(node: fx.Node) -> bool:
+#: ``node -> (category, written input nodes)`` for every node of a graph, as
+#: :func:`effects_of` computes it; a pass that asks several questions per node computes it once.
+Effects = Dict[fx.Node, Tuple[str, Tuple[fx.Node, ...]]]
+
+
+def effects_of(graph: fx.Graph) -> Effects:
+    """The effect analysis of every node of ``graph`` at once (valid until a node is added or
+    its arguments change; erasing nodes keeps the other entries valid)."""
+    return {node: _analyse(node) for node in graph.nodes}
+
+
+def _effect(node: fx.Node, effects: Optional[Effects]) -> Tuple[str, Tuple[fx.Node, ...]]:
+    if effects is not None:
+        found = effects.get(node)
+        if found is not None:
+            return found
+    return _analyse(node)
+
+
+def is_impure(node: fx.Node, effects: Optional[Effects] = None) -> bool:
     """True when ``node`` must never be removed, merged with another node or folded.
 
     Placeholders and the output count as impure (they are the graph's signature).
+    ``effects``: :func:`effects_of` of the node's graph, to reuse.
     """
     if node.meta.get(GUARD_META) or node.op in ("placeholder", "output", "call_module"):
         return True
-    return _analyse(node)[0] != "pure"
+    return _effect(node, effects)[0] != "pure"
 
 
-def may_write(node: fx.Node) -> bool:
+def may_write(node: fx.Node, effects: Optional[Effects] = None) -> bool:
     """True when ``node`` may write a tensor, a module's state or global state.
 
     Guards and random ops are impure but do not write values that pure nodes read, so they
     are not writes.
     """
-    return _analyse(node)[0] == "write"
+    return _effect(node, effects)[0] == "write"
 
 
-def mutated_inputs(node: fx.Node) -> List[fx.Node]:
+def mutated_inputs(node: fx.Node, effects: Optional[Effects] = None) -> List[fx.Node]:
     """The input nodes whose storage ``node`` may write (empty for non-writing nodes)."""
-    return list(_analyse(node)[1])
+    return list(_effect(node, effects)[1])
 
 
-def may_alias_input(node: fx.Node) -> bool:
+def may_alias_input(node: fx.Node, effects: Optional[Effects] = None) -> bool:
     """True when the value of ``node`` may share storage with (or be) one of its inputs.
 
     Views and maybe-views (``view``, ``reshape``, ``getitem``, ``to``, ``contiguous``,
@@ -390,7 +412,7 @@ def may_alias_input(node: fx.Node) -> bool:
     """
     if node.op in ("placeholder", "get_attr", "output"):
         return False
-    category, _ = _analyse(node)
+    category, _ = _effect(node, effects)
     if category in ("write", "module", "random"):
         return True
     if node.op == "call_module":
@@ -401,7 +423,8 @@ def may_alias_input(node: fx.Node) -> bool:
     return name in _ALIAS_NAMES
 
 
-def close_over_aliases(seeds: Iterable[fx.Node]) -> Set[fx.Node]:
+def close_over_aliases(seeds: Iterable[fx.Node], effects: Optional[Effects] = None
+                       ) -> Set[fx.Node]:
     """``seeds`` plus every node whose storage a seed may share (walking views backwards)."""
     result: Set[fx.Node] = set()
     stack = list(seeds)
@@ -410,12 +433,12 @@ def close_over_aliases(seeds: Iterable[fx.Node]) -> Set[fx.Node]:
         if n in result:
             continue
         result.add(n)
-        if may_alias_input(n):
+        if may_alias_input(n, effects):
             stack.extend(n.all_input_nodes)
     return result
 
 
-def possibly_mutated(graph: fx.Graph) -> Set[fx.Node]:
+def possibly_mutated(graph: fx.Graph, effects: Optional[Effects] = None) -> Set[fx.Node]:
     """Every node whose value some writing node of ``graph`` may change after it is computed.
 
     The written inputs of every writing node, closed backwards over ops that may return a view
@@ -424,12 +447,12 @@ def possibly_mutated(graph: fx.Graph) -> Set[fx.Node]:
     """
     seeds: List[fx.Node] = []
     for node in graph.nodes:
-        seeds.extend(mutated_inputs(node))
-    result = close_over_aliases(seeds)
+        seeds.extend(_effect(node, effects)[1])
+    result = close_over_aliases(seeds, effects)
     written_attrs = {n.target for n in result if n.op == "get_attr"}
     if written_attrs:
         more = [n for n in graph.nodes if n.op == "get_attr" and any(
             n.target == t or str(n.target).startswith(str(t) + ".") or
             str(t).startswith(str(n.target) + ".") for t in written_attrs)]
-        result |= close_over_aliases(more)
+        result |= close_over_aliases(more, effects)
     return result
