@@ -13,7 +13,10 @@ The strategies follow ``hypothesis.extra.numpy`` and ``hypothesis.extra.array_ap
 
 Public strategies: :func:`dtypes`, :func:`shapes`, :func:`from_dtype`, :func:`tensors` and
 :func:`inputs_like`, which derives a strategy for a whole argument structure (tensors nested in
-tuples, lists and dicts, plus constants) from the example inputs given to ``fxtrace.trace``.
+tuples, lists and dicts, plus constants) from the example inputs given to ``fxtrace.trace``. By
+default inputs_like seeds its tensor values (a kind and a seed per tensor fill it through a
+private ``torch.Generator``, NOTE [seeded]) instead of drawing every element, so a large input
+costs as few Hypothesis choices as a small one.
 
 Why not ``hypothesis-torch``
 ----------------------------
@@ -74,6 +77,10 @@ _FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _INTEGRAL = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 _EXTRA_UNSIGNED = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
 _COMPLEX = (torch.complex64, torch.complex128)
+# The signed dtype of the same width as each of _EXTRA_UNSIGNED, for kernels those lack.
+_SIGNED_VIEW = {
+    d: {16: torch.int16, 32: torch.int32, 64: torch.int64}[torch.iinfo(d).bits] for d in _EXTRA_UNSIGNED
+}
 _SUPPORTED = _FLOATING + _INTEGRAL + _EXTRA_UNSIGNED + (torch.bool,) + _COMPLEX
 
 # bfloat16 is drawn as float32 and rounded, see _round_to_bfloat16.
@@ -86,6 +93,19 @@ _DENSE_LIMIT = 128
 
 # The value range inputs_like gives floating and complex tensors unless told otherwise.
 _INPUTS_FLOAT_BOUND = 10.0
+
+#: The values ``inputs_like(values=...)`` accepts (None picks one, see inputs_like).
+_VALUE_MODES = ("seeded", "drawn")
+
+# Seeded values (see NOTE [seeded]): kinds 0.._SEEDED_KINDS-1, kind 0 being the constant, and a
+# seed for a private torch.Generator.
+_SEEDED_KINDS = 4
+_SEED_MAX = 2**31 - 1
+# Built once: constructing a strategy costs more than the torch call that fills a small tensor.
+_SEEDED_KIND = st.integers(0, _SEEDED_KINDS - 1)
+_SEED = st.integers(0, _SEED_MAX)
+# Seeded complex tensors: real and imaginary parts each within [-7, 7], so |z| <= 7 * sqrt(2) < 10.
+_SEEDED_COMPLEX_PART_BOUND = 7
 
 
 # --------------------------------------------------------------------------- validation
@@ -385,6 +405,11 @@ class _Spec:
     layout: str
     requires_grad: bool
     check: bool  # elements came from the user: check each value is stored exactly
+    # "drawn": every value from ``elements`` (with NOTE [fill] for large buffers); "seeded": one
+    # kind and one seed per buffer, ``elements`` unused (NOTE [seeded]).
+    values: str = "drawn"
+    # Seeded integral tensors only: the inclusive [low, high] range of the values.
+    int_range: Tuple[int, int] = (0, 0)
 
 
 def _as_tensor(values: List[Any], spec: _Spec) -> torch.Tensor:
@@ -407,6 +432,8 @@ def _draw_flat(draw: Callable[..., Any], spec: _Spec, n: int) -> torch.Tensor:
     """A 1-d CPU tensor of ``n`` values drawn for ``spec``."""
     if n == 0:
         return torch.empty(0, dtype=spec.dtype)
+    if spec.values == "seeded":
+        return _draw_seeded(draw, spec, n)
     no_fill = spec.fill is not None and spec.fill.is_empty
     if no_fill or (spec.fill is None and n <= _DENSE_LIMIT):
         return _as_tensor(draw(st.lists(spec.elements, min_size=n, max_size=n)), spec)
@@ -417,8 +444,99 @@ def _draw_flat(draw: Callable[..., Any], spec: _Spec, n: int) -> torch.Tensor:
     changes = draw(st.lists(st.tuples(st.integers(0, n - 1), spec.elements), max_size=min(n, _DENSE_LIMIT)))
     if changes:
         index = torch.tensor([i for i, _ in changes], dtype=torch.int64)
-        flat[index] = _as_tensor([v for _, v in changes], spec)
+        new = _as_tensor([v for _, v in changes], spec)
+        signed = _SIGNED_VIEW.get(spec.dtype)
+        if signed is not None:  # torch has no index_put for uint16/32/64: write their bits
+            flat.view(signed)[index] = new.view(signed)
+        else:
+            flat[index] = new
     return flat
+
+
+# NOTE [seeded]: drawing every element through Hypothesis costs about 80 µs per float element,
+# and NOTE [fill] makes large tensors mostly one constant. inputs_like's default instead draws two
+# choices per buffer: a kind, then (for kinds other than 0) a seed for a private CPU
+# torch.Generator that fills the whole buffer in one torch call. The cost is O(1) choices per
+# tensor whatever its size, the values of large tensors are as random as those of small ones,
+# and replaying the two choices rebuilds the tensor bit for bit (only IEEE-exact arithmetic on
+# torch's serial CPU generator: uniform_, random_ and casts, no transcendental functions whose
+# last bit could differ between CPUs). The price is shrinking: a seeded tensor shrinks as a whole,
+# to kind 0, the constant that drawn values shrink to; a failure that needs random values keeps
+# its (shrunk) seed, never a tensor with one interesting element.
+def _seeded_constant(spec: _Spec) -> Any:
+    """The value every element of a kind-0 seeded tensor has: the one drawn values shrink to."""
+    if spec.dtype == torch.bool:
+        return False
+    if spec.dtype in _FLOATING or spec.dtype in _COMPLEX:
+        return 0
+    low, high = spec.int_range
+    return min(max(0, low), high)
+
+
+def _seeded_real(gen: torch.Generator, kind: int, n: int, dtype: torch.dtype, bound: int) -> torch.Tensor:
+    """``n`` values of floating ``dtype`` in [-bound, bound] for a kind in 1..3."""
+    out = torch.empty(n, dtype=dtype)
+    if kind == 1:
+        return out.uniform_(-bound, bound, generator=gen)
+    if kind == 2:  # the scale of typical activations: [-1, 1]
+        return out.uniform_(-1.0, 1.0, generator=gen)
+    # Integer values: ties, exact zeros and exact comparisons, as in examples built from arange.
+    return out.random_(-bound, bound + 1, generator=gen)
+
+
+def _seeded_integral(gen: torch.Generator, n: int, dtype: torch.dtype, low: int, high: int) -> torch.Tensor:
+    """``n`` values of integral ``dtype``, uniform in [low, high] (exact for every width)."""
+    if dtype == torch.uint64:
+        # random_ takes int64 bounds: draw the range shifted down by 2**63 as int64, then flip the
+        # sign bit, which adds 2**63 back when the bits are read as uint64.
+        shifted = _seeded_integral(gen, n, torch.int64, low - 2**63, high - 2**63)
+        return shifted.bitwise_xor_(-(2**63)).view(torch.uint64)
+    # random_'s upper bound is exclusive and must fit the dtype; None means "the dtype's maximum"
+    # (with low == int64's minimum: every int64, which high + 1 could not express).
+    top = None if high == torch.iinfo(dtype).max else high + 1
+    return torch.empty(n, dtype=dtype).random_(low, top, generator=gen)
+
+
+def _flush_subnormals(values: torch.Tensor) -> torch.Tensor:
+    """``values`` with subnormal entries (of either part, for complex) set to zero, in place."""
+    parts = torch.view_as_real(values) if values.is_complex() else values
+    parts.masked_fill_(parts.abs() < torch.finfo(parts.dtype).tiny, 0)
+    return values
+
+
+def _draw_seeded(draw: Callable[..., Any], spec: _Spec, n: int) -> torch.Tensor:
+    """A 1-d CPU tensor of ``n`` (> 0) seeded values for ``spec``, from two choices (NOTE [seeded]).
+
+    Invariants: the same choices give a bit-identical tensor; kind 0 (where shrinking goes) is
+    :func:`_seeded_constant`; other kinds stay in inputs_like's documented ranges (floating in
+    [-10, 10], complex parts in [-7, 7], integral in ``spec.int_range``), with no NaN, infinity or
+    subnormal; torch's global RNG is neither read nor advanced.
+    """
+    kind = draw(_SEEDED_KIND)
+    if kind == 0:
+        # torch.tensor, not torch.full: full cannot take uint64 values above int64's maximum.
+        return torch.tensor([_seeded_constant(spec)], dtype=spec.dtype).expand(n).clone()
+    gen = torch.Generator()
+    gen.manual_seed(draw(_SEED))
+    dtype = spec.dtype
+    if dtype == torch.bool:
+        return torch.empty(n, dtype=torch.bool).random_(0, 2, generator=gen)
+    if dtype not in _FLOATING and dtype not in _COMPLEX:
+        return _seeded_integral(gen, n, dtype, *spec.int_range)
+    # Generate in float64 for 64-bit parts and float32 otherwise (float16 and bfloat16 are cast
+    # from float32, rounding to nearest, so no value leaves the range).
+    wide = dtype in (torch.float64, torch.complex128)
+    work = torch.float64 if wide else torch.float32
+    if dtype in _COMPLEX:
+        parts = _seeded_real(gen, kind, 2 * n, work, _SEEDED_COMPLEX_PART_BOUND)
+        return torch.view_as_complex(parts.view(n, 2))
+    values = _seeded_real(gen, kind, n, work, int(_INPUTS_FLOAT_BOUND))
+    if dtype == work:
+        # uniform_ computes low + u * (high - low) with u a multiple of 2**-24 (float32) or 2**-53
+        # (float64), and random_ gives whole numbers: nothing nonzero comes near the subnormals.
+        return values
+    # A narrowing cast can make small float32 values subnormal (float16's smallest normal is 6e-5).
+    return _flush_subnormals(values.to(dtype))
 
 
 def _contiguous_strides(shape: Sequence[int]) -> List[int]:
@@ -694,6 +812,23 @@ def _normalise_dynamic(dynamic: Any, leaves: List[Tuple[str, torch.Tensor]]) -> 
     return [sorted(dims) for dims in result]
 
 
+def _int_range(tensor: torch.Tensor) -> Tuple[int, int]:
+    """The inclusive [min, max] of an integral tensor's values; (0, 0) when it is empty.
+
+    Exact for every integral dtype: torch has no min/max kernels for uint16/32/64, so those are
+    compared as int64 (uint64 with its sign bit flipped, which keeps the unsigned order).
+    """
+    if tensor.numel() == 0:
+        return 0, 0
+    values = tensor.detach()
+    if values.dtype == torch.uint64:
+        signed = values.view(torch.int64).bitwise_xor(-(2**63))
+        return int(signed.min()) + 2**63, int(signed.max()) + 2**63
+    if values.dtype in _EXTRA_UNSIGNED:
+        values = values.to(torch.int64)
+    return int(values.min()), int(values.max())
+
+
 def _default_elements(tensor: torch.Tensor) -> SearchStrategy[Any]:
     dtype = tensor.dtype
     if dtype == torch.bool:
@@ -706,9 +841,7 @@ def _default_elements(tensor: torch.Tensor) -> SearchStrategy[Any]:
             allow_subnormal=False, width=_COMPLEX_WIDTH[dtype],
         )
     # Integral: stay within the example's values (indices into an embedding, class labels...).
-    if tensor.numel() == 0:
-        return st.just(0)
-    return st.integers(int(tensor.min()), int(tensor.max()))
+    return st.integers(*_int_range(tensor))
 
 
 def inputs_like(
@@ -718,6 +851,7 @@ def inputs_like(
     min_side: int = 1,
     max_side: Optional[int] = None,
     elements: Optional[Union[SearchStrategy[Any], Callable[[torch.Tensor], SearchStrategy[Any]]]] = None,
+    values: Optional[str] = None,
     link_sizes: bool = True,
     layout: str = "contiguous",
 ) -> SearchStrategy[Any]:
@@ -744,7 +878,11 @@ def inputs_like(
     * ``max_side`` (default None: ``max(example size, min_side) + 4`` for each group): the
       largest size of a dynamic dim.
     * ``elements`` (default None: see below): a strategy used for every tensor, or a callable
-      ``f(example_tensor) -> strategy`` to choose one per input.
+      ``f(example_tensor) -> strategy`` to choose one per input. Its values are drawn element by
+      element (``values="drawn"``).
+    * ``values`` (default None: ``"seeded"``, or ``"drawn"`` when ``elements`` is given): how
+      tensor values are generated, ``"seeded"`` or ``"drawn"``; see below. ``"seeded"`` cannot be
+      combined with ``elements``.
     * ``link_sizes`` (default True): see the linking rule below. False lets every dynamic dim
       vary on its own.
     * ``layout`` (default ``"contiguous"``): as in :func:`tensors`; ``"noncontiguous"`` falls
@@ -761,10 +899,27 @@ def inputs_like(
     **Values.** Floating tensors get values in [-10, 10] (complex: magnitude at most 10), bool
     tensors any bools, and integral tensors values between the example tensor's own minimum and
     maximum (0 for an empty example), so an index tensor for an embedding stays in range.
-    No NaN, infinities or subnormals.
+    No NaN, infinities or subnormals. Without ``elements``, both modes keep these ranges:
+
+    - ``values="seeded"`` (default): per tensor (per buffer it is built from, for views),
+      Hypothesis draws a kind and, unless the kind is 0, a seed; a private CPU
+      ``torch.Generator`` seeded with it fills the tensor in one call, and the values are then
+      moved to the tensor's device. Kind 0 is a constant: zeros, False, or the integer nearest
+      zero in range. The other kinds are random: floating values uniform in [-10, 10], uniform
+      in [-1, 1], or whole numbers in [-10, 10]; complex values with real and imaginary parts
+      each drawn that way within [-7, 7]; bool and integral values uniform over their range.
+      The cost is a few choices per tensor whatever its size, and the same choices give the
+      same tensor bit for bit. Torch's global RNG is not touched.
+    - ``values="drawn"``: Hypothesis draws every element (from ``elements`` if given), at about
+      80 µs per floating element; a tensor with more than 128 elements is one drawn background
+      value plus up to 128 drawn elements, as in :func:`tensors`.
 
     Examples shrink towards ``min_side`` for every dynamic dim, contiguous memory and zeros (or
-    the value nearest zero in range).
+    the value nearest zero in range). A seeded tensor shrinks as a whole: to the constant, or,
+    when the failure needs random values, to another seed; never to a tensor that differs from
+    the constant in one element. Drawn values shrink element by element, so pass
+    ``values="drawn"`` when a failure depends on the value of one element and you want the
+    minimal example to show which.
 
     >>> x, y = torch.zeros(4, 3), torch.zeros(4, 3)
     >>> a, b = inputs_like((x, y)).example()
@@ -774,6 +929,9 @@ def inputs_like(
     >>> out = inputs_like({"ids": ids, "mask": None}, dynamic={0: [1]}).example()
     >>> sorted(out), out["ids"].shape[0], bool(out["ids"].max() <= 9)
     (['ids', 'mask'], 1, True)
+    >>> big = inputs_like(torch.zeros(64, 3, 32, 32), dynamic=False).example()   # cheap: seeded
+    >>> big.shape, bool(big.abs().max() <= 10)
+    (torch.Size([64, 3, 32, 32]), True)
     """
     leaves: List[Tuple[str, torch.Tensor]] = []
     _collect(example_inputs, "example_inputs", leaves)
@@ -787,13 +945,30 @@ def inputs_like(
     _check_layout(layout)
     if elements is not None and not isinstance(elements, SearchStrategy) and not callable(elements):
         raise _fail(f"elements={elements!r} must be a strategy, a callable returning one, or None")
+    if values is not None and (not isinstance(values, str) or values not in _VALUE_MODES):
+        raise _fail(
+            f"values={values!r} must be one of " + ", ".join(repr(x) for x in _VALUE_MODES)
+            + " or None ('seeded' unless elements= is given)"
+        )
+    if values == "seeded" and elements is not None:
+        raise _fail(
+            "values='seeded' cannot be combined with elements=: seeded values do not use elements; "
+            "pass values='drawn' (or leave values=None) to draw every element from elements"
+        )
+    mode = values if values is not None else ("seeded" if elements is None else "drawn")
 
     specs: List[_Spec] = []
     for path, tensor in leaves:
         if tensor.layout != torch.strided:
             raise _fail(f"{path} has layout={tensor.layout}; inputs_like supports strided (dense) tensors only")
         _check_dtype(tensor.dtype, name=f"{path}.dtype")
-        if elements is None:
+        int_range = (0, 0)
+        if mode == "seeded":
+            # elements is unused (NOTE [seeded]); nothing() makes any accidental use fail loudly.
+            strategy, check = st.nothing(), False
+            if not (tensor.dtype == torch.bool or _is_floating(tensor.dtype) or tensor.dtype in _COMPLEX):
+                int_range = _int_range(tensor)
+        elif elements is None:
             strategy, check = _default_elements(tensor), False
         elif isinstance(elements, SearchStrategy):
             strategy, check = elements, True
@@ -802,7 +977,7 @@ def inputs_like(
             if not isinstance(strategy, SearchStrategy):
                 raise _fail(f"elements({path}) returned {strategy!r}, not a strategy")
         specs.append(_Spec(tensor.dtype, tuple(tensor.shape), strategy, None, tensor.device, layout,
-                           bool(tensor.requires_grad), check))
+                           bool(tensor.requires_grad), check, mode, int_range))
 
     dims = _normalise_dynamic(dynamic, leaves)
     # group key of each dynamic (input, dim): its example size when linked, else itself.
@@ -816,10 +991,11 @@ def inputs_like(
             high = max_side if max_side is not None else max(size, min_side) + 4
             bound[key] = (min_side, high)
     keys = sorted(bound, key=lambda k: (k[1:], k[0]))
+    size_strategies = {key: st.integers(*bound[key]) for key in keys}  # built once, not per example
 
     @st.composite
     def strategy(draw: Callable[..., Any]) -> Any:
-        sizes = {key: draw(st.integers(*bound[key])) for key in keys}
+        sizes = {key: draw(size_strategies[key]) for key in keys}
         drawn = []
         for index, spec in enumerate(specs):
             shape = tuple(

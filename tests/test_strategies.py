@@ -4,12 +4,15 @@ from __future__ import annotations
 import collections
 import doctest
 import math
+import random
 import warnings
 
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, find, given, settings, strategies as st
 from hypothesis.errors import InvalidArgument, NonInteractiveExampleWarning
+from hypothesis.control import BuildContext
+from hypothesis.internal.conjecture.data import ConjectureData
 
 import fxtrace.strategies as fst
 from fxtrace.strategies import dtypes, from_dtype, inputs_like, shapes, tensors
@@ -118,6 +121,11 @@ INVALID = [
     e(inputs_like, torch.ones(2), elements=lambda t: 1.0),
     e(inputs_like, torch.ones(2), layout="sparse"),
     e(inputs_like, torch.ones(2), link_sizes=None),
+    e(inputs_like, torch.ones(2), values="random"),
+    e(inputs_like, torch.ones(2), values="Seeded"),
+    e(inputs_like, torch.ones(2), values=True),
+    e(inputs_like, torch.ones(2), values="seeded", elements=st.just(1.0)),
+    e(inputs_like, torch.ones(2), values="seeded", elements=lambda t: st.just(1.0)),
     e(inputs_like, torch.ones(2, 2).to_sparse()),
     e(inputs_like, (torch.ones(2), torch.ones(2, dtype=torch.float64).to(torch.float8_e4m3fn))),
 ]
@@ -143,6 +151,10 @@ def test_invalid_arguments_raise_at_construction(func, args, kwargs):
         (tensors, dict(dtype=F32, shape=(1,), layout="noncontiguous"), "layout='noncontiguous' needs a shape with at least 2"),
         (inputs_like, dict(example_inputs=(torch.ones(2),), dynamic={0: [3]}), "dynamic names dim 3 of input 0"),
         (inputs_like, dict(example_inputs=(torch.ones(2),), dynamic={2: [0]}), "dynamic names input 2, but example_inputs has 1 tensor"),
+        (inputs_like, dict(example_inputs=torch.ones(2), values="random"),
+         "values='random' must be one of 'seeded', 'drawn'"),
+        (inputs_like, dict(example_inputs=torch.ones(2), values="seeded", elements=st.just(1.0)),
+         "values='seeded' cannot be combined with elements="),
     ],
 )
 def test_messages_name_the_argument_and_bound(func, kwargs, message):
@@ -493,11 +505,246 @@ def test_inputs_like_layout(drawn):
     assert drawn[1].is_contiguous()
 
 
-def test_minimal_inputs_like_is_min_side_and_zeros():
-    """inputs_like shrinks every dynamic dim to min_side and the values to zero."""
-    x, ids = minimal(inputs_like((torch.randn(4, 3), torch.tensor([[2, 9]] * 4))))
+@pytest.mark.parametrize("values", ["seeded", "drawn"])
+def test_minimal_inputs_like_is_min_side_and_zeros(values):
+    """inputs_like shrinks every dynamic dim to min_side and the values to zero (or the value
+    nearest zero in range), with either value mode."""
+    x, ids = minimal(inputs_like((torch.randn(4, 3), torch.tensor([[2, 9]] * 4)), values=values))
     assert x.shape == (1, 1) and not x.any()
     assert ids.shape == (1, 1) and ids.item() == 2
+
+
+# ---- inputs_like: seeded and drawn values ---------------------------------------------------
+
+
+# Hypothesis' engine draws every example from a ConjectureData (a choice sequence) inside a
+# BuildContext; these helpers do the same, so tests can count choices and replay a sequence
+# exactly as the engine does when it shrinks or replays. Both are Hypothesis internals (stable
+# across 6.1xx); the version is pinned by the project's environment.
+def _draw_from(strategy, data):
+    with BuildContext(data, wrapped_test=None):
+        value = data.draw(strategy)
+    data.freeze()
+    return value
+
+
+def _choices(strategy, seed=0):
+    """One example of ``strategy`` drawn from ``Random(seed)``, and the choice sequence behind it."""
+    data = ConjectureData(random=random.Random(seed))
+    return _draw_from(strategy, data), data.choices
+
+
+def _replay(strategy, choices):
+    """The example ``strategy`` gives for a recorded choice sequence, as Hypothesis replays one."""
+    return _draw_from(strategy, ConjectureData.for_choices(choices))
+
+
+def _bits(t):
+    """The bytes of ``t``'s values in logical order: equal bits, not just equal values."""
+    return t.detach().reshape(-1).contiguous().view(torch.uint8)
+
+
+def _flat(t):
+    return t.detach().reshape(-1).tolist()
+
+
+_UNSIGNED = [
+    (name, getattr(torch, name), low, high)
+    for name, low, high in [("uint16", 1, 65535), ("uint32", 7, 2**32 - 1), ("uint64", 2**63 - 5, 2**64 - 1)]
+    if hasattr(torch, name)
+]
+
+#: id, example tensor, inclusive range of the values (None: complex, checked separately), and
+#: the constant that kind 0 (and shrinking) gives.
+SEEDED = [
+    ("float32", torch.zeros(2, 3), (-10, 10), 0),
+    ("float64", torch.zeros(2, 3, dtype=torch.float64), (-10, 10), 0),
+    ("float16", torch.zeros(2, 3, dtype=torch.float16), (-10, 10), 0),
+    ("bfloat16", torch.zeros(2, 3, dtype=torch.bfloat16), (-10, 10), 0),
+    ("complex64", torch.zeros(2, 3, dtype=torch.complex64), None, 0),
+    ("complex128", torch.zeros(2, 3, dtype=torch.complex128), None, 0),
+    ("bool", torch.zeros(2, 3, dtype=torch.bool), (0, 1), False),
+    ("uint8", torch.tensor([[200, 255]], dtype=torch.uint8), (200, 255), 200),
+    ("int8-full-range", torch.tensor([[-128, 127]], dtype=torch.int8), (-128, 127), 0),
+    ("int16-negative", torch.tensor([[-5, -3]], dtype=torch.int16), (-5, -3), -3),
+    ("int32-empty-example", torch.empty(2, 0, dtype=torch.int32), (0, 0), 0),
+    ("int64-index", torch.tensor([[0, 999]]), (0, 999), 0),
+    ("int64-full-range", torch.tensor([[-(2**63), 2**63 - 1]]), (-(2**63), 2**63 - 1), 0),
+] + [(name, torch.tensor([[low, high]], dtype=dtype), (low, high), low)
+      for name, dtype, low, high in _UNSIGNED]
+SEEDED_IDS = [case[0] for case in SEEDED]
+
+
+def _assert_seeded_range(t, example, value_range):
+    assert t.dtype == example.dtype and t.device == example.device
+    _assert_no_special_values(t)
+    if value_range is None:  # complex: parts within [-7, 7], so the magnitude stays below 10
+        assert t.numel() == 0 or (torch.view_as_real(t).abs().max() <= 7 and t.abs().max() <= 10)
+    else:
+        low, high = value_range
+        assert all(low <= v <= high for v in _flat(t))
+
+
+@pytest.mark.parametrize("name, example, value_range, constant", SEEDED, ids=SEEDED_IDS)
+def test_seeded_values_keep_dtype_and_range_in_every_layout(name, example, value_range, constant):
+    """Seeded values keep the dtype exactly and stay in inputs_like's ranges (floating [-10, 10],
+    complex magnitude at most 10, integral the example's own [min, max]), with no NaN, inf or
+    subnormal, in every layout (slice padding and strided base buffers are seeded too)."""
+
+    @SETTINGS
+    @given(st.data(), st.sampled_from(fst.LAYOUTS))
+    def check(data, layout):
+        t = data.draw(inputs_like(example, values="seeded", layout=layout))
+        _assert_seeded_range(t, example, value_range)
+        if layout == "noncontiguous" and t.numel() >= 2:
+            assert not t.is_contiguous()
+        elif layout == "contiguous":
+            assert t.is_contiguous()
+
+    check()
+
+
+@pytest.mark.parametrize("name, example, value_range, constant", SEEDED, ids=SEEDED_IDS)
+def test_seeded_values_vary_and_shrink_to_the_constant(name, example, value_range, constant):
+    """Generation reaches tensors with different values; shrinking reaches the constant (zeros,
+    False, or the value nearest zero in the example's range) in every element."""
+    strategy = inputs_like(example, values="seeded", dynamic=False)
+    if example.numel() >= 2 and value_range != (0, 0):
+        find_any(strategy, lambda t: len(set(_flat(t))) > 1)
+    assert all(v == constant for v in _flat(minimal(strategy)))
+    assert all(v == constant for v in _flat(minimal(inputs_like(example, values="seeded", layout="any"))))
+
+
+def test_seeded_small_ranges_reach_both_bounds():
+    """Integral values are uniform over the whole range: both ends occur."""
+    find_any(inputs_like(torch.tensor([-5, -3], dtype=torch.int16)), lambda t: {-5, -3} <= set(_flat(t)))
+    find_any(inputs_like(torch.zeros(4, dtype=torch.bool)), lambda t: {False, True} <= set(_flat(t)))
+
+
+@pytest.mark.parametrize("name, example, value_range, constant", SEEDED, ids=SEEDED_IDS)
+def test_seeded_kinds_replay_bit_for_bit(name, example, value_range, constant):
+    """A contiguous tensor of fixed shape takes exactly two choices, a kind and a seed (kind 0:
+    one, the constant). Each kind, replayed from the same choices, gives the same bits whatever
+    the state of torch's global RNG; other seeds give other values; every kind stays in range."""
+    if example.numel():
+        big = example.reshape(-1).repeat(1024 // example.numel())
+    else:
+        big = torch.zeros(1024, dtype=example.dtype)  # the same range as the empty example: [0, 0]
+    strategy = inputs_like(big, values="seeded", dynamic=False)
+    assert all(v == constant for v in _flat(_replay(strategy, (0,))))
+    for kind in range(1, fst._SEEDED_KINDS):
+        by_seed = []
+        for seed in (0, 1, fst._SEED_MAX):
+            torch.manual_seed(seed)
+            first = _replay(strategy, (kind, seed))
+            torch.manual_seed(seed + 1)
+            torch.rand(3)
+            assert torch.equal(_bits(_replay(strategy, (kind, seed))), _bits(first))
+            _assert_seeded_range(first, big, value_range)
+            by_seed.append(_bits(first))
+        if value_range != (0, 0):
+            assert not torch.equal(by_seed[0], by_seed[1]) and not torch.equal(by_seed[1], by_seed[2])
+
+
+@pytest.mark.parametrize("name, example, value_range, constant", SEEDED, ids=SEEDED_IDS)
+def test_seeded_values_replay_bit_for_bit(name, example, value_range, constant):
+    """The same choice sequence gives a bit-identical tensor (with the same strides), however
+    torch's global RNG was left: Hypothesis relies on this when it replays and shrinks."""
+    strategy = inputs_like(example, values="seeded", layout="any")
+    for seed in range(10):
+        torch.manual_seed(seed)
+        first, choices = _choices(strategy, seed)
+        torch.manual_seed(seed + 1000)
+        torch.rand(3)
+        again = _replay(strategy, choices)
+        assert again.stride() == first.stride() and again.storage_offset() == first.storage_offset()
+        assert torch.equal(_bits(again), _bits(first))
+
+
+def test_seeded_failures_shrink_and_replay_without_flakiness():
+    """A failure that needs random values is found, shrunk and replayed by Hypothesis: a
+    nondeterministic draw would surface as a FlakyFailure instead of the AssertionError."""
+
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(inputs_like(torch.zeros(4, 3)))
+    def prop(t):
+        assert not (t > 9).any()
+
+    with pytest.raises(AssertionError):
+        prop()
+
+
+def test_seeded_tensor_shrinks_as_a_whole_drawn_element_by_element():
+    """A seeded tensor shrinks to the constant or stays random as a whole; values='drawn'
+    shrinks to zeros plus the one element the failure needs."""
+    example = torch.zeros(4, 3)
+    big = lambda t: bool((t > 5).any())  # noqa: E731
+    seeded = minimal(inputs_like(example, dynamic=False), big)
+    drawn = minimal(inputs_like(example, dynamic=False, values="drawn"), big)
+    assert int((drawn != 0).sum()) == 1 and 5 < drawn.max().item() <= 6
+    assert int((seeded != 0).sum()) > 1 and seeded.abs().max() <= 10
+
+
+def test_values_default_is_seeded_unless_elements_given():
+    """values=None means seeded (a few choices per tensor) without elements, drawn with them."""
+    example = torch.zeros(4, 8)
+    _, seeded = _choices(inputs_like(example, dynamic=False))
+    _, drawn = _choices(inputs_like(example, dynamic=False, values="drawn"))
+    _, with_elements = _choices(inputs_like(example, dynamic=False, elements=st.floats(0, 1, width=32)))
+    assert len(seeded) <= 2
+    assert len(drawn) >= 32 and len(with_elements) >= 32
+
+
+def test_seeded_large_tensors_cost_a_few_choices():
+    """A 64x3x32x32 input, in any layout, takes a handful of choices whatever its size (sizes,
+    layout, kind and seed), and its values are random throughout: not one background value plus
+    at most 128 drawn ones, as drawn values of a large tensor are."""
+    for dynamic in (None, False):
+        strategy = inputs_like(torch.zeros(64, 3, 32, 32), dynamic=dynamic, layout="any")
+        for seed in range(20):
+            t, choices = _choices(strategy, seed)
+            assert len(choices) <= 20
+            assert dynamic is None or t.shape == (64, 3, 32, 32)
+    fixed = inputs_like(torch.zeros(64, 3, 32, 32), dynamic=False)
+    assert torch.unique(_replay(fixed, (1, 12345))).numel() > 100_000  # kind 1: uniform in [-10, 10]
+
+
+def test_drawing_leaves_torch_global_rng_alone():
+    """Seeded values come from a private generator: drawing never reads or advances torch's
+    global RNG (fxtrace.check relies on this)."""
+    example = (torch.zeros(3, 4), torch.tensor([1, 5]), torch.zeros(2, dtype=torch.complex64),
+               torch.zeros(2, dtype=torch.bool), torch.zeros(2, 2, dtype=torch.float16))
+    torch.manual_seed(2024)
+    before = torch.get_rng_state()
+
+    @SETTINGS
+    @given(inputs_like(example, layout="any"))
+    def check(drawn):
+        assert torch.equal(torch.get_rng_state(), before)
+
+    check()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_flush_subnormals():
+    """Seeded float16 values are cast from float32, which can make them subnormal; those are
+    flushed to zero (both parts of complex values too), everything else is kept."""
+    half = torch.tensor([1e-6, -3e-5, 6.2e-5, -1.0, 0.0], dtype=torch.float16)
+    assert fst._flush_subnormals(half).tolist() == [0.0, 0.0, half[2].item(), -1.0, 0.0]
+    z = torch.tensor([complex(1e-40, 2.0), complex(-3.0, -1e-41)], dtype=torch.complex64)
+    assert fst._flush_subnormals(z).tolist() == [complex(0.0, 2.0), complex(-3.0, 0.0)]
+
+
+@pytest.mark.parametrize("name, dtype, low, high", _UNSIGNED, ids=[u[0] for u in _UNSIGNED])
+def test_wide_unsigned_dtypes(name, dtype, low, high):
+    """uint16/32/64 (which lack min/max and index_put kernels) work in inputs_like with either
+    value mode and in large tensors() buffers."""
+    example = torch.tensor([low, high], dtype=dtype)
+    for values in ("seeded", "drawn"):
+        t = draw_one(inputs_like(example, values=values))
+        assert t.dtype == dtype and all(low <= v <= high for v in _flat(t))
+    t = draw_one(tensors(dtype=dtype, shape=300, min_value=low, max_value=high))
+    assert t.dtype == dtype and all(low <= v <= high for v in _flat(t))
 
 
 def test_docstring_examples():
