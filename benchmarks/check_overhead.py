@@ -1,34 +1,51 @@
-"""The cost of checking: fxtrace.trace(check_trace=True) vs torch.jit.trace(check_trace=True),
-and fxtrace.check's cost per example relative to two eager forwards.
+"""The cost of checking, side by side with torch.jit in one process.
 
     .venv/bin/python benchmarks/check_overhead.py [--examples N] [--repeat R] [--threads T]
+                                                  [--cases mlp,lstm] [--sized resnet,unet]
 
-Runs with one intra-op thread by default: on a shared machine with 2 cores, torch's thread
-pool spins against other processes and a 1 ms forward can take 100 ms, which drowns every
-figure here in noise.
+Runs with one intra-op thread by default: on a shared 2-core machine torch's thread pool
+spins against other processes and a 1 ms forward can take 100 ms, which drowns every figure
+here in noise.
 
-Table 1, per zoo case, best of R: ``trace`` with 2 check input sets (the example and batch+1).
-``check cost`` is (check on) - (check off) for each tracer; ``fx/jit`` the ratio of the check
-costs (the issue's target: <= 0.5) and ``total fx/jit`` the ratio of the full times with the
-check on. Where torch.jit's own check raises (its graphs differ), its time up to the raise is
-used and marked ``*`` (a lower bound of its cost).
+**Table 1, check_trace**, per zoo case (``tests/zoo.py``), best of R with the four
+configurations interleaved: ``trace`` with 2 check input sets (the example and batch+1).
+``check cost`` is (check on) - (check off) for each tracer; ``fx/jit`` is the ratio of the
+check costs (the issue's target: <= 0.5) and ``total fx/jit`` the ratio of the full times with
+the check on. Where torch.jit's own check raises (its graphs differ), its time up to the raise
+is used and marked ``*`` (a lower bound of its cost). The last row is the geometric mean.
 
-Table 2, per zoo case: ``fxtrace.check`` with the default strategy (``inputs_like`` of the
-example, auto-dynamic dims), examples N and 2N. ``ms/example`` is the marginal cost of an
-example, (T(2N) - T(N)) / (runs(2N) - runs(N)): what an example costs once the one-time work
-(save/load, the sampled save/load and re-trace checks, the strategy) is done (noisy: a
-difference of two timings); ``ms/ex (2N)`` is T(2N) / runs(2N), one-time work included.
-``2 eager fwd``
-is the time of two forwards of the original (no_grad, best of 3) on the very inputs the
-checker drew, averaged; ``ratio`` the issue's figure (target: <= 1.3).
+**Table 2, fxtrace.check**, per model: the zoo's module cases at their example size, then the
+vision models of ``tests/models/vision.py`` (eval mode) at a deployment-like input size. The
+default strategy (``inputs_like`` of the example, auto-dynamic dims) draws the inputs; every
+drawn input (shrinking and skipped ones included) is recorded and then run through two eager
+forwards of the original (no_grad). After a 3-example warm-up, ``--check-repeat`` rounds each
+run: a check of N examples with the per-example check only (trace vs eager) and the eager
+forwards on its inputs, the same for 2N, and 2N with the default sampled checks too
+(save/load and re-trace, on at most 3 inputs: the first of each input signature). Every figure
+is the best over the rounds (one seed: every round draws the same inputs).
+
+* ``ms/ex`` = (T(2N) - T(N)) / (inputs(2N) - inputs(N)): what one more example costs, one-time
+  work (the dynamic-dims probe, Hypothesis' start) excluded; ``2 fwd ms/ex`` the same for the
+  two eager forwards; ``ratio/ex`` their quotient, **the issue's figure (target <= 1.3)**;
+* ``ratio 2N`` = T(2N) / two forwards over its inputs, one-time work included;
+* ``sampled ms`` = the extra time of the sampled save/load and re-trace checks (a fixed cost
+  per check: 3 re-captures and a save/load round trip); ``ratio 2N+sampled`` the whole
+  default check over the two forwards.
+
+Each example runs the original and the trace once (two forwards), so ``ratio/ex`` is 1 plus
+the checker's own per-example overhead (Hypothesis' engine and drawing, fresh input copies,
+state restores, the comparison) over two forwards, less what the trace saves over eager:
+tiny models measure that overhead, deployment-sized ones the ratio a user sees.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 import warnings
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from tabulate import tabulate
@@ -37,95 +54,169 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import fxtrace  # noqa: E402
 from fxtrace.check.properties import _strategy  # noqa: E402
 from fxtrace.check.trace_check import clone_inputs  # noqa: E402
-from zoo import BY_NAME  # noqa: E402
+from models import vision  # noqa: E402
+from zoo import BY_NAME, CASES  # noqa: E402
 
-CASES = ["mlp", "conv_bn_relu", "residual_block", "lstm", "transformer_encoder"]
-
-
-def _best(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+#: Vision models for table 2 and the (batch, height/width) they are checked at.
+SIZED = {"resnet": (8, 64), "mobilenet": (8, 64), "unet": (4, 64), "vit": (16, 16)}
 
 
-def _jit_on(model, x, checks, repeat):
-    best, raised = float("inf"), False
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        try:
-            torch.jit.trace(model, x, check_inputs=checks)
-        except torch.jit.TracingCheckError:
-            raised = True
-        best = min(best, time.perf_counter() - t0)
-    return best, raised
-
-
-def _check_run(traced, model, strategy, examples):
+def _timed(fn: Callable[[], Any]) -> Tuple[float, bool]:
     t0 = time.perf_counter()
-    report = fxtrace.check(traced, model, strategy, max_examples=examples, seed=0)
-    return time.perf_counter() - t0, int(report.notes[0].split()[0])
+    raised = False
+    try:
+        fn()
+    except torch.jit.TracingCheckError:
+        raised = True
+    return time.perf_counter() - t0, raised
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+def _best(fn: Callable[[], Any], repeat: int) -> float:
+    return min(_timed(fn)[0] for _ in range(repeat))
+
+
+def check_trace_row(name: str, repeat: int) -> Tuple[List[str], float]:
+    case = BY_NAME[name]
+    model = case.make()
+    x = case.example(case.batch)
+    checks = [x, case.example(case.batch + 1)]
+    runs = {
+        "fx_on": lambda: fxtrace.trace(model, x, check_inputs=checks),
+        "fx_off": lambda: fxtrace.trace(model, x, check_trace=False),
+        "jit_on": lambda: torch.jit.trace(model, x, check_inputs=checks),
+        "jit_off": lambda: torch.jit.trace(model, x, check_trace=False),
+    }
+    best = {k: float("inf") for k in runs}
+    raised = False
+    for k, fn in runs.items():  # warm-up: first-time TorchScript type compilation
+        _timed(fn)
+    for _ in range(repeat):
+        for k, fn in runs.items():
+            t, r = _timed(fn)
+            best[k] = min(best[k], t)
+            raised |= r and k == "jit_on"
+    star = "*" if raised else ""
+    fx_cost, jit_cost = best["fx_on"] - best["fx_off"], best["jit_on"] - best["jit_off"]
+    ratio = max(fx_cost, 1e-6) / max(jit_cost, 1e-6)
+    ms = {k: f"{v * 1e3:.1f}" for k, v in best.items()}
+    return [name, ms["fx_off"], ms["fx_on"], ms["jit_off"], ms["jit_on"] + star,
+            f"{fx_cost * 1e3:.1f}", f"{jit_cost * 1e3:.1f}{star}", f"{ratio:.2f}{star}",
+            f"{best['fx_on'] / best['jit_on']:.2f}{star}"], ratio
+
+
+def _eager_pairs(model: torch.nn.Module, drawn: List[Tuple[Any, ...]]) -> float:
+    """Seconds of two eager forwards (no_grad) on each input of ``drawn``, summed; inputs
+    eager rejects count what the rejection costs (the checker skips those at that price)."""
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for args in drawn:
+            try:
+                model(*args)
+                model(*args)
+            except Exception:  # noqa: BLE001 - outside the model's domain
+                pass
+    return time.perf_counter() - t0
+
+
+def _check_run(traced: Any, model: Any, strategy: Any, examples: int, drawn: List[Any],
+               sampled: bool) -> Tuple[float, List[Any]]:
+    """(seconds of one fxtrace.check run, the inputs it drew). ``sampled=False`` turns off
+    the save/load and re-trace checks, which run on a sample of at most 3 inputs."""
+    drawn.clear()
+    t0 = time.perf_counter()
+    fxtrace.check(traced, model, strategy, max_examples=examples, seed=0,
+                  save_load=sampled, retrace_stable=sampled)
+    return time.perf_counter() - t0, list(drawn)
+
+
+def property_row(label: str, model: torch.nn.Module, x: Tuple[Any, ...], examples: int,
+                 repeat: int) -> List[str]:
+    traced = fxtrace.trace(model, x, check_trace=False)
+    base, _ = _strategy(traced, None, None, None, model, [model])
+    drawn: List[Any] = []
+
+    def record(call: Any) -> Any:
+        drawn.append(clone_inputs(call[0]))
+        return call[0]
+
+    strategy = base.map(record)
+    _check_run(traced, model, strategy, 3, drawn, True)  # warm-up: the executors' first runs
+    inf = float("inf")
+    t1 = t2 = full = e1 = e2 = inf
+    n1 = n2 = 0
+    # Interleaved, best of ``repeat`` each: a shared machine drifts between rounds, and every
+    # figure of a ratio should come from the same minutes. The seed is fixed: every round
+    # draws the same inputs.
+    for _ in range(repeat):
+        t, inputs1 = _check_run(traced, model, strategy, examples, drawn, False)
+        t1, n1, e1 = min(t1, t), len(inputs1), min(e1, _eager_pairs(model, inputs1))
+        t, inputs2 = _check_run(traced, model, strategy, 2 * examples, drawn, False)
+        t2, n2, e2 = min(t2, t), len(inputs2), min(e2, _eager_pairs(model, inputs2))
+        full = min(full, _check_run(traced, model, strategy, 2 * examples, drawn, True)[0])
+    shape = "x".join(str(s) for s in x[0].shape)
+    marginal = (t2 - t1) / (e2 - e1) if e2 > e1 else float("nan")
+    return [label, shape, f"{n1}/{n2}", f"{(t2 - t1) / max(n2 - n1, 1) * 1e3:.2f}",
+            f"{(e2 - e1) / max(n2 - n1, 1) * 1e3:.2f}", f"{marginal:.2f}",
+            f"{t2 / e2:.2f}", f"{max(full - t2, 0.0) * 1e3:.0f}", f"{full / e2:.2f}"]
+
+
+def _names(text: Optional[str], default: Sequence[str]) -> List[str]:
+    return list(default) if text is None else [n for n in text.split(",") if n]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--check-repeat", type=int, default=3,
+                    help="fxtrace.check runs per example count, best taken (table 2)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--cases", nargs="*", default=CASES)
+    ap.add_argument("--cases", default=None, help="zoo cases (default: all)")
+    ap.add_argument("--sized", default=None, help=f"vision models (default: {','.join(SIZED)})")
+    ap.add_argument("--skip-trace", action="store_true", help="only table 2")
+    ap.add_argument("--skip-check", action="store_true", help="only table 1")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    trace_rows, check_rows = [], []
-    for name in args.cases:
-        case = BY_NAME[name]
-        model = case.make()
-        x = case.example(case.batch)
-        checks = [x, case.example(case.batch + 1)]
-        fx_on = _best(lambda: fxtrace.trace(model, x, check_inputs=checks), args.repeat)
-        fx_off = _best(lambda: fxtrace.trace(model, x, check_trace=False), args.repeat)
-        jit_off = _best(lambda: torch.jit.trace(model, x, check_trace=False), args.repeat)
-        jit_on, raised = _jit_on(model, x, checks, args.repeat)
-        star = "*" if raised else ""
-        fx_cost, jit_cost = fx_on - fx_off, jit_on - jit_off
-        trace_rows.append((name, f"{fx_off * 1e3:.1f}", f"{fx_on * 1e3:.1f}",
-                           f"{jit_off * 1e3:.1f}", f"{jit_on * 1e3:.1f}{star}",
-                           f"{fx_cost * 1e3:.1f}", f"{jit_cost * 1e3:.1f}{star}",
-                           f"{fx_cost / max(jit_cost, 1e-9):.2f}{star}",
-                           f"{fx_on / jit_on:.2f}{star}"))
-
-        traced = fxtrace.trace(model, x, check_trace=False)
-        stateful = [model] if isinstance(model, torch.nn.Module) else []
-        base, _ = _strategy(traced, None, None, None, model, stateful)
-        drawn = []
-
-        def record(call, drawn=drawn):
-            drawn.append(clone_inputs(call[0]))
-            return call[0]
-
-        strategy = base.map(record)
-        t1, n1 = _check_run(traced, model, strategy, args.examples)
-        t2, n2 = _check_run(traced, model, strategy, 2 * args.examples)
-        per = (t2 - t1) / max(n2 - n1, 1)
-        with torch.no_grad():
-            eager = sum(_best(lambda: (model(*a), model(*a)), 3) for a in drawn) / len(drawn)
-        amortised = t2 / max(n2, 1)
-        check_rows.append((name, f"{n1}/{n2}", f"{t1:.2f}", f"{t2:.2f}", f"{amortised * 1e3:.2f}",
-                           f"{per * 1e3:.2f}", f"{eager * 1e3:.2f}", f"{amortised / eager:.1f}",
-                           f"{per / eager:.1f}"))
-    print(f"check_trace with 2 check input sets (best of {args.repeat}, ms, "
-          f"{args.threads} thread(s))")
-    print(tabulate(trace_rows, headers=["case", "fx off", "fx on", "jit off", "jit on",
-                                        "fx check cost", "jit check cost", "fx/jit",
-                                        "total fx/jit"], disable_numparse=True))
-    print()
-    print(f"fxtrace.check, {args.examples} and {2 * args.examples} examples "
-          "(trace vs eager on each; save/load + re-trace on a sample)")
-    print(tabulate(check_rows, headers=["case", "runs", "T(N) s", "T(2N) s", "ms/ex (2N)",
-                                        "ms/ex marginal", "2 eager fwd ms", "ratio (2N)",
-                                        "ratio marginal"], disable_numparse=True))
+    zoo = _names(args.cases, [c.name for c in CASES])
+    if not args.skip_trace:
+        rows, ratios = [], []
+        for name in zoo:
+            row, ratio = check_trace_row(name, args.repeat)
+            rows.append(row)
+            ratios.append(ratio)
+            print(f"  {name}: fx/jit {row[7]}", file=sys.stderr)
+        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        rows.append(["geometric mean", "", "", "", "", "", "", f"{geo:.2f}", ""])
+        print(f"check_trace with 2 check input sets (best of {args.repeat}, ms, "
+              f"{args.threads} thread(s))")
+        print(tabulate(rows, headers=["case", "fx off", "fx on", "jit off", "jit on",
+                                      "fx check cost", "jit check cost", "fx/jit",
+                                      "total fx/jit"], disable_numparse=True))
+        print()
+    if not args.skip_check:
+        rows = []
+        for name in zoo:
+            case = BY_NAME[name]
+            model = case.make()
+            if not isinstance(model, torch.nn.Module):
+                continue
+            rows.append(property_row(name, model, case.example(case.batch), args.examples,
+                                     args.check_repeat))
+            print(f"  {name}: {rows[-1][-2:]}", file=sys.stderr)
+        for name in _names(args.sized, SIZED):
+            batch, hw = SIZED[name]
+            c = vision.BY_NAME[name]
+            model = c.make().eval()
+            rows.append(property_row(f"{name} (vision)", model, c.example(batch, hw),
+                                     args.examples, args.check_repeat))
+            print(f"  {name}: {rows[-1][-2:]}", file=sys.stderr)
+        print(f"fxtrace.check, {args.examples} and {2 * args.examples} examples (trace vs eager "
+              "on each; save/load + re-trace on a sample)")
+        print(tabulate(rows, headers=["model", "example", "drawn N/2N", "ms/ex", "2 fwd ms/ex",
+                                      "ratio/ex", "ratio 2N", "sampled ms", "ratio 2N+sampled"],
+                       disable_numparse=True))
     return 0
 
 

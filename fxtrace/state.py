@@ -68,13 +68,13 @@ class StateSnapshot:
 
     def restore(self) -> None:
         for m, training in self.flags:
-            m.training = training
+            if m.training is not training:  # setting goes through Module.__setattr__: slow
+                m.training = training
         with torch.no_grad():
+            same = [e for e in self.buffers if e[0].shape == e[1].shape]
+            _copy_all([e[0] for e in same], [e[1] for e in same])
             for entry in self.buffers:
-                t, value = entry[0], entry[1]
-                if t.shape == value.shape:
-                    t.copy_(value)
-                entry[2] = t._version
+                entry[2] = entry[0]._version
         written = [e[0] for e in self.params if e[1]._version != e[2]]
         for e in self.params:
             e[2] = e[1]._version
@@ -86,6 +86,22 @@ class StateSnapshot:
                           "parameters, so running the model again to check the trace left "
                           "these writes in the model and later runs started from the written "
                           "values", TracerWarning, stacklevel=4)
+
+
+def _copy_all(targets: List[torch.Tensor], values: List[torch.Tensor]) -> None:
+    """``t.copy_(v)`` for each pair; one fused call where torch has it (a model with hundreds
+    of buffers is restored after every run of a check)."""
+    if not targets:
+        return
+    foreach = getattr(torch, "_foreach_copy_", None)
+    if foreach is not None:
+        try:
+            foreach(targets, values)
+            return
+        except (RuntimeError, TypeError):  # mixed devices or dtypes it does not take
+            pass
+    for t, v in zip(targets, values):
+        t.copy_(v)
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ Every test compares the trace with eager on inputs that take the traced path, an
 inputs taking another path are refused by a guard rather than answered wrongly.
 """
 import copy
+import os
 import warnings
 from typing import Any, Callable
 
@@ -485,3 +486,69 @@ def test_type_conversion_by_tensor_type_is_recorded() -> None:
     traced = _trace(lambda x: x.type(torch.float64) * 2, torch.rand(3))
     x = torch.rand(4)
     torch.testing.assert_close(traced(x), x.double() * 2)
+
+
+class _Steps(torch.nn.Module):
+    """Python state: a step counter (read or only logged) and a list of past inputs."""
+
+    def __init__(self, read_steps: bool = True, read_cache: bool = False) -> None:
+        super().__init__()
+        self.steps = 0
+        self.cache: list = []
+        self.read_steps, self.read_cache = read_steps, read_cache
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        self.cache.append(x.detach())
+        y = x * self.steps if self.read_steps else x * 2
+        return y + torch.stack(self.cache).sum(0) if self.read_cache else y
+
+
+@pytest.mark.parametrize("read_steps, read_cache, culprit", [
+    (True, False, "self.steps (_Steps), changed at"),
+    (False, True, "self.cache (_Steps), mutated in place"),
+], ids=["counter-read", "list-read"])
+def test_python_state_read_by_the_trace_is_refused(read_steps: bool, read_cache: bool,
+                                                   culprit: str) -> None:
+    """Python state that forward changes and the computation reads cannot live in a trace:
+    TraceError at trace time, naming the attribute and the diverging node; the model's Python
+    state ends as one run left it (as after torch.jit.trace)."""
+    model = _Steps(read_steps, read_cache)
+    with pytest.raises(fxtrace.TraceError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore", fxtrace.TracerWarning)
+        fxtrace.trace(model, torch.ones(3), check_trace=False)
+    message = str(info.value)
+    assert culprit in message and "second capture" in message
+    assert "register_buffer" in message and os.path.basename(__file__) in message
+    assert model.steps == 1 and len(model.cache) == 1
+
+
+def test_python_state_the_trace_does_not_read_is_kept_with_a_warning() -> None:
+    """A counter only kept (not read by the computation) gives the same second capture: the
+    trace stands, with the warning at the assignment; guards=False never re-captures."""
+    model = _Steps(read_steps=False, read_cache=False)
+    with pytest.warns(fxtrace.TracerWarning, match="Python attribute 'steps'"):
+        traced = fxtrace.trace(model, torch.ones(3), check_trace=False)
+    assert model.steps == 1 and len(model.cache) == 1
+    x = torch.rand(4)
+    torch.testing.assert_close(traced(x), x * 2)
+    reading = _Steps(read_steps=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fxtrace.TracerWarning)
+        frozen = fxtrace.trace(reading, torch.ones(3), check_trace=False, guards=False)
+    torch.testing.assert_close(frozen(x), x * 1)  # torch.jit.trace's frozen value
+    assert reading.steps == 1
+
+
+def test_python_state_of_a_module_called_from_a_function_is_refused() -> None:
+    """A function tracing a module it closes over: the module's state is watched and put
+    back after the second capture too."""
+    model = _Steps(read_steps=True)
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return model(x) + 1
+
+    with pytest.raises(fxtrace.TraceError, match=r"self\.steps"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", fxtrace.TracerWarning)
+        fxtrace.trace(f, torch.ones(3), check_trace=False)
+    assert model.steps == 1

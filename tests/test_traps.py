@@ -44,13 +44,7 @@ RTOL, ATOL = 1e-4, 1e-5
 
 #: Traps on which fxtrace (guards on) is silently wrong today, with the diagnosis. Each is an
 #: xfail(strict=True): remove the entry when the fix lands (the test then fails if it is kept).
-_PYSTATE = ("Python-level module state changed in forward (a plain int attribute, a list) "
-            "cannot live in a TorchScript trace: it is frozen. fxtrace warns when forward "
-            "assigns a Python attribute; a list mutated in place is not seen")
-PENDING: Dict[str, str] = {
-    "python_counter": _PYSTATE,
-    "python_list_cache": _PYSTATE,
-}
+PENDING: Dict[str, str] = {}
 
 #: Traps where fxtrace(guards=False) and torch.jit.trace disagree and fxtrace is not the one
 #: that matches eager: xfail(strict=True) on test_guards_off_agrees_with_jit.

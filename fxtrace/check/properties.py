@@ -351,13 +351,7 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
                 raise _Failure("graph changes with the input but no guard fired", call, got=got,
                                want=want, detail=diff.message("trace", "re-trace"))
         stats.agreed += 1
-        for row in _leaf_rows(got, want, tolerance, None):
-            old = stats.leaves.get(row.path)
-            if old is None:
-                stats.leaves[row.path] = row
-            else:
-                old.max_abs = _max(old.max_abs, row.max_abs)
-                old.max_rel = _max(old.max_rel, row.max_rel)
+        _add_agreed_leaves(stats, got, want)
 
     def one_marked(call: Tuple[Tuple[Any, ...], Dict[str, Any]]) -> None:
         try:
@@ -399,6 +393,23 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         raise PropertyCheckError(_message(report) + "\nno example could be checked: eager raised "
                                  "on every generated input; pass inputs= or dynamic=", report)
     return report
+
+
+def _add_agreed_leaves(stats: _Stats, got: Any, want: Any) -> None:
+    """Fold the errors of an agreed output (compared already: every leaf is ``ok``) into the
+    report's per-leaf maxima; a leaf's row is described on first sight only."""
+    for (path, x), (_, y) in zip(flatten_outputs(got, "out"), flatten_outputs(want, "out")):
+        errors = (None, None)
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            errors = leaf_errors(x, y)
+        row = stats.leaves.get(path)
+        if row is None:
+            stats.leaves[path] = OutputCheck(path=path, status="ok", expected=describe(y),
+                                             actual=describe(x), max_abs=errors[0],
+                                             max_rel=errors[1])
+        else:
+            row.max_abs = _max(row.max_abs, errors[0])
+            row.max_rel = _max(row.max_rel, errors[1])
 
 
 def _max(a: Optional[float], b: Optional[float]) -> Optional[float]:
