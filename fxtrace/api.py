@@ -15,10 +15,11 @@ import torch
 import torch.fx as fx
 
 from .capture.assemble import assemble
-from .capture.concrete import capture_concrete, python_containers
+from .capture.concrete import capture_concrete
+from .capture.pystate import refuse_python_state_reads
 from .capture.meta import CaptureInfo
 from .capture.source import user_source
-from .errors import InvalidArgument, InvalidAttribute, TraceError, TracerWarning
+from .errors import InvalidArgument, InvalidAttribute, TracerWarning
 from .lower.script import lower_function, lower_module
 from .state import preserved_state
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
@@ -132,99 +133,18 @@ def _capture(root: Optional[torch.nn.Module],
         fn = methods[0][1] if root is None else None
         gm = assemble(tracer, root_trace, info, fn)
         if guards and tracer.python_writes:
-            refuse_python_state_reads(gm, tracer, root, methods, name, rng, force_outplace)
+            def recapture() -> fx.GraphModule:
+                again, again_root = capture_concrete(methods, root=root, name=name, guards=True,
+                                                     force_outplace=force_outplace)
+                return assemble(again, again_root,
+                                CaptureInfo(mode="concrete", is_function=root is None,
+                                            name=name), fn)
+            refuse_python_state_reads(gm, tracer, root, [m for m, *_ in methods], rng,
+                                      recapture)
     if keep_structure:
         from .check.graphs import structure_of
         gm.meta["fxtrace"].structure = {m: structure_of(gm, m) for m, *_ in methods}
     return finish_capture(gm, fold_batchnorm) if passes else gm
-
-
-def refuse_python_state_reads(gm: fx.GraphModule, tracer: Any,
-                              root: Optional[torch.nn.Module],
-                              methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...],
-                                                  Dict[str, Any]]],
-                              name: str, rng: torch.Tensor, force_outplace: bool) -> None:
-    """Raise :class:`TraceError` when the traced computation reads Python state that its own
-    forward changes (NOTE [Python state] in ``fxtrace.capture.concrete``).
-
-    Forward changed Python state (``tracer.python_writes``), so ``methods`` are captured once
-    more, from the RNG state the first capture started from, with the Python state the first
-    run left; the raw graphs are compared. Equal graphs: the state does not reach the trace
-    (a counter only logged), and the first capture stands. Afterwards every module's Python
-    attributes, buffers, flags and the RNG are as the first capture left them.
-    """
-    from .check.graphs import graph_diff, same_structure, structure_of
-
-    first = {m: structure_of(gm, m) for m, *_ in methods}
-    modules = list(root.modules()) if root is not None else []
-    extra = [m for m in dict.fromkeys(tracer.python_writers) if all(m is not k for k in modules)]
-    attributes = [(m, dict(m.__dict__), {k: dict(m.__dict__[k]) for k in _MODULE_DICTS})
-                  for m in modules + extra]
-    containers = python_containers(root) + [c for m in extra for c in python_containers(m)]
-    after = torch.random.get_rng_state()
-    again = None
-    problem: Optional[BaseException] = None
-    try:
-        torch.random.set_rng_state(rng)
-        with preserved_state([root] if root is not None else [], always=True), \
-                warnings.catch_warnings():
-            warnings.simplefilter("ignore", TracerWarning)
-            info = CaptureInfo(mode="concrete", is_function=root is None, name=name)
-            tracer2, root_trace2 = capture_concrete(methods, root=root, name=name, guards=True,
-                                                    force_outplace=force_outplace)
-            again = assemble(tracer2, root_trace2, info, methods[0][1] if root is None else None)
-    except Exception as e:  # noqa: BLE001 - reported below, as the reason to refuse
-        problem = e
-    finally:
-        torch.random.set_rng_state(after)
-        _restore_python_state(attributes, containers)
-    if again is not None and all(same_structure(first[m], structure_of(again, m))
-                                 for m, *_ in methods):
-        return
-    writes = "\n".join(f"  {what}" + (f", changed at {src}" if src is not None else
-                                      ", mutated in place")
-                       for what, src in dict.fromkeys(tracer.python_writes))
-    if again is not None:
-        diff = next((d for m, *_ in methods
-                     for d in [graph_diff(gm, again, m)] if d is not None), None)
-        how = ("A second capture, with the state the first one left, differs:\n" +
-               (diff.first_nodes_text("first capture", "second capture") if diff else ""))
-    else:
-        how = f"A second capture, with the state the first one left, raised: {problem}"
-    raise TraceError(
-        "forward changes Python state that the traced computation reads:\n"
-        f"{writes}\n{how}\nA trace freezes the Python values of the traced call, so later "
-        "calls would compute with them (torch.jit.trace returns wrong results here). Keep the "
-        "state in a tensor buffer (register_buffer: fxtrace carries buffer updates from call "
-        "to call), pass it as an input, or trace with guards=False to accept torch.jit.trace's "
-        f"behaviour{_where()}") from problem
-
-
-# A module's own registries: forward may rebind a buffer (``self.total = self.total + x``).
-_MODULE_DICTS = ("_parameters", "_buffers", "_modules")
-
-
-def _restore_python_state(attributes: List[Tuple[torch.nn.Module, Dict[str, Any],
-                                                 Dict[str, Dict[str, Any]]]],
-                          containers: Any) -> None:
-    """Put back the modules' attributes, registries and the containers' contents (in place,
-    so references to them stay valid) as :func:`refuse_python_state_reads` saved them."""
-    for module, saved, registries in attributes:
-        for key in [k for k in module.__dict__ if k not in saved]:
-            del module.__dict__[key]
-        module.__dict__.update(saved)
-        for name, entries in registries.items():
-            registry = module.__dict__[name]
-            registry.clear()
-            registry.update(entries)
-    for _, value, before in containers:
-        if isinstance(before, int):
-            continue  # watched by length only: cannot be put back
-        if isinstance(value, list):
-            value[:] = before
-        else:
-            value.clear()
-            value.update(before)
 
 
 def finish_capture(gm: fx.GraphModule, fold_batchnorm: bool = False) -> fx.GraphModule:

@@ -32,11 +32,12 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import TraceError, TracerWarning
 from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, Specialisation, tensor_meta_of
+from .pystate import mutated_containers, python_containers, state_name
 from .source import in_torch_library, user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
 
-__all__ = ["capture_concrete", "ModuleTrace", "python_containers", "mutated_containers"]
+__all__ = ["capture_concrete", "ModuleTrace"]
 
 _LEAF_TYPES = (int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout,
                torch.memory_format, type(Ellipsis), torch.Generator)
@@ -1408,60 +1409,3 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         root_trace.named[method_name] = frame.graph
     tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
     return tracer, root_trace
-
-
-# NOTE [Python state]: a trace freezes every Python value it reads. When forward also changes
-# Python state (a plain attribute assigned, a list or dict attribute mutated in place), a later
-# call of the original computes with other values than the traced one did: torch.jit.trace
-# returns wrong results then. The tracer records such changes (python_writes); the capture
-# (fxtrace.api) then captures once more, with the state as the first run left it, and refuses
-# the trace if the graphs differ: the traced computation read state its own forward changes.
-_MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)
-
-Containers = List[Tuple[str, Any, Any]]
-
-
-def python_containers(root: Optional[torch.nn.Module]) -> Containers:
-    """``(name, container, shallow copy)`` of every list, dict and set attribute of the
-    modules of ``root``'s tree (not torch's own bookkeeping dicts)."""
-    found: Containers = []
-    if root is None:
-        return found
-    for qual, module in root.named_modules():
-        for attr, value in module.__dict__.items():
-            if attr in _MODULE_INTERNALS or type(value) not in (list, dict, set):
-                continue
-            # a huge container (a vocabulary) is watched by its length only
-            before = type(value)(value) if len(value) <= _COPY_LIMIT else len(value)
-            found.append((state_name(module, qual, attr), value, before))
-    return found
-
-
-_COPY_LIMIT = 10000
-
-
-def state_name(module: torch.nn.Module, path: Optional[str], attr: str) -> str:
-    """How an error names a module's attribute: ``self.calls (Counter)`` or, below the root,
-    ``self.calls (Counter at 'blocks.0')``."""
-    where = f" at '{path}'" if path else ""
-    return f"self.{attr} ({type(module).__name__}{where})"
-
-
-def mutated_containers(containers: Containers) -> List[str]:
-    """The names of the containers whose contents differ (by identity) from their copy."""
-    changed = []
-    for name, value, before in containers:
-        if isinstance(before, int):
-            if len(value) != before:
-                changed.append(name)
-        elif len(value) != len(before):
-            changed.append(name)
-        elif isinstance(value, list):
-            if any(a is not b for a, b in zip(value, before)):
-                changed.append(name)
-        elif isinstance(value, dict):
-            if any(k not in before or before[k] is not v for k, v in value.items()):
-                changed.append(name)
-        elif value != before:
-            changed.append(name)
-    return changed
