@@ -383,3 +383,39 @@ def test_save_load_and_retrace_run_on_a_sample():
     calls.clear()
     fxtrace.check(traced, f, max_examples=10, seed=0, dynamic=True, sample=None)
     assert len(calls) == 2 * 10
+
+
+@pytest.mark.parametrize("batch", [0, -1, 1.5, True, "4"], ids=repr)
+def test_check_rejects_a_bad_batch(batch):
+    traced = _quiet_trace(lambda x: x * 2, torch.ones(3))
+    with pytest.raises(fxtrace.InvalidArgument, match="batch"):
+        fxtrace.check(traced, lambda x: x * 2, batch=batch)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_check_batches_inputs_within_the_budget(batch):
+    """``max_examples`` bounds the inputs checked while searching, whatever the batch; with
+    batch > 1 Hypothesis examples carry several inputs each; a failure still shrinks to one
+    small input."""
+    seen = []
+
+    def f(x):
+        seen.append(x.shape)
+        return x * 2
+
+    traced = _quiet_trace(f, torch.ones(3, 2))
+    seen.clear()
+    report = fxtrace.check(traced, f, max_examples=24, seed=0, batch=batch, dynamic=True,
+                           save_load=False, retrace_stable=False)
+    words = report.notes[0].split()  # "N inputs run in M Hypothesis examples: ..."
+    inputs, examples = words[0], words[4]
+    assert int(inputs) == len(seen) <= 24
+    assert int(inputs) >= 12  # the budget is mostly used
+    if batch == 1:
+        assert int(examples) == int(inputs)
+
+    unguarded = fxtrace.trace(branch, torch.ones(3), guards=False, check_trace=False)
+    with pytest.raises(fxtrace.PropertyCheckError) as info:
+        fxtrace.check(unguarded, branch, max_examples=40, seed=3, batch=batch, dynamic=True)
+    (x,), _ = info.value.inputs
+    assert x.numel() == 1 and bool(x.sum() <= 0)
