@@ -16,15 +16,16 @@ is used and marked ``*`` (a lower bound of its cost). The last row is the geomet
 
 **Table 2, fxtrace.check**, per model: the zoo's module cases at their example size, then the
 vision models of ``tests/models/vision.py`` (eval mode) at a deployment-like input size. The
-default strategy (``inputs_like`` of the example, auto-dynamic dims) draws the inputs; every
-drawn input (shrinking and skipped ones included) is recorded and then run through two eager
-forwards of the original (no_grad). After a 3-example warm-up, ``--check-repeat`` rounds each
-run: a check of N examples with the per-example check only (trace vs eager) and the eager
-forwards on its inputs, the same for 2N, and 2N with the default sampled checks too
-(save/load and re-trace, on at most 3 inputs: the first of each input signature). Every figure
-is the best over the rounds (one seed: every round draws the same inputs).
+default strategy (``inputs_like`` of the example, auto-dynamic dims) draws the inputs; a
+forward pre-hook on the original records every input the check runs (skipped ones
+included), and those are then run through two eager forwards of the original (no_grad).
+After a 3-input warm-up, ``--check-repeat`` rounds each run: a check of N inputs with the
+per-input check only (trace vs eager) and the eager forwards on its inputs, the same for 2N,
+and 2N with the default sampled checks too (save/load and re-trace, on at most 3 inputs: the
+first of each input signature). Every figure is the best over the rounds (one seed: every
+round checks the same inputs).
 
-* ``ms/ex`` = (T(2N) - T(N)) / (inputs(2N) - inputs(N)): what one more example costs, one-time
+* ``ms/ex`` = (T(2N) - T(N)) / (inputs(2N) - inputs(N)): what one more input costs, one-time
   work (the dynamic-dims probe, Hypothesis' start) excluded; ``2 fwd ms/ex`` the same for the
   two eager forwards; ``ratio/ex`` their quotient, **the issue's figure (target <= 1.3)**;
 * ``ratio 2N`` = T(2N) / two forwards over its inputs, one-time work included;
@@ -118,41 +119,43 @@ def _eager_pairs(model: torch.nn.Module, drawn: List[Tuple[Any, ...]]) -> float:
     return time.perf_counter() - t0
 
 
-def _check_run(traced: Any, model: Any, strategy: Any, examples: int, drawn: List[Any],
+def _check_run(traced: Any, model: torch.nn.Module, strategy: Any, examples: int,
                sampled: bool) -> Tuple[float, List[Any]]:
-    """(seconds of one fxtrace.check run, the inputs it drew). ``sampled=False`` turns off
-    the save/load and re-trace checks, which run on a sample of at most 3 inputs."""
-    drawn.clear()
-    t0 = time.perf_counter()
-    fxtrace.check(traced, model, strategy, max_examples=examples, seed=0,
-                  save_load=sampled, retrace_stable=sampled)
-    return time.perf_counter() - t0, list(drawn)
+    """(seconds of one fxtrace.check run, the inputs it checked). The inputs are recorded by a
+    forward pre-hook of the original, so they are exactly those the check ran eager on (not
+    the ones Hypothesis drew beyond the budget). ``sampled=False`` turns off the save/load and
+    re-trace checks, which run on a sample of at most 3 inputs."""
+    checked: List[Any] = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args: checked.append(clone_inputs(args)))
+    try:
+        t0 = time.perf_counter()
+        fxtrace.check(traced, model, strategy, max_examples=examples, seed=0,
+                      save_load=sampled, retrace_stable=sampled)
+        elapsed = time.perf_counter() - t0
+    finally:
+        hook.remove()
+    return elapsed, checked
 
 
 def property_row(label: str, model: torch.nn.Module, x: Tuple[Any, ...], examples: int,
                  repeat: int) -> List[str]:
     traced = fxtrace.trace(model, x, check_trace=False)
-    base, _ = _strategy(traced, None, None, None, model, [model])
-    drawn: List[Any] = []
-
-    def record(call: Any) -> Any:
-        drawn.append(clone_inputs(call[0]))
-        return call[0]
-
-    strategy = base.map(record)
-    _check_run(traced, model, strategy, 3, drawn, True)  # warm-up: the executors' first runs
+    strategy, _ = _strategy(traced, None, None, None, model, [model])
+    strategy = strategy.map(lambda call: call[0])  # inputs= takes positional inputs
+    _check_run(traced, model, strategy, 3, True)  # warm-up: the executors' first runs
     inf = float("inf")
     t1 = t2 = full = e1 = e2 = inf
     n1 = n2 = 0
     # Interleaved, best of ``repeat`` each: a shared machine drifts between rounds, and every
     # figure of a ratio should come from the same minutes. The seed is fixed: every round
-    # draws the same inputs.
+    # checks the same inputs.
     for _ in range(repeat):
-        t, inputs1 = _check_run(traced, model, strategy, examples, drawn, False)
+        t, inputs1 = _check_run(traced, model, strategy, examples, False)
         t1, n1, e1 = min(t1, t), len(inputs1), min(e1, _eager_pairs(model, inputs1))
-        t, inputs2 = _check_run(traced, model, strategy, 2 * examples, drawn, False)
+        t, inputs2 = _check_run(traced, model, strategy, 2 * examples, False)
         t2, n2, e2 = min(t2, t), len(inputs2), min(e2, _eager_pairs(model, inputs2))
-        full = min(full, _check_run(traced, model, strategy, 2 * examples, drawn, True)[0])
+        full = min(full, _check_run(traced, model, strategy, 2 * examples, True)[0])
     shape = "x".join(str(s) for s in x[0].shape)
     marginal = (t2 - t1) / (e2 - e1) if e2 > e1 else float("nan")
     return [label, shape, f"{n1}/{n2}", f"{(t2 - t1) / max(n2 - n1, 1) * 1e3:.2f}",
@@ -212,9 +215,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             rows.append(property_row(f"{name} (vision)", model, c.example(batch, hw),
                                      args.examples, args.check_repeat))
             print(f"  {name}: {rows[-1][-2:]}", file=sys.stderr)
-        print(f"fxtrace.check, {args.examples} and {2 * args.examples} examples (trace vs eager "
+        print(f"fxtrace.check, {args.examples} and {2 * args.examples} inputs (trace vs eager "
               "on each; save/load + re-trace on a sample)")
-        print(tabulate(rows, headers=["model", "example", "drawn N/2N", "ms/ex", "2 fwd ms/ex",
+        print(tabulate(rows, headers=["model", "example", "inputs N/2N", "ms/ex", "2 fwd ms/ex",
                                       "ratio/ex", "ratio 2N", "sampled ms", "ratio 2N+sampled"],
                        disable_numparse=True))
     return 0

@@ -5,14 +5,15 @@ User code runs on the real example tensors. A ``TorchFunctionMode`` sees every t
 call (torch functions, Tensor methods and operators, ``torch.nn.functional``, factories); the
 tracer runs the call for real, then records a node whose arguments are the graph nodes that
 produced the argument tensors (a value map keyed by object identity, as torch.jit's tracer
-does). Module calls are hooked (``nn.Module._call_impl``) for the duration of the capture so each
-submodule call opens a *frame*: the submodule gets a graph of its own, and the caller records
-a ``call_module`` node. Tensors a submodule reads from its caller without receiving them as
-arguments are lifted into extra inputs of the submodule's graph.
+does). Module calls are hooked (``nn.Module._call_impl``) for the duration of the capture,
+so each submodule call opens a *frame*: the submodule gets a graph of its own, and the caller
+records a ``call_module`` node. Tensors a submodule reads from its caller without receiving
+them as arguments are lifted into extra inputs of the submodule's graph.
 
 Everything the tracer installs (the mode; the patches of ``nn.Module._call_impl`` and of
-the module classes' ``__setattr__``, ``builtins.range``, ``ScriptFunction.__call__``, ``autograd.Function.apply``
-and ``torch._C._is_tracing``) is removed in a ``finally``, whatever the user's code raises.
+the module classes' ``__setattr__``, ``builtins.range``, ``ScriptFunction.__call__``,
+``autograd.Function.apply`` and ``torch._C._is_tracing``) is removed in a ``finally``,
+whatever the user's code raises.
 """
 from __future__ import annotations
 
