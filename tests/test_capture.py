@@ -552,3 +552,37 @@ def test_python_state_of_a_module_called_from_a_function_is_refused() -> None:
         warnings.simplefilter("ignore", fxtrace.TracerWarning)
         fxtrace.trace(f, torch.ones(3), check_trace=False)
     assert model.steps == 1
+
+
+def test_deepcopy_of_a_tensor_is_a_detached_clone() -> None:
+    """``copy.deepcopy`` of an input or a parameter inside forward: the copy is a new leaf
+    (values, requires_grad, no history); the trace computes and differentiates as eager."""
+    class M(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.rand(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = copy.deepcopy(x)
+            w = copy.deepcopy(self.w)
+            return x + y * w * 2 + self.w
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        y = copy.deepcopy(x)
+        y.mul_(2)  # must not reach x
+        return x + y
+
+    traced_f = fxtrace.trace(f, torch.ones(3))
+    x = torch.rand(4)
+    torch.testing.assert_close(traced_f(x), f(x))
+    model = M()
+    traced = fxtrace.trace(model, torch.ones(3))
+    x1 = torch.rand(3, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_()
+    eager, got = model(x1), traced(x2)
+    torch.testing.assert_close(got, eager)
+    eager.sum().backward()
+    eager_grads = (x1.grad.clone(), model.w.grad.clone())
+    model.zero_grad()
+    got.sum().backward()
+    torch.testing.assert_close((x2.grad, model.w.grad), eager_grads)

@@ -94,7 +94,7 @@ def test_dead_code_that_differs_is_not_a_divergence():
     def f(x):
         calls[0] += 1
         if calls[0] % 2 == 0:
-            _unused = x.sin()  # noqa: F841 - dead on every other call
+            x.sin()  # dead (its value is dropped) on every other call
         return x * 2
 
     traced = fxtrace.trace(f, torch.ones(3), check_inputs=[(torch.ones(3),), (torch.ones(5),)])

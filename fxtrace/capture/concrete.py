@@ -12,8 +12,8 @@ them as arguments are lifted into extra inputs of the submodule's graph.
 
 Everything the tracer installs (the mode; the patches of ``nn.Module._call_impl`` and of
 the module classes' ``__setattr__``, ``builtins.range``, ``ScriptFunction.__call__``,
-``autograd.Function.apply`` and ``torch._C._is_tracing``) is removed in a ``finally``,
-whatever the user's code raises.
+``autograd.Function.apply``, ``Parameter.__deepcopy__`` and ``torch._C._is_tracing``) is
+removed in a ``finally``, whatever the user's code raises.
 """
 from __future__ import annotations
 
@@ -943,6 +943,17 @@ class ConcreteTracer:
         node = self._create(self.frame, "call_method", method, (self.resolve(t), *extra), {}, value)
         return self.traced_int(node, value)
 
+    def record_deepcopy(self, source: torch.Tensor, copy: torch.Tensor) -> None:
+        """Record ``copy = copy.deepcopy(source)`` as ``source.detach().clone()`` (then
+        ``requires_grad_()`` when the copy requires grad): TorchScript spells no deepcopy."""
+        frame = self.frame
+        self.export_missing(source)
+        node = self._create(frame, "call_method", "detach", (self.resolve(source),), {}, copy)
+        node = self._create(frame, "call_method", "clone", (node,), {}, copy)
+        if copy.requires_grad:
+            node = self._create(frame, "call_method", "requires_grad_", (node, True), {}, copy)
+        self._bind_output(frame, node, copy)
+
     def _untraced_call(self, func: Callable[..., Any], args: Tuple[Any, ...],
                        kwargs: Dict[str, Any]) -> Any:
         return func(*_untraced_tree(args), **_untraced_tree(kwargs))
@@ -996,6 +1007,17 @@ def _setitem_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[An
     return tr.record("call_function", operator.setitem, args, kwargs, None)
 
 
+def _deepcopy_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
+                     kwargs: Dict[str, Any]) -> Any:
+    """``copy.deepcopy(t)``: a new leaf with ``t``'s values, dtype, device and requires_grad,
+    and no autograd history. TorchScript has no ``__deepcopy__``: it is recorded as
+    ``t.detach().clone()`` (then ``requires_grad_()`` when the copy requires grad)."""
+    out = tr._untraced_call(func, args, kwargs)
+    if isinstance(out, torch.Tensor) and args and isinstance(args[0], torch.Tensor):
+        tr.record_deepcopy(args[0], out)
+    return out
+
+
 def _builtin(fn: Callable[..., Any]) -> Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]:
     return lambda node: ("call_function", fn, (node,))
 
@@ -1019,6 +1041,7 @@ _SPECIAL_METHODS: Dict[str, Callable[..., Any]] = {
     "__len__": _escape_method("len", _builtin(len)),
     "__iter__": _iter_method,
     "__setitem__": _setitem_method,
+    "__deepcopy__": _deepcopy_method,
 }
 
 _OP_TEXT = {operator.eq: "==", operator.ne: "!=", operator.lt: "<", operator.le: "<=",
@@ -1251,6 +1274,7 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
     orig_range = builtins.range
     orig_script_call = torch._C.ScriptFunction.__call__
     orig_apply = torch.autograd.Function.__dict__["apply"]
+    orig_param_deepcopy = torch.nn.Parameter.__dict__["__deepcopy__"]
 
     class _Mode(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
@@ -1290,6 +1314,14 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
         with torch._C.DisableTorchFunction():
             out = orig_script_call(fn, *_untraced_tree(args), **_untraced_tree(kwargs))
         return tracer.record("call_function", fn, args, kwargs, out)
+
+    def param_deepcopy(param: torch.nn.Parameter, memo: Dict[int, Any]) -> Any:
+        # Parameter.__deepcopy__ builds its copy with _make_subclass, which the mode does
+        # not see: the copy would be an unknown tensor. Record it as the deepcopy it is.
+        with torch._C.DisableTorchFunction():
+            out = orig_param_deepcopy(param, memo)
+        tracer.record_deepcopy(param, out)
+        return out
 
     def autograd_apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
         tracer._warn(user_source(sys._getframe(1)),
@@ -1358,6 +1390,7 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
     builtins.range = traced_range  # type: ignore[assignment,misc]
     torch._C.ScriptFunction.__call__ = script_call  # type: ignore[method-assign]
     torch.autograd.Function.apply = classmethod(autograd_apply)  # type: ignore[method-assign]
+    torch.nn.Parameter.__deepcopy__ = param_deepcopy  # type: ignore[method-assign]
     for name in _MATH_ESCAPES:
         setattr(math, name, math_escape(name))
     try:
@@ -1369,6 +1402,7 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
         builtins.range = orig_range  # type: ignore[misc]
         torch._C.ScriptFunction.__call__ = orig_script_call  # type: ignore[method-assign]
         torch.autograd.Function.apply = orig_apply  # type: ignore[method-assign]
+        torch.nn.Parameter.__deepcopy__ = orig_param_deepcopy  # type: ignore[method-assign]
         tracer.hook_module_class = None
         for cls, own in reversed(hooked):
             if own is _NO_ATTR:
