@@ -17,6 +17,7 @@ import torch.fx as fx
 from .capture.assemble import assemble
 from .capture.concrete import capture_concrete
 from .capture.pystate import refuse_python_state_reads
+from .check.graphs import same_structure, structure_of, structure_of_trace
 from .capture.meta import CaptureInfo
 from .capture.source import user_source
 from .errors import InvalidArgument, InvalidAttribute, TracerWarning
@@ -97,12 +98,17 @@ def _capture(root: Optional[torch.nn.Module],
              methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
              name: str, *, mode: str = "concrete", guards: bool = True,
              force_outplace: bool = False, fold_batchnorm: bool = False, passes: bool = True,
-             keep_structure: bool = False) -> fx.GraphModule:
+             keep_structure: bool = False, preserve: bool = True,
+             same_as: Optional[Dict[str, Any]] = None) -> Optional[fx.GraphModule]:
     """Capture ``methods`` in ``mode`` and run the capture passes; ``gm.meta["fxtrace"]`` says
     which mode produced the graph (``"auto"`` resolves to one of the other two).
     ``fold_batchnorm`` (eval mode only) folds Conv/Linear + BatchNorm afterwards.
     ``passes=False`` returns the raw capture (:func:`finish_capture` completes it);
-    ``keep_structure`` records the raw graphs' structure for the trace check."""
+    ``keep_structure`` records the raw graphs' structure for the trace check.
+    ``preserve=False``: the caller restores the module's state itself (a re-trace), so the
+    capture takes no snapshot of its own for the failure path. ``same_as``: the kept
+    structures of an earlier capture (``{method: Structure}``); a concrete capture equal to
+    them returns None before its graphs are assembled (the trace check's fast path)."""
     if mode not in MODES:
         raise InvalidArgument(f"mode must be one of {MODES}; got {mode!r}{_where()}")
     if fold_batchnorm:
@@ -127,10 +133,16 @@ def _capture(root: Optional[torch.nn.Module],
                            training=bool(root.training) if root is not None else False,
                            options=options)
         rng = torch.random.get_rng_state()
-        with preserved_state([root] if root is not None else [], always=False):
+        with preserved_state([root] if root is not None and preserve else [], always=False):
             tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
                                                   force_outplace=force_outplace)
         fn = methods[0][1] if root is None else None
+        if same_as is not None and not tracer.python_writes and all(
+                same_structure(same_as[m], structure_of_trace(tracer, root_trace, m))
+                for m, *_ in methods):
+            return None
+        if keep_structure:
+            info.structure = {m: structure_of_trace(tracer, root_trace, m) for m, *_ in methods}
         gm = assemble(tracer, root_trace, info, fn)
         if guards and tracer.python_writes:
             def recapture() -> fx.GraphModule:
@@ -141,8 +153,7 @@ def _capture(root: Optional[torch.nn.Module],
                                             name=name), fn)
             refuse_python_state_reads(gm, tracer, root, [m for m, *_ in methods], rng,
                                       recapture)
-    if keep_structure:
-        from .check.graphs import structure_of
+    if keep_structure and not gm.meta["fxtrace"].structure:  # symbolic: read the GraphModules
         gm.meta["fxtrace"].structure = {m: structure_of(gm, m) for m, *_ in methods}
     return finish_capture(gm, fold_batchnorm) if passes else gm
 

@@ -419,3 +419,20 @@ def test_check_batches_inputs_within_the_budget(batch):
         fxtrace.check(unguarded, branch, max_examples=40, seed=3, batch=batch, dynamic=True)
     (x,), _ = info.value.inputs
     assert x.numel() == 1 and bool(x.sum() <= 0)
+
+
+def test_equal_recaptures_are_not_assembled(monkeypatch):
+    """The check compares each re-capture with the trace's kept structure straight from the
+    tracer: an equal one is never assembled into GraphModules nor run through the passes."""
+    import fxtrace.api as api
+
+    assembled = []
+    real = api.assemble
+    monkeypatch.setattr(api, "assemble", lambda *a, **k: assembled.append(1) or real(*a, **k))
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    fxtrace.trace(model, torch.rand(2, 4), check_inputs=[(torch.rand(2, 4),),
+                                                          (torch.rand(5, 4),)])
+    assert len(assembled) == 1  # the trace itself; both re-captures matched raw
+    with pytest.raises(fxtrace.TracingCheckError):
+        _quiet_trace(loop, torch.ones(3), check_inputs=[(torch.ones(4),)])
+    assert len(assembled) == 3  # a differing re-capture is assembled for the report

@@ -1257,6 +1257,17 @@ def _graph_key(graph: fx.Graph) -> str:
 _NO_ATTR = object()  # "the class had no __setattr__ of its own"
 
 
+class _RecordingMode(TorchFunctionMode):
+    """The torch function mode of a capture: every torch-level call goes to the tracer."""
+
+    def __init__(self, tracer: ConcreteTracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        return self.tracer.on_torch_function(func, args, kwargs or {})
+
+
 @contextlib.contextmanager
 def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
     """Install the torch function mode, the module-call and attribute hooks and is_tracing;
@@ -1275,10 +1286,6 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
     orig_script_call = torch._C.ScriptFunction.__call__
     orig_apply = torch.autograd.Function.__dict__["apply"]
     orig_param_deepcopy = torch.nn.Parameter.__dict__["__deepcopy__"]
-
-    class _Mode(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
-            return tracer.on_torch_function(func, args, kwargs or {})
 
     def patched_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         return tracer.call_module(module, orig_call, args, kwargs)
@@ -1394,7 +1401,7 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
     for name in _MATH_ESCAPES:
         setattr(math, name, math_escape(name))
     try:
-        with _Mode():
+        with _RecordingMode(tracer):
             yield
     finally:
         torch.nn.Module._call_impl = orig_call  # type: ignore[method-assign]

@@ -21,7 +21,7 @@ import torch.fx as fx
 from ..capture.meta import SOURCE, TENSOR_META, CaptureInfo, SourceLoc
 
 __all__ = ["GraphDiff", "Structure", "capture_of", "retrace", "retrace_diff", "graph_diff",
-           "structure_of", "same_structure", "random_nodes"]
+           "structure_of", "structure_of_trace", "same_structure", "random_nodes"]
 
 _METHODS = "fxtrace_methods"
 
@@ -45,15 +45,16 @@ def capture_of(traced: Any) -> Optional[fx.GraphModule]:
 
 def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
             func: Callable[..., Any], method: str, args: Tuple[Any, ...],
-            kwargs: Dict[str, Any], snapshot: Any = None, passes: bool = True
-            ) -> fx.GraphModule:
+            kwargs: Dict[str, Any], snapshot: Any = None, passes: bool = True,
+            same_as: Optional[Dict[str, "Structure"]] = None) -> Optional[fx.GraphModule]:
     """Capture ``func`` again on ``args``/``kwargs`` with the settings ``gm`` was captured with.
 
     Only the capture (and its passes; none with ``passes=False``) runs, not the TorchScript
     lowering: the comparison is between fx graphs. The capture's effects on the module
     (BatchNorm statistics, RNG, training flags) are undone (``snapshot``: a
     :class:`fxtrace.state.StateSnapshot` of ``root`` to reuse) and its TracerWarnings are not
-    repeated (the first trace already gave them).
+    repeated (the first trace already gave them). ``same_as``: see ``fxtrace.api._capture``
+    (None comes back when a concrete re-capture has that structure).
     """
     from ..api import _capture, _function_name  # late: api imports this package
     from ..state import preserved_state
@@ -67,7 +68,7 @@ def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         options = info.options if isinstance(info, CaptureInfo) else {}
         return _capture(root, [(method, func, args, kwargs)], name, mode=mode, passes=passes,
-                        **options)
+                        preserve=False, same_as=same_as, **options)
 
 
 def retrace_diff(gm: fx.GraphModule, root: Optional[torch.nn.Module],
@@ -87,8 +88,11 @@ def retrace_diff(gm: fx.GraphModule, root: Optional[torch.nn.Module],
     if raw is None:
         return graph_diff(gm, retrace(gm, root, func, method, args, kwargs, snapshot), method,
                           cache=cache)
-    again = retrace(gm, root, func, method, args, kwargs, snapshot, passes=False)
-    if same_structure(raw, structure_of(again, method)):
+    again = retrace(gm, root, func, method, args, kwargs, snapshot, passes=False,
+                    same_as={method: raw})
+    if again is None:  # a concrete re-capture, compared with the tracer's graphs
+        return None
+    if info.mode != "concrete" and same_structure(raw, structure_of(again, method)):
         return None
     from ..api import finish_capture  # late: api imports this package
     again = finish_capture(again, bool(info.options.get("fold_batchnorm")))
@@ -174,12 +178,16 @@ def canonical(owner: fx.GraphModule) -> List[str]:
 
 
 def _canonical(owner: fx.GraphModule) -> List[str]:
+    return _canonical_nodes(owner.graph, lambda target: _is_state(owner, target))
+
+
+def _canonical_nodes(graph: fx.Graph, is_state: Callable[[str], bool]) -> List[str]:
     pos: Dict[fx.Node, int] = {}
     out: List[str] = []
-    for i, node in enumerate(owner.graph.nodes):
+    for i, node in enumerate(graph.nodes):
         pos[node] = i
         target = _target_name(node)
-        if node.op == "get_attr" and not _is_state(owner, str(node.target)):
+        if node.op == "get_attr" and not is_state(str(node.target)):
             target = "<constant>"
         if node.op == "placeholder":
             target = ""
@@ -215,6 +223,44 @@ def structure_of(gm: fx.GraphModule, method: str = "forward") -> Structure:
     graphs = _graphs(gm, method)
     return Structure({p: _canonical(g) for p, g in graphs.items()},
                      {p: [v for _, v in _constants(g)] for p, g in graphs.items()})
+
+
+def structure_of_trace(tracer: Any, root_trace: Any, method: str = "forward") -> Structure:
+    """The :class:`Structure` of a finished concrete capture, read from the tracer before its
+    graphs are assembled into GraphModules: the root's graph of ``method`` (key ``""``) and
+    every graph recorded for another module (``path``, ``path:forwardN`` for its further
+    variants). Two captures compared this way are equal exactly when every recorded graph
+    is; the keys differ from :func:`structure_of`'s, so compare it only with its own kind."""
+    texts: Dict[str, List[str]] = {}
+    constants: Dict[str, List[Any]] = {}
+
+    def add(key: str, graph: fx.Graph, module: Optional[torch.nn.Module],
+            consts: Dict[str, Any]) -> None:
+        def is_state(target: str) -> bool:
+            return module is not None and _is_state(module, target)
+
+        def value(target: str) -> Any:
+            if target in consts:
+                return consts[target]
+            try:
+                return _getattr_path(module, target) if module is not None else None
+            except AttributeError:
+                return None
+
+        texts[key] = _canonical_nodes(graph, is_state)
+        constants[key] = [value(str(n.target)) for n in graph.nodes
+                          if n.op == "get_attr" and not is_state(str(n.target))]
+
+    graph = root_trace.named.get(method)
+    if graph is not None:
+        add("", graph, root_trace.module, root_trace.constants)
+    for trace in tracer.module_traces.values():
+        if trace is root_trace:
+            continue
+        for i, g in enumerate(trace.graphs):
+            add(trace.path if i == 0 else f"{trace.path}:forward{i}", g, trace.module,
+                trace.constants)
+    return Structure(texts, constants)
 
 
 def same_structure(a: Structure, b: Structure) -> bool:
