@@ -93,8 +93,7 @@ def refuse_python_state_reads(gm: fx.GraphModule, tracer: Any,
     first = {m: structure_of(gm, m) for m in methods}
     modules = list(root.modules()) if root is not None else []
     extra = [m for m in dict.fromkeys(tracer.python_writers) if all(m is not k for k in modules)]
-    attributes = [(m, dict(m.__dict__), {k: dict(m.__dict__[k]) for k in _MODULE_DICTS})
-                  for m in modules + extra]
+    attributes = [(m, dict(m.__dict__), _registries(m)) for m in modules + extra]
     containers = python_containers(root) + [c for m in extra for c in python_containers(m)]
     after = torch.random.get_rng_state()
     again = None
@@ -136,6 +135,17 @@ def refuse_python_state_reads(gm: fx.GraphModule, tracer: Any,
 
 # A module's own registries: forward may rebind a buffer (``self.total = self.total + x``).
 _MODULE_DICTS = ("_parameters", "_buffers", "_modules")
+
+
+def _registries(module: torch.nn.Module) -> Dict[str, Dict[str, Any]]:
+    """Copies of the module's plain-dict registries (a ScriptModule's are C++ views: left
+    alone, forward cannot rebind them)."""
+    out = {}
+    for name in _MODULE_DICTS:
+        registry = module.__dict__.get(name)
+        if isinstance(registry, dict):
+            out[name] = dict(registry)
+    return out
 
 
 def _restore_python_state(attributes: List[Tuple[torch.nn.Module, Dict[str, Any],
