@@ -263,10 +263,10 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         example_inputs: the example inputs, when the trace does not store them.
         save_load: also check a ``torch.jit.save``/``load`` round trip (default True).
         retrace_stable: also check that re-tracing an accepted input gives the same graph.
-        sample: on how many examples the save/load and re-trace checks run (default 3: the
-            first example of each new input signature — shapes, dtypes, accepted or refused —
-            up to 3; all of them while a failure is shrunk). None: on every example. The
-            trace-vs-eager check runs on every example.
+        sample: on how many inputs the save/load and re-trace checks run (default 3: the
+            first input of each new input signature — shapes, dtypes, accepted or refused —
+            up to 3; all of them while a failure is shrunk). None: on every distinct input.
+            The trace-vs-eager check runs on every input.
         seed: a Hypothesis seed, for a reproducible run.
         batch: inputs per Hypothesis example, on average (default 4): each example draws a
             list of 1 to ``2 * batch - 1`` inputs and checks them one by one. Hypothesis'
