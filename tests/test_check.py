@@ -436,3 +436,20 @@ def test_equal_recaptures_are_not_assembled(monkeypatch):
     with pytest.raises(fxtrace.TracingCheckError):
         _quiet_trace(loop, torch.ones(3), check_inputs=[(torch.ones(4),)])
     assert len(assembled) == 3  # a differing re-capture is assembled for the report
+
+
+@pytest.mark.parametrize("got, want, expected", [
+    ([1.0, 2.0, 0.0], [1.0, 2.5, 0.0], (0.5, 0.2)),
+    ([1.0, 0.1], [1.0, 0.0], (0.1, float("inf"))),          # expected 0, error not
+    ([float("nan"), 1.0], [float("nan"), 1.5], (0.5, 1 / 3)),  # NaN matches NaN
+    ([float("inf"), 1.0], [float("inf"), 1.0], (0.0, 0.0)),
+    ([float("nan"), 1.0], [2.0, 1.0], (float("inf"), float("inf"))),
+], ids=["plain", "zero-expected", "nan-both", "inf-both", "nan-one"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_leaf_errors(got, want, expected, dtype):
+    """Max abs / rel errors of the report, in the fast path and the special cases alike."""
+    from fxtrace.check.trace_check import leaf_errors
+
+    abs_err, rel_err = leaf_errors(torch.tensor(got, dtype=dtype), torch.tensor(want, dtype=dtype))
+    assert abs_err == pytest.approx(expected[0], rel=1e-6)
+    assert rel_err == pytest.approx(expected[1], rel=1e-6)
