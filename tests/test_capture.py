@@ -586,3 +586,27 @@ def test_deepcopy_of_a_tensor_is_a_detached_clone() -> None:
     model.zero_grad()
     got.sum().backward()
     torch.testing.assert_close((x2.grad, model.w.grad), eager_grads)
+
+
+def test_sizes_a_factory_fixed_are_read_back_without_guards() -> None:
+    """``torch.zeros(b, 4).size()`` is ``(b, 4)`` by construction: reading it back records no
+    size items and no rank guard, the trace stays batch-generic, and a tensor whose shape an
+    in-place op changed afterwards is read from the graph again."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        b = x.size(0)
+        h = torch.zeros(b, 4)
+        c = torch.full((b, 4), 2.0)
+        if h.size() != c.shape or len(h.shape) != 2:  # plain Python on the fixed sizes
+            raise ValueError("never")
+        z = torch.zeros(x.size(0), 4)
+        z.resize_(x.size(0) * 2, 2)
+        return x.sum(1, keepdim=True) + h + c, z.new_ones(z.size(0), z.size(1))
+
+    gm = fxtrace.capture(f, (torch.ones(3, 5),))
+    guards = [n for n in gm.graph.nodes if n.target is torch._assert]
+    assert not guards, [n.args[1] for n in guards]
+    traced = fxtrace.trace(f, torch.ones(3, 5))
+    for batch in (1, 6):
+        x = torch.rand(batch, 5)
+        for got, want in zip(traced(x), f(x)):
+            torch.testing.assert_close(got, want)

@@ -171,6 +171,8 @@ class ConcreteTracer:
         # Set by the tracing environment: hooks a module class's __setattr__ (NOTE [Cheap
         # patches]); None outside it.
         self.hook_module_class: Optional[Callable[[type], None]] = None
+        #: factory node -> the sizes it was called with (see note_factory_sizes)
+        self.known_sizes: Dict[fx.Node, Tuple[Any, ...]] = {}
         #: Python state forward changed: ``(what, where)``, e.g. ``("self.calls (Counter)",
         #: SourceLoc)``; the where is None for a container mutated in place (NOTE [Python
         #: state]).
@@ -826,7 +828,10 @@ class ConcreteTracer:
             method, kwargs = _outplace(method, func, kwargs)
         if method is not None:
             return self.record("call_method", method, args, kwargs, out)
-        return self.record("call_function", func, args, kwargs, out)
+        out = self.record("call_function", func, args, kwargs, out)
+        if func in _SIZED_FACTORIES:
+            self.note_factory_sizes(func, args, kwargs, out)
+        return out
 
     def _tensor_from_tensors(self, data: Any, out: torch.Tensor) -> torch.Tensor:
         """``torch.tensor([t0, t1, ...])`` of tensors: TorchScript's ``torch.tensor`` takes
@@ -916,20 +921,53 @@ class ConcreteTracer:
     def _sizes(self, t: torch.Tensor, value: Sequence[int]) -> Any:
         if not self._is_graph_tensor(t):
             return value
-        node = self._create(self.frame, "call_method", "size", (self.resolve(t),), {}, tuple(value))
-        sizes = TracedSize(tuple(value), self)
+        source = self.resolve(t)
+        node = self._create(self.frame, "call_method", "size", (source,), {}, tuple(value))
+        sizes = TracedSize(tuple(value), self, self.known_sizes.get(source))
         self.frame.bind(sizes, node)
         return sizes
 
+    def note_factory_sizes(self, func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                           out: Any) -> None:
+        """Remember the sizes a factory call gave its result (``torch.zeros(1, b, 16)``:
+        ``(1, b, 16)``, ``b`` a traced int), so that reading them back records no
+        ``size()`` items and no guard: at run time they are those arguments by construction.
+        Only for a result still bound to the factory's node in this frame (an in-place op
+        rebinds it, and a lifted copy in a child frame is another node)."""
+        if not isinstance(out, torch.Tensor):
+            return
+        dims: Any = kwargs.get("size")
+        if dims is None and args:
+            first = args[0]
+            dims = first if isinstance(first, (tuple, list)) else (
+                None if func is torch.full else args)
+        if isinstance(dims, TracedSize) and dims.known is not None:
+            dims = dims.known
+        if not isinstance(dims, (tuple, list)) or isinstance(dims, TracedSize) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            return
+        if tuple(int(untraced(d)) for d in dims) != tuple(out.shape):
+            return
+        node = self.frame.lookup(out)
+        if node is not None and node.op == "call_function":
+            self.known_sizes[node] = tuple(dims)
+
     def size_item(self, sizes: TracedSize, index: Any) -> Any:
-        """``sizes[index]`` as a traced int reading ``size[index]`` (sign kept as written)."""
+        """``sizes[index]`` as a traced int reading ``size[index]`` (sign kept as written);
+        an item the graph fixed itself (:meth:`note_factory_sizes`) is that value."""
+        if sizes.known is not None and type(index) is int and \
+                -len(sizes.known) <= index < len(sizes.known):
+            return sizes.known[index]
         plain = tuple.__getitem__(sizes, untraced(index))
         node = self._create(self.frame, "call_function", operator.getitem,
                             (self.resolve(sizes), self.to_arg(index)), {}, plain)
         return self.traced_int(node, plain)
 
     def guard_rank(self, sizes: TracedSize) -> None:
-        """A use of a whole size tuple that depends on the rank: guard ``len(size) == rank``."""
+        """A use of a whole size tuple that depends on the rank: guard ``len(size) == rank``
+        (none for sizes the graph fixed itself: their rank is the number of arguments)."""
+        if sizes.known is not None:
+            return
         src = user_source(sys._getframe(2))
         frame = self.frame
         rank = tuple.__len__(sizes)
@@ -969,6 +1007,9 @@ def _size_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, 
         return tr._sizes(t, value)
     if not tr._is_graph_tensor(t):
         return value
+    known = tr.known_sizes.get(tr.resolve(t))
+    if known is not None and type(dim) is int and -len(known) <= dim < len(known):
+        return known[dim]  # fixed by the factory call that made ``t``
     return tr._scalar_method(t, "size", (tr.to_arg(dim),), value)
 
 
@@ -1255,6 +1296,10 @@ def _graph_key(graph: fx.Graph) -> str:
 
 
 _NO_ATTR = object()  # "the class had no __setattr__ of its own"
+
+#: Factories whose size arguments are the result's sizes (see note_factory_sizes).
+_SIZED_FACTORIES = frozenset({torch.zeros, torch.ones, torch.empty, torch.rand, torch.randn,
+                              torch.full})
 
 
 class _RecordingMode(TorchFunctionMode):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Tuple
 
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
         if not isinstance(other, (int, float)):
             return NotImplemented
         result = op(untraced(self), untraced(other))
+        if other is self and self._base is int:
+            return result  # an int against itself: the same answer at every value, no guard
         self._tracer.specialise_scalar("compare", op, (self, other), result)
         return result
 
@@ -175,11 +177,16 @@ class TracedSize(tuple):
 
     _tracer: "ConcreteTracer"
     _rank_guarded: bool
+    #: The sizes, when the graph itself fixed them (the size arguments of the factory call
+    #: that made the tensor): items are read from here, and the rank needs no guard.
+    known: Optional[Tuple[Any, ...]]
 
-    def __new__(cls, values: Tuple[int, ...], tracer: "ConcreteTracer") -> "TracedSize":
+    def __new__(cls, values: Tuple[int, ...], tracer: "ConcreteTracer",
+                known: Optional[Tuple[Any, ...]] = None) -> "TracedSize":
         self = tuple.__new__(cls, values)
         self._tracer = tracer
-        self._rank_guarded = False
+        self._rank_guarded = known is not None
+        self.known = known
         return self
 
     def _whole(self) -> Tuple[Any, ...]:
