@@ -610,3 +610,31 @@ def test_sizes_a_factory_fixed_are_read_back_without_guards() -> None:
         x = torch.rand(batch, 5)
         for got, want in zip(traced(x), f(x)):
             torch.testing.assert_close(got, want)
+
+
+def test_module_state_left_by_forward_holds_plain_values() -> None:
+    """``self.shape = x.shape`` or ``self.sizes.append(x.size(1))`` in forward leave plain
+    values (torch.Size, int) after tracing, as an eager run does; using them afterwards does
+    not touch the trace's graphs."""
+    class M(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shape: Any = None
+            self.sizes: list = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.shape = x.shape
+            self.count = x.size(0) * 2
+            self.sizes.append(x.size(1))
+            return x * 2
+
+    model = M()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fxtrace.TracerWarning)
+        traced = fxtrace.trace(model, torch.ones(3, 4), check_trace=False)
+    assert type(model.shape) is torch.Size and model.shape == (3, 4)
+    assert type(model.count) is int and model.count == 6
+    assert [type(s) for s in model.sizes] == [int] and model.sizes == [4]
+    nodes = len(traced._fxtrace_capture.graph.nodes)
+    _ = model.shape[0] + model.count  # plain Python now
+    assert len(traced._fxtrace_capture.graph.nodes) == nodes

@@ -178,6 +178,8 @@ class ConcreteTracer:
         #: state]).
         self.python_writes: List[Tuple[str, Optional[SourceLoc]]] = []
         self.python_writers: List[torch.nn.Module] = []  # the modules whose attributes changed
+        #: ``(module, attribute)`` that forward set to a value holding traced numbers or sizes
+        self.traced_attributes: List[Tuple[torch.nn.Module, str]] = []
         if root is not None:
             for qual, p in root.named_parameters(remove_duplicate=False):
                 self.param_names.setdefault(id(p), []).append(qual)
@@ -1388,6 +1390,8 @@ def _tracing_environment(tracer: ConcreteTracer) -> Iterator[None]:
                 return inner(module, name, value)
             busy.append(True)
             try:
+                if not isinstance(value, torch.Tensor) and _holds_traced_numbers(value):
+                    tracer.traced_attributes.append((module, name))
                 check_setattr(module, name, value)
                 inner(module, name, value)
             finally:
@@ -1495,4 +1499,44 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         tracer._output(frame, out)
         root_trace.named[method_name] = frame.graph
     tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
+    _leave_plain_state(tracer, containers)
     return tracer, root_trace
+
+
+def _holds_traced_numbers(value: Any) -> bool:
+    return any(is_traced(v) or isinstance(v, TracedSize) for v in _leaves(value))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with traced numbers and sizes replaced by plain ones (sizes: torch.Size)."""
+    if isinstance(value, TracedSize):
+        return torch.Size(untraced(value))
+    if is_traced(value):
+        return untraced(value)
+    if type(value) in (tuple, list):
+        return type(value)(_plain(v) for v in value)
+    if type(value) is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _leave_plain_state(tracer: ConcreteTracer, containers: Any) -> None:
+    """Module state forward left holding traced numbers or sizes (``self.shape = x.shape``,
+    ``self.sizes.append(x.size(0))``) gets their plain values, as after an eager run: a
+    traced value outliving its capture would record into a finished graph when used."""
+    for module, name in tracer.traced_attributes:
+        value = module.__dict__.get(name)
+        if value is not None and _holds_traced_numbers(value):
+            module.__dict__[name] = _plain(value)
+    for _, container, _ in containers:
+        if not _holds_traced_numbers(container):
+            continue
+        if isinstance(container, list):
+            container[:] = [_plain(v) for v in container]
+        elif isinstance(container, dict):
+            for key in list(container):
+                container[key] = _plain(container[key])
+        else:
+            plain = {_plain(v) for v in container}
+            container.clear()
+            container.update(plain)
