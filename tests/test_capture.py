@@ -638,3 +638,15 @@ def test_module_state_left_by_forward_holds_plain_values() -> None:
     nodes = len(traced._fxtrace_capture.graph.nodes)
     _ = model.shape[0] + model.count  # plain Python now
     assert len(traced._fxtrace_capture.graph.nodes) == nodes
+
+    kept: dict = {}  # outside any module: the traced values outlive the capture
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        kept["n"], kept["shape"] = x.size(0), x.shape
+        return x * 2
+
+    traced_f = fxtrace.trace(f, torch.ones(3, 4))
+    nodes = len(traced_f._fxtrace_capture.graph.nodes)
+    assert kept["n"] + 1 == 4 and kept["n"] == 3 and list(kept["shape"]) == [3, 4]
+    assert kept["shape"][-1] == 4 and len(kept["shape"]) == 2
+    assert len(traced_f._fxtrace_capture.graph.nodes) == nodes  # nothing recorded late

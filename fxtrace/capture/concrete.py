@@ -180,6 +180,9 @@ class ConcreteTracer:
         self.python_writers: List[torch.nn.Module] = []  # the modules whose attributes changed
         #: ``(module, attribute)`` that forward set to a value holding traced numbers or sizes
         self.traced_attributes: List[Tuple[torch.nn.Module, str]] = []
+        #: Set when the capture is over: a traced number or size that outlived it (kept in
+        #: a global, a config object) then acts as the plain value, recording nothing.
+        self.finished = False
         if root is not None:
             for qual, p in root.named_parameters(remove_duplicate=False):
                 self.param_names.setdefault(id(p), []).append(qual)
@@ -449,6 +452,8 @@ class ConcreteTracer:
 
     def record_scalar(self, op: Callable[..., Any], args: Tuple[Any, ...], value: Any) -> Any:
         """Record arithmetic on traced numbers; returns a traced number holding ``value``."""
+        if self.finished:
+            return value
         frame = self.frame
         fx_args = tuple(self.resolve(a) if is_traced(a) else a for a in args)
         node = self._create(frame, "call_function", op, fx_args, {}, value)
@@ -466,6 +471,8 @@ class ConcreteTracer:
     def specialise_scalar(self, kind: str, op: Callable[[Any, Any], Any], args: Tuple[Any, Any],
                           result: Any) -> None:
         """A traced number left the graph through ``op(*args) == result``: record and guard."""
+        if self.finished:
+            return
         src = user_source(sys._getframe(2))
         frame = self.frame
         fx_args = tuple(self.resolve(a) if is_traced(a) else untraced(a) for a in args)
@@ -957,6 +964,8 @@ class ConcreteTracer:
     def size_item(self, sizes: TracedSize, index: Any) -> Any:
         """``sizes[index]`` as a traced int reading ``size[index]`` (sign kept as written);
         an item the graph fixed itself (:meth:`note_factory_sizes`) is that value."""
+        if self.finished:
+            return untraced(tuple.__getitem__(sizes, untraced(index)))
         if sizes.known is not None and type(index) is int and \
                 -len(sizes.known) <= index < len(sizes.known):
             return sizes.known[index]
@@ -968,7 +977,7 @@ class ConcreteTracer:
     def guard_rank(self, sizes: TracedSize) -> None:
         """A use of a whole size tuple that depends on the rank: guard ``len(size) == rank``
         (none for sizes the graph fixed itself: their rank is the number of arguments)."""
-        if sizes.known is not None:
+        if sizes.known is not None or self.finished:
             return
         src = user_source(sys._getframe(2))
         frame = self.frame
@@ -1500,6 +1509,7 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         root_trace.named[method_name] = frame.graph
     tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
     _leave_plain_state(tracer, containers)
+    tracer.finished = True
     return tracer, root_trace
 
 
