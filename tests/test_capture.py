@@ -650,3 +650,18 @@ def test_module_state_left_by_forward_holds_plain_values() -> None:
     assert kept["n"] + 1 == 4 and kept["n"] == 3 and list(kept["shape"]) == [3, 4]
     assert kept["shape"][-1] == 4 and len(kept["shape"]) == 2
     assert len(traced_f._fxtrace_capture.graph.nodes) == nodes  # nothing recorded late
+
+
+def test_int_constants_for_float_parameters_are_lowered_as_floats() -> None:
+    """``F.interpolate(x, scale_factor=2)``: Python takes the int, TorchScript's overloads of
+    interpolate want a float; the trace writes ``2.0`` and works at other sizes."""
+    import torch.nn.functional as F
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(x, scale_factor=2, mode="nearest")
+        return up + F.interpolate(x, scale_factor=[2, 2], mode="bilinear", align_corners=False)
+
+    traced = fxtrace.trace(f, torch.rand(1, 2, 3, 3))
+    x = torch.rand(2, 2, 5, 4)
+    torch.testing.assert_close(traced(x), f(x))
+    assert torch.jit.trace(f, torch.rand(1, 2, 3, 3)) is not None  # the oracle traces it too

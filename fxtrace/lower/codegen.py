@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import inspect
 import keyword
 import math
 import operator
@@ -290,7 +291,66 @@ class _Writer:
         if fn is torch._assert:
             self.emit(f"torch._assert({self.call_args(args, kwargs)})", node)
             return None
+        args, kwargs = _float_constants(fn, args, kwargs)
         return f"{self.callable_name(fn)}({self.call_args(args, kwargs)})"
+
+
+_FLOAT_PARAMS: Dict[Any, Optional[Tuple[inspect.Signature, frozenset]]] = {}
+
+
+def _float_params(fn: Any) -> Optional[Tuple[inspect.Signature, frozenset]]:
+    """The signature of a Python-defined callable and the names of its parameters annotated
+    with float but not int (``scale_factor: Optional[List[float]]``); None for builtins."""
+    try:
+        return _FLOAT_PARAMS[fn]
+    except (KeyError, TypeError):
+        pass
+    found = None
+    if inspect.isfunction(fn):
+        try:
+            hints = typing.get_type_hints(fn)
+            sig = inspect.signature(fn)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: leave the call alone
+            hints, sig = {}, None
+        names = frozenset(name for name, hint in hints.items()
+                          if "float" in repr(hint) and "int" not in repr(hint))
+        found = (sig, names) if sig is not None and names else None
+    try:
+        _FLOAT_PARAMS[fn] = found
+    except TypeError:
+        pass
+    return found
+
+
+def _as_float(value: Any) -> Any:
+    if type(value) is int:
+        return float(value)
+    if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
+        floats = [float(v) for v in value]  # fx keeps lists as immutable_list: a plain one
+        return tuple(floats) if isinstance(value, tuple) else floats
+    return value
+
+
+def _float_constants(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
+                     ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """Int constants passed where a Python-defined torch function declares a float (Python
+    takes ``F.interpolate(x, scale_factor=2)``; TorchScript's overloads of it do not): the
+    same values written as floats."""
+    info = _float_params(fn)
+    if info is None:
+        return args, kwargs
+    sig, names = info
+    try:
+        bound = sig.bind_partial(*args, **kwargs)
+    except TypeError:
+        return args, kwargs
+    if not any(n in names for n in bound.arguments):
+        return args, kwargs
+    params = list(sig.parameters)
+    new_args = tuple(_as_float(a) if i < len(params) and params[i] in names else a
+                     for i, a in enumerate(args))
+    new_kwargs = {k: _as_float(v) if k in names else v for k, v in kwargs.items()}
+    return new_args, new_kwargs
 
 
 def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> TorchScriptSource:
