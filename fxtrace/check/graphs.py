@@ -155,7 +155,15 @@ def _target_name(node: fx.Node) -> str:
     return name
 
 
+_PLAIN_TYPES = frozenset({int, float, bool, str, type(None)})
+
+
 def _fmt(value: Any, pos: Dict[fx.Node, int], here: int) -> str:
+    kind = type(value)
+    if kind in _PLAIN_TYPES:  # most arguments: decided before the isinstance chain
+        return repr(value)
+    if kind is fx.Node:
+        return f"%{pos[value] - here}" if value in pos else f"%{value.name}"
     if isinstance(value, fx.Node):
         return f"%{pos[value] - here}" if value in pos else f"%{value.name}"
     if isinstance(value, (tuple, list)):
