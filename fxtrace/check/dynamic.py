@@ -106,14 +106,15 @@ def probe_dynamic(traced: Any, original: Any, example_inputs: Any = None, *,
     inputs, a tensor one input. Returns a :class:`ProbeReport`: ``str(report)`` is the table,
     ``report.dims`` the structured result. Model state and RNG are left as they were.
     """
-    from .properties import _example_call, _root
+    from .properties import _example_call
+    from .trace_check import owning_module
 
     call, _ = _example_call(traced, example_inputs)
     if call is None:
         from ..errors import InvalidArgument
         raise InvalidArgument("probe_dynamic needs example_inputs (the trace stores none)")
     args, kwargs = call
-    root = _root(original)
+    root = owning_module(original)
     stateful = [root] if root is not None else []
     leaves = _tensors(args, kwargs)
     probes: List[DimProbe] = []

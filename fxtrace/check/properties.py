@@ -41,7 +41,7 @@ from .divergence import first_divergence
 from .graphs import capture_of, retrace_diff
 from ..state import StateSnapshot
 from .trace_check import (compare_outputs, flatten_outputs, is_guard_error, isolated_state,
-                          leaf_errors, plain_tuples, run_isolated)
+                          leaf_errors, owning_module, plain_tuples, run_isolated)
 
 __all__ = ["check", "PropertyCheckError", "describe", "describe_inputs"]
 
@@ -186,13 +186,6 @@ def _strategy(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any, origi
     return strat.map(lambda v: _as_call(v, kw_mode)), kw_mode
 
 
-def _root(original: Any) -> Optional[torch.nn.Module]:
-    if isinstance(original, torch.nn.Module):
-        return original
-    owner = getattr(original, "__self__", None)
-    return owner if isinstance(owner, torch.nn.Module) else None
-
-
 def _save_load(traced: Any) -> Any:
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -284,7 +277,7 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     """
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise InvalidArgument(f"fxtrace.check: batch must be an int >= 1, got {batch!r}")
-    root = _root(original)
+    root = owning_module(original)
     stateful = [root] if root is not None else []
     strategy, _ = _strategy(traced, inputs, dynamic, example_inputs, original, stateful)
     limit = max_examples if max_examples is not None else _settings(settings, None).max_examples

@@ -231,8 +231,8 @@ def _method_name(traced: Any, method: Optional[str]) -> str:
     return "forward"
 
 
-def _root(func: Callable[..., Any], stateful: Sequence[torch.nn.Module]
-          ) -> Optional[torch.nn.Module]:
+def owning_module(func: Any) -> Optional[torch.nn.Module]:
+    """The module ``func`` is (a module) or belongs to (its bound method), else None."""
     if isinstance(func, torch.nn.Module):
         return func
     owner = getattr(func, "__self__", None)
@@ -267,7 +267,7 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
     """
     gm = capture if capture is not None else capture_of(traced)
     method = _method_name(traced, method)
-    root = _root(func, stateful)
+    root = owning_module(func)
     canon: Dict[Any, List[str]] = {}  # the trace's canonical graphs, computed once
     with torch.no_grad():
         # one snapshot (buffers cloned once) for every run; each run restores from it

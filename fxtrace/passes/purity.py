@@ -305,17 +305,7 @@ def _analyse(node: fx.Node, _seen: Optional[Set[int]] = None
     outs = _out_nodes(node)
     if op == "call_method":
         name = target if isinstance(target, str) else target_name(target)
-        if _is_inplace_name(name):
-            return "write", tuple(_self_arg(node) + (outs or []))
-        if outs is not None:
-            return "write", tuple(outs)
-        if name in _STATE_WRITERS:
-            return "write", ()
-        if node.meta.get(GUARD_META) or _is_check_name(name):
-            return "guard", ()
-        if _is_random_name(name):
-            return "random", ()
-        return "pure", ()
+        return _named_write(node, name, outs) or _named_effect(node, name)
 
     if op != "call_function":
         return "write", tuple(node.all_input_nodes)
@@ -341,18 +331,32 @@ def _analyse(node: fx.Node, _seen: Optional[Set[int]] = None
         return "write", tuple(node.all_input_nodes)
     if namespace == "operator" and name in _OPERATOR_MUTATING:
         return "write", tuple(_self_arg(node))
+    written = _named_write(node, name, outs)
+    if written is not None:
+        return written
+    if namespace == "torch" and _inplace_flag(target, node.args, node.kwargs):
+        return "write", tuple(_self_arg(node))
+    if name in _STAT_UPDATERS:
+        stats = _updated_stats(target, node)
+        if stats is not None:
+            return "write", tuple(stats)
+    return _named_effect(node, name)
+
+
+def _named_write(node: fx.Node, name: str, outs: Optional[List[fx.Node]]
+                 ) -> Optional[Tuple[str, Tuple[fx.Node, ...]]]:
+    """The write a call's name or ``out=`` tells (``add_``, ``out=t``, ``manual_seed``), if any."""
     if _is_inplace_name(name):
         return "write", tuple(_self_arg(node) + (outs or []))
     if outs is not None:
         return "write", tuple(outs)
     if name in _STATE_WRITERS:
         return "write", ()
-    if namespace == "torch" and _inplace_flag(target, node.args, node.kwargs):
-        return "write", tuple(_self_arg(node))
-    if name in _STAT_UPDATERS:
-        written = _updated_stats(target, node)
-        if written is not None:
-            return "write", tuple(written)
+    return None
+
+
+def _named_effect(node: fx.Node, name: str) -> Tuple[str, Tuple[fx.Node, ...]]:
+    """The category of a call that writes nothing: guard, random or pure."""
     if node.meta.get(GUARD_META) or _is_check_name(name):
         return "guard", ()
     if _is_random_name(name):
