@@ -53,8 +53,8 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import fxtrace  # noqa: E402
-from fxtrace.check.properties import _strategy  # noqa: E402
-from fxtrace.check.trace_check import clone_inputs  # noqa: E402
+from fxtrace.checking.properties import _strategy  # noqa: E402
+from fxtrace.checking.trace_check import clone_inputs  # noqa: E402
 from models import vision  # noqa: E402
 from zoo import BY_NAME, CASES  # noqa: E402
 

@@ -8,8 +8,8 @@ from .api import capture, trace, trace_module
 # ``fxtrace.check`` is the property-check *function*. The ``fxtrace.check`` package is imported
 # first (binding the attribute to the package), then the name is rebound to the function; later
 # imports of its submodules do not rebind it.
-from .check import DimProbe, ProbeReport, probe_dynamic
-from .check.properties import check as check
+from .checking import DimProbe, ProbeReport, probe_dynamic
+from .checking.properties import check as check
 from .errors import (FxTraceError, InvalidArgument, InvalidAttribute, LoweringError, PassError,
                      PropertyCheckError, SymbolicTraceError, TraceError, TracerWarning,
                      TracingCheckError, VerifyError)

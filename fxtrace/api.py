@@ -17,7 +17,7 @@ import torch.fx as fx
 from .capture.assemble import assemble
 from .capture.concrete import capture_concrete
 from .capture.pystate import refuse_python_state_reads
-from .check.graphs import same_structure, structure_of, structure_of_trace
+from .checking.graphs import same_structure, structure_of, structure_of_trace
 from .capture.meta import CaptureInfo
 from .capture.source import user_source
 from .errors import InvalidArgument, InvalidAttribute, TracerWarning
@@ -255,7 +255,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         # setter; fxtrace keeps the same mapping on the result.
         script.__dict__["_fxtrace_traced_inputs"] = {m: (a, k) for m, _, a, k in methods}
     if check_trace:
-        from .check.trace_check import check_trace as run_check
+        from .checking.trace_check import check_trace as run_check
         for method_name, func, args, kwargs in methods:
             sets = [c[method_name] for c in check_inputs] if check_inputs else None
             run_check(script if method_name == "forward" else script._c._get_method(method_name), func,
@@ -349,7 +349,7 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
     if _store_inputs:
         traced._fxtrace_traced_inputs = {"forward": (args, kwargs)}  # type: ignore[attr-defined]
     if check_trace:
-        from .check.trace_check import check_trace as run_check
+        from .checking.trace_check import check_trace as run_check
         sets = [(args, kwargs)] if not check_inputs else [
             _method_args(func, c, is_kwarg) for c in check_inputs]
         run_check(traced, func, sets, check_tolerance, stateful=[], capture=gm)

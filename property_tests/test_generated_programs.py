@@ -14,7 +14,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 import fxtrace
-from fxtrace.check.trace_check import compare_outputs, is_guard_error
+from fxtrace.checking.trace_check import compare_outputs, is_guard_error
 from fxtrace.strategies import inputs_like
 from programs import Program, example_inputs, programs, random_program
 

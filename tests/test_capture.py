@@ -236,7 +236,7 @@ def test_check_warns_on_value_mismatch_and_restores_state() -> None:
     stats, rng = model[1].running_mean.clone(), torch.random.get_rng_state()
     with warnings.catch_warnings():
         warnings.simplefilter("error", fxtrace.TracerWarning)
-        from fxtrace.check.trace_check import check_trace
+        from fxtrace.checking.trace_check import check_trace
         check_trace(traced, model, [((x,), {})], 1e-5, stateful=[model])
     assert torch.equal(model[1].running_mean, stats)
     assert torch.equal(torch.random.get_rng_state(), rng)

@@ -11,8 +11,8 @@ import torch.nn as nn
 from hypothesis import strategies as st
 
 import fxtrace
-import fxtrace.check.trace_check  # noqa: F401 - must not rebind fxtrace.check
-from fxtrace.check.trace_check import check_trace, compare_outputs
+import fxtrace.checking.trace_check  # noqa: F401 - must not rebind fxtrace.check
+from fxtrace.checking.trace_check import check_trace, compare_outputs
 from fxtrace.inspect import check_table
 
 pytest_plugins = ["pytester"]
@@ -33,8 +33,8 @@ def _quiet_trace(*args, **kwargs):
 
 
 def test_check_is_the_function_even_after_submodule_imports():
-    import fxtrace.check.properties  # noqa: F401
-    import fxtrace.check.dynamic  # noqa: F401
+    import fxtrace.checking.properties  # noqa: F401
+    import fxtrace.checking.dynamic  # noqa: F401
     assert callable(fxtrace.check) and fxtrace.check.__name__ == "check"
     assert issubclass(fxtrace.PropertyCheckError, fxtrace.FxTraceError)
     assert issubclass(fxtrace.PropertyCheckError, AssertionError)
@@ -113,7 +113,7 @@ def test_dead_code_that_differs_is_not_a_divergence():
 
 def test_raw_structure_comparison():
     """``same_structure`` agrees with ``graph_diff``: equal captures, a changed constant."""
-    from fxtrace.check.graphs import graph_diff, same_structure, structure_of
+    from fxtrace.checking.graphs import graph_diff, same_structure, structure_of
 
     def f(x, c):
         return x + torch.tensor([c])
@@ -315,9 +315,9 @@ def test_pytest_plugin_fixture(pytester):
                 traced = fxtrace.trace(f, torch.ones(2), guards=False)
             fxtrace_check(traced, f)
         """)
-    loaded = any(e.value == "fxtrace.check.pytest_plugin"
+    loaded = any(e.value == "fxtrace.checking.pytest_plugin"
                  for e in importlib.metadata.entry_points(group="pytest11"))
-    args = [] if loaded else ["-p", "fxtrace.check.pytest_plugin"]
+    args = [] if loaded else ["-p", "fxtrace.checking.pytest_plugin"]
     result = pytester.runpytest_inprocess(*args, "--fxtrace-examples", "20", "-p",
                                           "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
@@ -448,7 +448,7 @@ def test_equal_recaptures_are_not_assembled(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_leaf_errors(got, want, expected, dtype):
     """Max abs / rel errors of the report, in the fast path and the special cases alike."""
-    from fxtrace.check.trace_check import leaf_errors
+    from fxtrace.checking.trace_check import leaf_errors
 
     abs_err, rel_err = leaf_errors(torch.tensor(got, dtype=dtype), torch.tensor(want, dtype=dtype))
     assert abs_err == pytest.approx(expected[0], rel=1e-6)

@@ -339,7 +339,7 @@ def test_parse_input_spec_rejects(spec: str) -> None:
 def test_check_calls_fxtrace_check_when_available(tmp_path, monkeypatch, capsys) -> None:
     """With ``fxtrace.check`` present, ``check`` hands it the trace, the original and inputs."""
     import fxtrace
-    import fxtrace.check.trace_check  # noqa: F401 - bind the package first, as tracing does
+    import fxtrace.checking.trace_check  # noqa: F401 - bind the package first, as tracing does
     from fxtrace.cli import main
     from fxtrace.inspect import CheckReport, OutputCheck
 

@@ -142,6 +142,6 @@ class CaptureInfo:
     passes: List[Any] = dataclasses.field(default_factory=list)  # PassRecords of the pipeline
     #: The capture keywords (``guards``, ``force_outplace``) that a re-trace must repeat.
     options: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: ``{method: fxtrace.check.graphs.Structure}`` of the capture *before* its passes, kept
+    #: ``{method: fxtrace.checking.graphs.Structure}`` of the capture *before* its passes, kept
     #: when a trace check will follow: a re-trace is compared raw first, skipping its passes.
     structure: Dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)

@@ -88,7 +88,7 @@ def refuse_python_state_reads(gm: fx.GraphModule, tracer: Any,
     Afterwards every module's Python attributes, registries, containers, buffers, flags and
     the RNG are as the first capture left them.
     """
-    from ..check.graphs import graph_diff, same_structure, structure_of  # late: imports api
+    from ..checking.graphs import graph_diff, same_structure, structure_of  # late: imports api
 
     first = {m: structure_of(gm, m) for m in methods}
     modules = list(root.modules()) if root is not None else []

@@ -3,7 +3,7 @@
 For each check input set, as ``torch.jit.trace`` does (``torch/jit/_trace.py:_check_trace``):
 
 1. **Re-trace** the original on (copies of) the check inputs with the settings of the first
-   capture, and compare the two captures structurally (:func:`fxtrace.check.graphs.graph_diff`:
+   capture, and compare the two captures structurally (:func:`fxtrace.checking.graphs.graph_diff`:
    node order, opcodes, targets, arguments, Python constants and tensor constants; shapes do not
    count). A difference raises :class:`fxtrace.TracingCheckError` whose message holds the first
    diverging node of both traces with their source lines and a ``diff_table`` of the graph.

@@ -1,8 +1,8 @@
 """pytest plugin: the ``fxtrace_check`` fixture property-checks a trace inside a test suite.
 
-Registered as a ``pytest11`` entry point (``fxtrace = fxtrace.check.pytest_plugin``); without
-the installed entry point, enable it with ``-p fxtrace.check.pytest_plugin`` or
-``pytest_plugins = ["fxtrace.check.pytest_plugin"]``.
+Registered as a ``pytest11`` entry point (``fxtrace = fxtrace.checking.pytest_plugin``); without
+the installed entry point, enable it with ``-p fxtrace.checking.pytest_plugin`` or
+``pytest_plugins = ["fxtrace.checking.pytest_plugin"]``.
 
 ::
 

@@ -1,13 +1,13 @@
 """Checks of a trace against the original program.
 
-* :func:`fxtrace.check.trace_check.check_trace` — torch.jit's ``check_trace`` (re-trace and
+* :func:`fxtrace.checking.trace_check.check_trace` — torch.jit's ``check_trace`` (re-trace and
   compare graphs, run both sides and compare outputs), called by ``fxtrace.trace``;
 * :func:`check` (exported as ``fxtrace.check``) — Hypothesis property checks;
 * :func:`probe_dynamic` — which input dims a trace handles at other sizes;
-* :mod:`fxtrace.check.pytest_plugin` — the ``fxtrace_check`` fixture.
+* :mod:`fxtrace.checking.pytest_plugin` — the ``fxtrace_check`` fixture.
 
 Note: ``fxtrace.check`` (the attribute of the ``fxtrace`` package) is the *function*; import
-submodules with ``from fxtrace.check import trace_check`` or ``import fxtrace.check.trace_check``.
+submodules with ``from fxtrace.checking import trace_check`` or ``import fxtrace.checking.trace_check``.
 """
 from .dynamic import DimProbe, ProbeReport, probe_dynamic
 from .properties import PropertyCheckError, check

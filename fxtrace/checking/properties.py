@@ -17,7 +17,7 @@ inputs the trace was taken with):
 A failure is shrunk by Hypothesis and raised as :class:`PropertyCheckError` carrying a
 :class:`fxtrace.inspect.CheckReport` (print it with ``fxtrace.inspect.check_table``): the
 input shapes and dtypes, each output leaf with its max abs/rel error, and the first fx node
-whose value diverges (:mod:`fxtrace.check.divergence`). On success the report is returned.
+whose value diverges (:mod:`fxtrace.checking.divergence`). On success the report is returned.
 """
 from __future__ import annotations
 
