@@ -1,0 +1,189 @@
+"""One value tree: every walk over inputs, outputs and call results goes through here.
+
+NOTE [Value tree]
+A value is a *container* or a *leaf*. Containers are the structures TorchScript can take and
+return: ``tuple``, ``list``, ``dict`` (any subclass: ``OrderedDict``, ``defaultdict``) and
+named tuples (a ``tuple`` subclass with ``_fields``). Everything else is a leaf: tensors,
+numbers, strings, None, devices, dtypes, and tuple subclasses that are *values* rather than
+structure (``torch.Size``, fxtrace's live sizes). Every room that walks a structure (capture
+binding call results, lowering writing signatures, checks comparing outputs, tables printing
+them) uses these functions, so a new container type is taught here once.
+
+The walk is written for the capture's hot path (it runs on every recorded call's arguments):
+plain recursion with the common types tested first, no registry look-ups.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterator, List, Optional, Tuple
+
+__all__ = ["Spec", "LEAF", "is_container", "is_namedtuple", "children", "leaves", "any_leaf",
+           "flatten", "unflatten", "map_leaves", "leaves_with_paths", "rebuild", "plain"]
+
+
+def is_namedtuple(value: Any) -> bool:
+    """A named tuple instance (``collections.namedtuple`` or ``typing.NamedTuple``)."""
+    return isinstance(value, tuple) and hasattr(type(value), "_fields")
+
+
+def is_container(value: Any) -> bool:
+    """Whether ``value`` is structure (walked into) rather than a leaf (see NOTE [Value tree])."""
+    cls = type(value)
+    if cls is tuple or cls is list or cls is dict:
+        return True
+    return isinstance(value, (list, dict)) or is_namedtuple(value)
+
+
+def children(value: Any) -> List[Tuple[Any, Any]]:
+    """``(key, child)`` of a container, in order: index for sequences, key for dicts."""
+    if isinstance(value, dict):
+        return list(value.items())
+    return list(enumerate(value))
+
+
+def rebuild(like: Any, items: List[Any]) -> Any:
+    """A container of ``like``'s type holding ``items`` (values in ``children`` order)."""
+    cls = type(like)
+    if cls is tuple or cls is list:
+        return cls(items)
+    if isinstance(like, dict):
+        out = dict(zip(like.keys(), items))
+        if cls is dict:
+            return out
+        try:
+            new = cls.__new__(cls)
+            new.__init__()  # OrderedDict(); a defaultdict keeps no factory (TorchScript has none)
+        except TypeError:
+            return out
+        new.update(out)
+        return new
+    if is_namedtuple(like):
+        return cls(*items)
+    if isinstance(like, list):
+        return list(items)
+    return tuple(items)
+
+
+def leaves(value: Any) -> Iterator[Any]:
+    """Every leaf of ``value``, depth first, in ``children`` order."""
+    cls = type(value)
+    if cls is tuple or cls is list:
+        for v in value:
+            yield from leaves(v)
+    elif cls is dict:
+        for v in value.values():
+            yield from leaves(v)
+    elif is_container(value):
+        for _, v in children(value):
+            yield from leaves(v)
+    else:
+        yield value
+
+
+def any_leaf(predicate: Callable[[Any], bool], value: Any) -> bool:
+    """Whether some leaf of ``value`` satisfies ``predicate``."""
+    return any(predicate(v) for v in leaves(value))
+
+
+def map_leaves(fn: Callable[[Any], Any], value: Any) -> Any:
+    """``value`` with every leaf replaced by ``fn(leaf)``; containers keep their types."""
+    cls = type(value)
+    if cls is tuple or cls is list:
+        return cls([map_leaves(fn, v) for v in value])
+    if cls is dict:
+        return {k: map_leaves(fn, v) for k, v in value.items()}
+    if is_container(value):
+        return rebuild(value, [map_leaves(fn, v) for _, v in children(value)])
+    return fn(value)
+
+
+def plain(value: Any) -> Any:
+    """``value`` with named tuples as plain tuples and dict subclasses as dicts: what a
+    TorchScript function returns for the structure Python returned."""
+    if not is_container(value):
+        return value
+    items = [plain(v) for _, v in children(value)]
+    if isinstance(value, dict):
+        return dict(zip(value.keys(), items))
+    return list(items) if isinstance(value, list) else tuple(items)
+
+
+def leaves_with_paths(value: Any, root: str = "output") -> List[Tuple[str, Any]]:
+    """Every leaf with the path that reaches it: ``output[0]['logits']``."""
+    out: List[Tuple[str, Any]] = []
+
+    def walk(v: Any, path: str) -> None:
+        if is_container(v):
+            for k, child in children(v):
+                walk(child, f"{path}[{k!r}]" if isinstance(v, dict) else f"{path}[{k}]")
+        else:
+            out.append((path, v))
+    walk(value, root)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """The structure of a value with its leaves taken out: what a trace records about its
+    inputs and outputs. ``type`` is None for a leaf (written ``*``)."""
+
+    type: Optional[type]
+    keys: Tuple[Any, ...] = ()
+    children: Tuple["Spec", ...] = ()
+
+    @property
+    def num_leaves(self) -> int:
+        return 1 if self.type is None else sum(c.num_leaves for c in self.children)
+
+    def __str__(self) -> str:
+        if self.type is None:
+            return "*"
+        inner = [str(c) for c in self.children]
+        if issubclass(self.type, dict):
+            return "{" + ", ".join(f"{k!r}: {c}" for k, c in zip(self.keys, inner)) + "}"
+        if issubclass(self.type, list):
+            return "[" + ", ".join(inner) + "]"
+        name = "" if self.type is tuple else self.type.__name__
+        return f"{name}(" + ", ".join(inner) + ("," if len(inner) == 1 and not name else "") + ")"
+
+
+LEAF = Spec(None)
+
+
+def flatten(value: Any) -> Tuple[List[Any], Spec]:
+    """The leaves of ``value`` and its structure; ``unflatten(*flatten(v)) == v``."""
+    out: List[Any] = []
+
+    def walk(v: Any) -> Spec:
+        if not is_container(v):
+            out.append(v)
+            return LEAF
+        items = children(v)
+        return Spec(type(v), tuple(k for k, _ in items), tuple(walk(c) for _, c in items))
+    spec = walk(value)
+    return out, spec
+
+
+def unflatten(values: List[Any], spec: Spec) -> Any:
+    """Rebuild a value of structure ``spec`` from its leaves (in ``flatten`` order)."""
+    it = iter(values)
+
+    def build(s: Spec) -> Any:
+        if s.type is None:
+            return next(it)
+        items = [build(c) for c in s.children]
+        if issubclass(s.type, dict):
+            like: Any = s.type() if s.type is not dict else {}
+            if isinstance(like, dict):
+                like.update(dict.fromkeys(s.keys))
+            return rebuild(like, items)
+        if issubclass(s.type, list):
+            return items if s.type is list else s.type(items)
+        return s.type(*items) if hasattr(s.type, "_fields") else s.type(items)
+    result = build(spec)
+    if next(it, _END) is not _END:
+        raise ValueError(f"unflatten: more leaves than the structure {spec} holds")
+    return result
+
+
+_END = object()
