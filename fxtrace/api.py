@@ -16,10 +16,10 @@ import torch.fx as fx
 
 from .capture.assemble import assemble
 from .capture.concrete import capture_concrete
+from .capture.meta import INFO, CaptureInfo
 from .capture.pystate import refuse_python_state_reads
-from .checking.graphs import same_structure, structure_of, structure_of_trace
-from .capture.meta import CaptureInfo
 from .capture.source import user_source
+from .capture.structure import same_structure, structure_of, structure_of_trace
 from .errors import InvalidArgument, InvalidAttribute, TracerWarning
 from .lower.script import lower_function, lower_module
 from .state import preserved_state
@@ -116,9 +116,12 @@ def _capture(root: Optional[torch.nn.Module],
     options = {"guards": guards, "force_outplace": force_outplace}
     gm: Optional[fx.GraphModule] = None
     if mode in ("symbolic", "auto"):
-        from .capture.symbolic import capture_symbolic, symbolic_matches_eager
+        from .capture.symbolic import capture_symbolic
+        from .checking.agreement import symbolic_matches_eager
+        from .lower.opaque import check_opaque_functions
         try:
             gm = capture_symbolic(root, methods, name)
+            check_opaque_functions(gm)
         except Exception:
             if mode == "symbolic":
                 raise
@@ -153,17 +156,32 @@ def _capture(root: Optional[torch.nn.Module],
                                             name=name), fn)
             refuse_python_state_reads(gm, tracer, root, [m for m, *_ in methods], rng,
                                       recapture)
-    if keep_structure and not gm.meta["fxtrace"].structure:  # symbolic: read the GraphModules
-        gm.meta["fxtrace"].structure = {m: structure_of(gm, m) for m, *_ in methods}
+    info = gm.meta[INFO]
+    if keep_structure and not info.structure:  # symbolic: read the GraphModules
+        info.structure = {m: structure_of(gm, m) for m, *_ in methods}
+    info.recapture = _recapture(name if root is None else type(root).__name__, info.mode,
+                                options)
+    info.finish = lambda raw: finish_capture(raw, fold_batchnorm)
     return finish_capture(gm, fold_batchnorm) if passes else gm
+
+
+def _recapture(name: str, mode: str, options: Dict[str, Any]) -> Callable[..., Any]:
+    """The ``CaptureInfo.recapture`` of a capture: the checks re-trace through it, with the
+    capture's own settings, without importing this module."""
+    def recapture(root: Optional[torch.nn.Module], method: str, func: Callable[..., Any],
+                  args: Tuple[Any, ...], kwargs: Dict[str, Any], *, passes: bool = True,
+                  same_as: Optional[Dict[str, Any]] = None) -> Optional[fx.GraphModule]:
+        return _capture(root, [(method, func, args, kwargs)], name, mode=mode, passes=passes,
+                        preserve=False, same_as=same_as, **options)
+    return recapture
 
 
 def finish_capture(gm: fx.GraphModule, fold_batchnorm: bool = False) -> fx.GraphModule:
     """Run the capture passes (then, on request, the BatchNorm fold) over a raw capture,
     recording them in ``gm.meta["fxtrace"].passes``; returns the new root."""
-    info = gm.meta["fxtrace"]
+    info = gm.meta[INFO]
     gm, records = run_passes(gm, CAPTURE_PASSES)
-    gm.meta["fxtrace"] = info
+    gm.meta[INFO] = info
     info.passes = records
     return fold_on_request(gm) if fold_batchnorm else gm
 

@@ -14,7 +14,7 @@ import torch
 import torch.fx as fx
 
 from .concrete import ConcreteTracer, ModuleTrace
-from .meta import CaptureInfo
+from .meta import METHODS, CaptureInfo
 
 __all__ = ["assemble", "graph_module", "untraced_container", "METHODS", "ORIGINAL", "ORIGINAL_TYPE"]
 
@@ -32,8 +32,6 @@ def graph_module(root: torch.nn.Module, graph: fx.Graph, class_name: str) -> fx.
     capture time. Calling the module, ``.code`` or ``print`` generate it as usual."""
     return _GraphModuleClass(root, graph, class_name=class_name)
 
-#: ``gm.meta[METHODS]``: extra methods (``forward1``, ...) as GraphModules sharing gm's state.
-METHODS = "fxtrace_methods"
 #: ``gm.meta[ORIGINAL]``: the user's module this GraphModule was traced from.
 ORIGINAL = "fxtrace_original"
 #: ``gm.meta[ORIGINAL_TYPE]``: the qualified class name of that module, for tables.

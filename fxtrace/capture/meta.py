@@ -17,17 +17,25 @@ key                    value
                        container, ``None`` for a non-tensor value (int, dtype, device, ...).
 ``"fxtrace_value"``    the Python type of a non-tensor value (``int``, ``float``, ``bool``,
                        ``torch.dtype``, ``torch.device``, ...), ``None`` for tensors.
+``"fxtrace_guard"``    ``True`` on a runtime guard (``torch._assert`` of a specialisation);
+                       its message is :func:`guard_message`'s, starting with
+                       :data:`GUARD_TEXT`.
+``"fxtrace_state_write"`` ``True`` on the ``copy_`` that carries a buffer rebinding
+                       (``self.total = self.total + x``) from call to call.
 =====================  ======================================================================
 
 Placeholder nodes additionally carry ``node.type`` (a ``typing`` type such as ``torch.Tensor``
 or ``Tuple[torch.Tensor, torch.Tensor]``) which lowering writes into the signature.
 
-Graph-module metadata: ``gm.meta["fxtrace"]`` is a :class:`CaptureInfo` on the root module.
+Graph-module metadata: ``gm.meta["fxtrace"]`` is a :class:`CaptureInfo` on the root module;
+``gm.meta["fxtrace_methods"]`` (:data:`METHODS`) maps each extra traced method (``trace_module``
+with several methods, or a submodule called in several ways) to its GraphModule.
+Every key above is spelled here once; readers import the names, never the strings.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -42,12 +50,35 @@ __all__ = [
     "VALUE_TYPE",
     "tensor_meta_of",
     "source_of",
+    "GUARD",
+    "STATE_WRITE",
+    "METHODS",
+    "INFO",
+    "GUARD_TEXT",
+    "guard_message",
 ]
 
 SOURCE = "fxtrace_source"
 MODULE = "fxtrace_module"
 TENSOR_META = "tensor_meta"
 VALUE_TYPE = "fxtrace_value"
+GUARD = "fxtrace_guard"
+STATE_WRITE = "fxtrace_state_write"
+METHODS = "fxtrace_methods"
+INFO = "fxtrace"
+
+#: The text every fxtrace guard failure starts with (a refusal, not a wrong result).
+GUARD_TEXT = "fxtrace guard failed"
+
+
+def guard_message(where: str, detail: str, structural: bool = False) -> str:
+    """The assertion message of a guard: where the value was frozen and what it was.
+
+    ``fxtrace guard failed at f.py:12 (if x.sum() > 0:): traced with bool gave True; ...``;
+    checks find the place with :data:`GUARD_TEXT` followed by `` at ``."""
+    return (f"{GUARD_TEXT} at {where}: traced with {detail}; "
+            "this trace only covers inputs that take the same path"
+            + (" [container check, kept with guards=False]" if structural else ""))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +173,12 @@ class CaptureInfo:
     passes: List[Any] = dataclasses.field(default_factory=list)  # PassRecords of the pipeline
     #: The capture keywords (``guards``, ``force_outplace``) that a re-trace must repeat.
     options: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: ``{method: fxtrace.checking.graphs.Structure}`` of the capture *before* its passes, kept
+    #: ``{method: fxtrace.capture.structure.Structure}`` of the capture *before* its passes, kept
     #: when a trace check will follow: a re-trace is compared raw first, skipping its passes.
     structure: Dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    #: ``recapture(root, method, func, args, kwargs, passes=..., same_as=...)``: capture
+    #: again with this capture's settings (set by ``fxtrace.api``; checks call it, so that
+    #: they never import the layer above them). None for a capture built by hand.
+    recapture: Optional[Callable[..., Any]] = dataclasses.field(default=None, repr=False)
+    #: ``finish(raw_gm) -> gm``: run the passes this capture went through over a raw one.
+    finish: Optional[Callable[..., Any]] = dataclasses.field(default=None, repr=False)

@@ -20,6 +20,7 @@ import torch.fx as fx
 from ..errors import TraceError, TracerWarning
 from ..state import preserved_state
 from .source import user_source
+from .structure import graph_diff, same_structure, structure_of
 
 __all__ = ["python_containers", "mutated_containers", "state_name", "refuse_python_state_reads"]
 
@@ -88,8 +89,6 @@ def refuse_python_state_reads(gm: fx.GraphModule, tracer: Any,
     Afterwards every module's Python attributes, registries, containers, buffers, flags and
     the RNG are as the first capture left them.
     """
-    from ..checking.graphs import graph_diff, same_structure, structure_of  # late: imports api
-
     first = {m: structure_of(gm, m) for m in methods}
     modules = list(root.modules()) if root is not None else []
     extra = [m for m in dict.fromkeys(tracer.python_writers) if all(m is not k for k in modules)]

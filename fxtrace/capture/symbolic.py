@@ -51,15 +51,14 @@ import torch
 import torch.fx as fx
 
 from ..errors import SymbolicTraceError
-from ..passes.purity import GUARD_META, function_namespace
 from ..state import preserved_state
-from .assemble import METHODS, ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
-from .meta import (MODULE, SOURCE, TENSOR_META, VALUE_TYPE, CaptureInfo, SourceLoc,
-                   Specialisation, tensor_meta_of)
+from .assemble import ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
+from .meta import (GUARD, INFO, METHODS, MODULE, SOURCE, TENSOR_META, VALUE_TYPE, CaptureInfo,
+                   SourceLoc, Specialisation, guard_message, tensor_meta_of)
 from .source import is_internal_file, user_source
 from .types import python_type_of
 
-__all__ = ["capture_symbolic", "symbolic_matches_eager", "symbolic_options", "SymbolicOptions",
+__all__ = ["capture_symbolic", "flat_binding", "symbolic_options", "SymbolicOptions",
            "SymbolicTraceError", "CONCRETE_HINT"]
 
 #: The advice every symbolic failure ends with (tests look for ``mode="concrete"``).
@@ -127,7 +126,7 @@ def _has_tensor(value: Any) -> bool:
     return False
 
 
-def _flat_binding(bound: inspect.BoundArguments) -> List[Tuple[str, Any]]:
+def flat_binding(bound: inspect.BoundArguments) -> List[Tuple[str, Any]]:
     """(placeholder name, value) for every passed argument, ``*args`` as ``name_0, ...``."""
     out: List[Tuple[str, Any]] = []
     for name, value in bound.arguments.items():
@@ -264,9 +263,9 @@ class _Tracer(fx.Tracer):
                 eq = self.create_proxy("call_function", operator.eq, (ph, value), {})
                 guard = self.create_proxy(
                     "call_function", torch._assert,
-                    (eq, f"fxtrace guard failed: argument '{name}' was specialised to "
-                         f"{value!r} by symbolic capture"), {})
-                guard.node.meta[GUARD_META] = True
+                    (eq, guard_message("the trace's inputs", f"argument '{name}' specialised "
+                                       f"to {value!r} by symbolic capture")), {})
+                guard.node.meta[GUARD] = True
             self.specialised.append((name, value, guarded))
             values.append(value)
         args, kwargs = _rebind(self.bound, values)
@@ -334,7 +333,7 @@ class _SymbolicCapture:
         except (TypeError, ValueError) as e:
             raise SymbolicTraceError(f"symbolic capture of {what}: cannot bind its arguments "
                                      f"({e}). {CONCRETE_HINT}", callsite, path) from e
-        flat = _flat_binding(bound)
+        flat = flat_binding(bound)
         for name, value in flat:  # an unsupported input type is an argument error, as in concrete
             python_type_of(value, f"argument '{name}'")
         tracer = _Tracer(flat, bound, constants, self.options)
@@ -440,7 +439,7 @@ class _SymbolicCapture:
             gm = self.make_gm(module, graph, constants)
             entry = self.entries[id(module)] = _Entry(gm, _call_key(flat), path)
             return _Run(self, gm, module, path, True).run(*[v for _, v in flat])
-        flat = _flat_binding(inspect.signature(module.forward).bind(*args, **kwargs))
+        flat = flat_binding(inspect.signature(module.forward).bind(*args, **kwargs))
         if _call_key(flat) != entry.key:
             raise SymbolicTraceError(
                 f"symbolic capture: module '{path}' ({type(module).__name__}) is called with "
@@ -524,16 +523,14 @@ class _SymbolicCapture:
             _Run(self, target, root, "", True).run(*[v for _, v in flat])
         for g in [gm, *gm.meta[METHODS].values()]:
             _normalise(g.graph)
-            _check_functions(g.graph)
             g.recompile()
         for entry in self.entries.values():
             if entry.gm is not gm:
                 _normalise(entry.gm.graph)
-                _check_functions(entry.gm.graph)
                 entry.gm.recompile()
         if root is not None:
             self._assemble(root)
-        gm.meta["fxtrace"] = CaptureInfo(
+        gm.meta[INFO] = CaptureInfo(
             mode="symbolic", is_function=root is None, name=self.name,
             specialisations=self.specialisations, module_calls=dict(self.module_calls),
             training=bool(root.training) if root is not None else False)
@@ -619,29 +616,6 @@ def _normalise(graph: fx.Graph) -> None:
             node.target = torch.abs if _is_tensor_node(args[0]) else abs
 
 
-def _check_functions(graph: fx.Graph) -> None:
-    """A ``call_function`` target outside torch (a ``torch.fx.wrap``-ed or autowrapped user
-    function) is lowered by TorchScript compiling it; fail now, naming it, if it cannot."""
-    from ..lower.script import quiet_jit
-    for node in graph.nodes:
-        if node.op != "call_function" or function_namespace(node.target) is not None:
-            continue
-        target = node.target
-        if isinstance(target, type) or target in (getattr, len, abs, min, max, int, float, bool):
-            continue
-        try:
-            with quiet_jit():
-                torch.jit.script(target)
-        except Exception as e:  # noqa: BLE001
-            src = node.meta.get(SOURCE)
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise SymbolicTraceError(
-                f"symbolic capture: {getattr(target, '__qualname__', target)!s} is called as an "
-                f"opaque function (torch.fx.wrap / autowrap){f' at {src}' if src else ''}, and "
-                f"lowering needs TorchScript to compile it, which failed: {first}. "
-                f"{CONCRETE_HINT}", src, node.meta.get(MODULE, "")) from e
-
-
 # ------------------------------------------------------------------------------- entry points
 
 def capture_symbolic(root: Optional[torch.nn.Module],
@@ -684,53 +658,3 @@ def _preserved_attributes(root: Optional[torch.nn.Module]) -> Iterator[None]:
             for key, value in attrs.items():
                 if module.__dict__.get(key, attrs) is not value:
                     module.__dict__[key] = value
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            return False
-        if a.shape != b.shape or a.dtype != b.dtype:
-            return False
-        if a.is_floating_point() or a.is_complex():
-            return torch.allclose(a.detach(), b.detach(), rtol=1e-5, atol=1e-6, equal_nan=True)
-        return torch.equal(a, b)
-    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) or isinstance(b, dict):
-        return isinstance(a, dict) and isinstance(b, dict) and list(a) == list(b) and all(
-            _same(a[k], b[k]) for k in a)
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def symbolic_matches_eager(gm: fx.GraphModule, root: Optional[torch.nn.Module], methods: Any) -> bool:
-    """Whether the symbolic capture ``gm`` — as a GraphModule and lowered to TorchScript —
-    gives eager's outputs on the example inputs of every method (``mode="auto"`` asks this
-    before it keeps a symbolic capture). Any error counts as a disagreement. State is restored
-    after every run."""
-    from ..lower.script import lower_function, lower_module
-    stateful = [root] if root is not None else []
-    try:
-        script = lower_function(gm, gm.meta["fxtrace"].name) if root is None else lower_module(gm)
-        for method_name, fn, args, kwargs in methods:
-            with preserved_state(stateful, always=True):
-                want = fn(*args, **kwargs)
-            target = gm if method_name == "forward" else gm.meta[METHODS][method_name]
-            sig = inspect.signature(fn.forward if isinstance(fn, torch.nn.Module) else fn)
-            flat = [v for _, v in _flat_binding(sig.bind(*args, **kwargs))]
-            with preserved_state(stateful, always=True):
-                got = target(*flat)
-            if not _same(got, want):
-                return False
-            runner = script if method_name == "forward" or root is None else \
-                script._c._get_method(method_name)
-            with preserved_state(stateful, always=True):
-                lowered = runner(*flat)
-            if not _same(lowered, want):
-                return False
-    except Exception:  # noqa: BLE001 - a capture that cannot run is one that disagrees
-        return False
-    return True

@@ -1,29 +1,30 @@
-"""Graph-level helpers of the checks: re-tracing, structural comparison, random nodes.
+"""Graph-level helpers of the checks: re-tracing, diff reports, random nodes.
 
-Two captures are *structurally equal* when every graph of the module tree (the root, every
-``GraphModule`` submodule and every extra method) has the same node sequence: opcode, target,
-arguments with node references written as relative positions (so renamed nodes still match)
-and Python constants. Output shapes and dtypes are not part of the comparison (a
-shape-generic model traced at batch 2 and at batch 5 gives equal graphs). Tensor constants
-(``get_attr`` of a tensor that is neither a parameter nor a buffer) are compared by value with
-``torch.testing.assert_close``, as torch.jit compares ``prim::Constant`` tensors.
+The structural comparison itself (canonical node texts, :class:`Structure`,
+:func:`graph_diff`) lives in :mod:`fxtrace.capture.structure`, below the capture that also
+needs it. Re-tracing goes through the capture's own ``CaptureInfo.recapture`` (set by
+``fxtrace.api``), so the checks never import the layer above them.
 """
 from __future__ import annotations
 
-import dataclasses
-import textwrap
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.fx as fx
 
-from ..capture.meta import SOURCE, TENSOR_META, CaptureInfo, SourceLoc
+from ..capture.meta import INFO, SOURCE, TENSOR_META, CaptureInfo, SourceLoc
+from ..capture.structure import (GraphDiff, Structure, canonical, graph_diff, graphs_of,
+                                 same_structure, short_args, structure_of, target_name)
+from ..errors import FxTraceError
+from ..state import preserved_state
 
 __all__ = ["GraphDiff", "Structure", "capture_of", "retrace", "retrace_diff", "graph_diff",
-           "structure_of", "structure_of_trace", "same_structure", "random_nodes"]
+           "structure_of", "same_structure", "random_nodes", "describe_node", "diff_report",
+           "RANDOM_OPS", "canonical"]
 
-_METHODS = "fxtrace_methods"
+# The names divergence.py imported before the structure moved to fxtrace.capture.structure.
+_short_args, _target_name = short_args, target_name
 
 #: Names of torch functions/methods whose result depends on the RNG.
 RANDOM_OPS = frozenset("""
@@ -43,38 +44,40 @@ def capture_of(traced: Any) -> Optional[fx.GraphModule]:
     return gm if isinstance(gm, fx.GraphModule) else None
 
 
+def _info(gm: fx.GraphModule) -> CaptureInfo:
+    info = gm.meta.get(INFO)
+    if not isinstance(info, CaptureInfo) or info.recapture is None:
+        raise FxTraceError("this capture cannot be re-traced: it was not made by "
+                           "fxtrace.trace/trace_module/capture (no CaptureInfo.recapture)")
+    return info
+
+
 def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
             func: Callable[..., Any], method: str, args: Tuple[Any, ...],
             kwargs: Dict[str, Any], snapshot: Any = None, passes: bool = True,
-            same_as: Optional[Dict[str, "Structure"]] = None) -> Optional[fx.GraphModule]:
+            same_as: Optional[Dict[str, Structure]] = None) -> Optional[fx.GraphModule]:
     """Capture ``func`` again on ``args``/``kwargs`` with the settings ``gm`` was captured with.
 
     Only the capture (and its passes; none with ``passes=False``) runs, not the TorchScript
     lowering: the comparison is between fx graphs. The capture's effects on the module
     (BatchNorm statistics, RNG, training flags) are undone (``snapshot``: a
     :class:`fxtrace.state.StateSnapshot` of ``root`` to reuse) and its TracerWarnings are not
-    repeated (the first trace already gave them). ``same_as``: see ``fxtrace.api._capture``
-    (None comes back when a concrete re-capture has that structure).
+    repeated (the first trace already gave them). ``same_as``: the raw structures of the
+    first capture; None comes back when a concrete re-capture has them.
     """
-    from ..api import _capture, _function_name  # late: api imports this package
-    from ..state import preserved_state
-
-    info = gm.meta.get("fxtrace")
-    mode = info.mode if isinstance(info, CaptureInfo) else "concrete"
-    name = type(root).__name__ if root is not None else (
-        info.name if isinstance(info, CaptureInfo) else _function_name(func))
+    info = _info(gm)
     with preserved_state([root] if root is not None else [], always=True, parameters=True,
                          snapshot=snapshot), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        options = info.options if isinstance(info, CaptureInfo) else {}
-        return _capture(root, [(method, func, args, kwargs)], name, mode=mode, passes=passes,
-                        preserve=False, same_as=same_as, **options)
+        assert info.recapture is not None
+        return info.recapture(root, method, func, args, kwargs, passes=passes,
+                              same_as=same_as)
 
 
 def retrace_diff(gm: fx.GraphModule, root: Optional[torch.nn.Module],
                  func: Callable[..., Any], method: str, args: Tuple[Any, ...],
                  kwargs: Dict[str, Any], snapshot: Any = None,
-                 cache: Optional[Dict[Any, List[str]]] = None) -> Optional["GraphDiff"]:
+                 cache: Optional[Dict[Any, List[str]]] = None) -> Optional[GraphDiff]:
     """Re-capture ``func`` on the inputs and return how its graphs differ from ``gm``'s
     (None: structurally equal, see :func:`graph_diff`).
 
@@ -83,330 +86,45 @@ def retrace_diff(gm: fx.GraphModule, root: Optional[torch.nn.Module],
     the raw graphs differ: equal raw graphs give equal graphs after the (deterministic)
     passes, so the verdict is the same as comparing after the passes, for less work.
     """
-    info = gm.meta.get("fxtrace")
-    raw = info.structure.get(method) if isinstance(info, CaptureInfo) else None
+    info = _info(gm)
+    raw = info.structure.get(method)
     if raw is None:
-        return graph_diff(gm, retrace(gm, root, func, method, args, kwargs, snapshot), method,
-                          cache=cache)
+        again = retrace(gm, root, func, method, args, kwargs, snapshot)
+        assert again is not None
+        return graph_diff(gm, again, method, cache=cache)
     again = retrace(gm, root, func, method, args, kwargs, snapshot, passes=False,
                     same_as={method: raw})
     if again is None:  # a concrete re-capture, compared with the tracer's graphs
         return None
     if info.mode != "concrete" and same_structure(raw, structure_of(again, method)):
         return None
-    from ..api import finish_capture  # late: api imports this package
-    again = finish_capture(again, bool(info.options.get("fold_batchnorm")))
-    return graph_diff(gm, again, method, cache=cache)
+    assert info.finish is not None
+    return graph_diff(gm, info.finish(again), method, cache=cache)
 
 
-# --------------------------------------------------------------------------- canonical form
+def diff_table(diff: GraphDiff) -> str:
+    """``fxtrace.inspect.diff_table`` of the two diverging graphs (shape columns dropped)."""
+    from ..inspect import diff_table as table
 
-def _graphs(gm: fx.GraphModule, method: str = "forward") -> Dict[str, fx.GraphModule]:
-    """Every graph of the tree, keyed ``path`` (``path:method`` for extra methods).
-
-    For ``method != "forward"`` the root entry is that method's graph."""
-    out: Dict[str, fx.GraphModule] = {}
-    for path, m in gm.named_modules():
-        if not isinstance(m, fx.GraphModule):
-            continue
-        if path == "" and method != "forward":
-            extra = m.meta.get(_METHODS, {}) or {}
-            if method in extra:
-                out[""] = extra[method]
-            continue
-        out[path] = m
-        for name, g in (m.meta.get(_METHODS, {}) or {}).items():
-            if path != "" and isinstance(g, fx.GraphModule):
-                out[f"{path}:{name}"] = g
-    return out
-
-
-def _is_state(owner: torch.nn.Module, target: str) -> bool:
-    mod_path, _, attr = target.rpartition(".")
+    if diff.a is None or diff.b is None:
+        return "(graph present in only one capture: " + diff.path + ")"
+    saved = []
+    for g in (diff.a, diff.b):
+        for n in g.graph.nodes:
+            if TENSOR_META in n.meta:
+                saved.append((n, n.meta.pop(TENSOR_META)))
     try:
-        mod = owner.get_submodule(mod_path) if mod_path else owner
-    except AttributeError:
-        return False
-    return attr in mod._parameters or attr in mod._buffers
+        return table(diff.a, diff.b, context=3, max_width=48)
+    except Exception as e:  # noqa: BLE001 - the table is diagnostics, never the error
+        return f"(diff table unavailable: {type(e).__name__}: {e})"
+    finally:
+        for n, m in saved:
+            n.meta[TENSOR_META] = m
 
 
-_NAMES: Dict[Any, str] = {}
-
-
-def _target_name(node: fx.Node) -> str:
-    t = node.target
-    if isinstance(t, str):
-        return t
-    try:
-        return _NAMES[t]
-    except (KeyError, TypeError):
-        pass
-    try:
-        from ..inspect._format import qualname
-        name = qualname(t)
-    except Exception:  # noqa: BLE001 - a name is all that is needed
-        mod = getattr(t, "__module__", None) or ""
-        name = f"{mod}.{getattr(t, '__qualname__', getattr(t, '__name__', repr(t)))}"
-    try:
-        if len(_NAMES) < 10000:
-            _NAMES[t] = name
-    except TypeError:  # unhashable target
-        pass
-    return name
-
-
-_PLAIN_TYPES = frozenset({int, float, bool, str, type(None)})
-
-
-def _fmt(value: Any, pos: Dict[fx.Node, int], here: int) -> str:
-    kind = type(value)
-    if kind in _PLAIN_TYPES:  # most arguments: decided before the isinstance chain
-        return repr(value)
-    if kind is fx.Node:
-        return f"%{pos[value] - here}" if value in pos else f"%{value.name}"
-    if isinstance(value, fx.Node):
-        return f"%{pos[value] - here}" if value in pos else f"%{value.name}"
-    if isinstance(value, (tuple, list)):
-        inner = ", ".join(_fmt(v, pos, here) for v in value)
-        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {_fmt(v, pos, here)}" for k, v in value.items()) + "}"
-    if isinstance(value, torch.Tensor):
-        return "Tensor"
-    if isinstance(value, float):
-        return repr(value)
-    return repr(value)
-
-
-def canonical(owner: fx.GraphModule) -> List[str]:
-    """The canonical text of each node of ``owner.graph``, in order (see module docstring).
-
-    One pass over the nodes: node references become relative positions looked up in a dict."""
-    return _canonical(owner)
-
-
-def _canonical(owner: fx.GraphModule) -> List[str]:
-    return _canonical_nodes(owner.graph, lambda target: _is_state(owner, target))
-
-
-def _canonical_nodes(graph: fx.Graph, is_state: Callable[[str], bool]) -> List[str]:
-    pos: Dict[fx.Node, int] = {}
-    out: List[str] = []
-    for i, node in enumerate(graph.nodes):
-        pos[node] = i
-        target = _target_name(node)
-        if node.op == "get_attr" and not is_state(str(node.target)):
-            target = "<constant>"
-        if node.op == "placeholder":
-            target = ""
-        args = node.args
-        if node.target is torch._assert or node.meta.get("fxtrace_guard"):
-            args = args[:1]  # a guard's message quotes example values; its condition counts
-        out.append(f"{node.op}|{target}|{_fmt(args, pos, i)}|{_fmt(node.kwargs, pos, i)}")
-    return out
-
-
-def _constants(owner: fx.GraphModule) -> List[Tuple[fx.Node, Any]]:
-    out = []
-    for node in owner.graph.nodes:
-        if node.op == "get_attr" and not _is_state(owner, str(node.target)):
-            try:
-                out.append((node, _getattr_path(owner, str(node.target))))
-            except AttributeError:
-                continue
-    return out
-
-
-@dataclasses.dataclass
-class Structure:
-    """What :func:`graph_diff` compares, for every graph of a capture: the canonical node
-    texts and the tensor constants, detached from the graphs (which passes then rewrite)."""
-
-    texts: Dict[str, List[str]]
-    constants: Dict[str, List[Any]]
-
-
-def structure_of(gm: fx.GraphModule, method: str = "forward") -> Structure:
-    """The :class:`Structure` of ``gm``'s graphs for ``method`` as they are now."""
-    graphs = _graphs(gm, method)
-    return Structure({p: _canonical(g) for p, g in graphs.items()},
-                     {p: [v for _, v in _constants(g)] for p, g in graphs.items()})
-
-
-def structure_of_trace(tracer: Any, root_trace: Any, method: str = "forward") -> Structure:
-    """The :class:`Structure` of a finished concrete capture, read from the tracer before its
-    graphs are assembled into GraphModules: the root's graph of ``method`` (key ``""``) and
-    every graph recorded for another module (``path``, ``path:forwardN`` for its further
-    variants). Two captures compared this way are equal exactly when every recorded graph
-    is; the keys differ from :func:`structure_of`'s, so compare it only with its own kind."""
-    texts: Dict[str, List[str]] = {}
-    constants: Dict[str, List[Any]] = {}
-
-    def add(key: str, graph: fx.Graph, module: Optional[torch.nn.Module],
-            consts: Dict[str, Any]) -> None:
-        def is_state(target: str) -> bool:
-            return module is not None and _is_state(module, target)
-
-        def value(target: str) -> Any:
-            if target in consts:
-                return consts[target]
-            try:
-                return _getattr_path(module, target) if module is not None else None
-            except AttributeError:
-                return None
-
-        texts[key] = _canonical_nodes(graph, is_state)
-        constants[key] = [value(str(n.target)) for n in graph.nodes
-                          if n.op == "get_attr" and not is_state(str(n.target))]
-
-    graph = root_trace.named.get(method)
-    if graph is not None:
-        add("", graph, root_trace.module, root_trace.constants)
-    for trace in tracer.module_traces.values():
-        if trace is root_trace:
-            continue
-        for i, g in enumerate(trace.graphs):
-            add(trace.path if i == 0 else f"{trace.path}:forward{i}", g, trace.module,
-                trace.constants)
-    return Structure(texts, constants)
-
-
-def same_structure(a: Structure, b: Structure) -> bool:
-    """Whether :func:`graph_diff` would find no difference between the two captures."""
-    if a.texts != b.texts:
-        return False
-    for path, values in a.constants.items():
-        others = b.constants.get(path, [])
-        if len(values) != len(others):
-            return False
-        if any(_constant_mismatch(v1, v2) for v1, v2 in zip(values, others)):
-            return False
-    return True
-
-
-def _constant_mismatch(v1: Any, v2: Any) -> Optional[str]:
-    """Why two tensor constants differ (torch.jit compares them with ``assert_close``), or
-    None when they are equal or not both tensors."""
-    if not (isinstance(v1, torch.Tensor) and isinstance(v2, torch.Tensor)):
-        return None
-    if v1 is v2 or (v1.shape == v2.shape and v1.dtype == v2.dtype and
-                    v1.device == v2.device and v1.layout == torch.strided and
-                    v2.layout == torch.strided and torch.equal(v1, v2)):
-        return None
-    try:
-        torch.testing.assert_close(v1, v2, equal_nan=True)
-    except (AssertionError, RuntimeError) as e:
-        return f"Comparison exception: {e}"
-    return None
-
-
-def _getattr_path(owner: torch.nn.Module, path: str) -> Any:
-    value: Any = owner
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
-
-
-# --------------------------------------------------------------------------- diff
-
-@dataclasses.dataclass
-class GraphDiff:
-    """Where two captures differ: the graph (module path), the first differing node of each."""
-
-    path: str
-    a: Optional[fx.GraphModule]
-    b: Optional[fx.GraphModule]
-    node_a: Optional[fx.Node]
-    node_b: Optional[fx.Node]
-    kind: str  # "graph", "constant", "module"
-    detail: str = ""
-
-    def first_nodes_text(self, label_a: str = "trace", label_b: str = "check trace") -> str:
-        lines = []
-        for label, node in ((label_a, self.node_a), (label_b, self.node_b)):
-            if node is None:
-                lines.append(f"  {label}: (no node)")
-                continue
-            src = node.meta.get(SOURCE)
-            where = f" at {src}" if isinstance(src, SourceLoc) else ""
-            code = f"\n      {src.code.strip()}" if isinstance(src, SourceLoc) and src.code else ""
-            lines.append(f"  {label}: %{node.name} = {node.op} {_target_name(node)}"
-                         f"{_short_args(node)}{where}{code}")
-        return "\n".join(lines)
-
-    def table(self) -> str:
-        """``fxtrace.inspect.diff_table`` of the two diverging graphs (shape columns dropped)."""
-        from ..inspect import diff_table
-
-        if self.a is None or self.b is None:
-            return "(graph present in only one capture: " + self.path + ")"
-        saved = []
-        for g in (self.a, self.b):
-            for n in g.graph.nodes:
-                if TENSOR_META in n.meta:
-                    saved.append((n, n.meta.pop(TENSOR_META)))
-        try:
-            return diff_table(self.a, self.b, context=3, max_width=48)
-        except Exception as e:  # noqa: BLE001 - the table is diagnostics, never the error
-            return f"(diff table unavailable: {type(e).__name__}: {e})"
-        finally:
-            for n, m in saved:
-                n.meta[TENSOR_META] = m
-
-    def message(self, label_a: str = "trace", label_b: str = "check trace") -> str:
-        where = f"module {self.path!r}" if self.path else "the root module"
-        head = {"graph": f"First diverging node, in {where}:",
-                "constant": f"A tensor constant differs between the traces in {where}:",
-                "module": f"The module graphs differ: {self.detail}"}[self.kind]
-        text = head + "\n" + self.first_nodes_text(label_a, label_b)
-        if self.kind == "constant" and self.detail:
-            text += "\n" + textwrap.indent(self.detail, "  ")
-        return text + "\n" + self.table()
-
-
-def _short_args(node: fx.Node) -> str:
-    text = "(" + ", ".join(_fmt_plain(a) for a in node.args) + ")"
-    return text if len(text) <= 120 else text[:117] + "...)"
-
-
-def _fmt_plain(value: Any) -> str:
-    if isinstance(value, fx.Node):
-        return f"%{value.name}"
-    if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_fmt_plain(v) for v in value) + "]"
-    return repr(value)
-
-
-def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward",
-               cache: Optional[Dict[Any, List[str]]] = None) -> Optional[GraphDiff]:
-    """The first structural difference between captures ``a`` and ``b``, or None.
-
-    Linear in the number of nodes. ``cache``: a dict the caller keeps while comparing the same
-    ``a`` with several re-traces; the canonical text of ``a``'s graphs is computed once."""
-    ga, gb = _graphs(a, method), _graphs(b, method)
-    # Execution order is not known here; graphs are compared root first, then by path.
-    for path in sorted(set(ga) | set(gb), key=lambda p: (p != "", p)):
-        x, y = ga.get(path), gb.get(path)
-        if x is None or y is None:
-            return GraphDiff(path, x, y, None, None, "module",
-                             f"graph {path!r} is only in the {'check trace' if x is None else 'trace'}")
-        if cache is None:
-            ca = canonical(x)
-        else:
-            ca = cache.get(path)
-            if ca is None:
-                ca = cache[path] = canonical(x)
-        cb = canonical(y)
-        if ca != cb:
-            na, nb = list(x.graph.nodes), list(y.graph.nodes)
-            i = next((k for k, (p, q) in enumerate(zip(ca, cb)) if p != q), min(len(ca), len(cb)))
-            return GraphDiff(path, x, y, na[i] if i < len(na) else None,
-                             nb[i] if i < len(nb) else None, "graph")
-        for (n1, v1), (n2, v2) in zip(_constants(x), _constants(y)):
-            problem = _constant_mismatch(v1, v2)
-            if problem is not None:
-                return GraphDiff(path, x, y, n1, n2, "constant", problem)
-    return None
+def diff_report(diff: GraphDiff, label_a: str = "trace", label_b: str = "check trace") -> str:
+    """The diff's message followed by the table of the two graphs around it."""
+    return diff.message(label_a, label_b) + "\n" + diff_table(diff)
 
 
 # --------------------------------------------------------------------------- randomness
@@ -421,7 +139,7 @@ def _is_random(node: fx.Node) -> bool:
 def random_nodes(gm: fx.GraphModule) -> List[Tuple[str, fx.Node]]:
     """Every node of the tree whose value depends on the RNG, as ``(module path, node)``."""
     out = []
-    for path, g in _graphs(gm).items():
+    for path, g in graphs_of(gm).items():
         for node in g.graph.nodes:
             if _is_random(node):
                 out.append((path, node))
@@ -433,4 +151,4 @@ def describe_node(path: str, node: fx.Node) -> str:
     where = f" at {src}" if isinstance(src, SourceLoc) else ""
     code = f" ({src.code.strip()})" if isinstance(src, SourceLoc) and src.code else ""
     mod = f" in module {path!r}" if path else ""
-    return f"%{node.name} = {_target_name(node)}{mod}{where}{code}"
+    return f"%{node.name} = {target_name(node)}{mod}{where}{code}"

@@ -35,13 +35,11 @@ import torch.fx as fx
 
 from ..errors import TracerWarning, TracingCheckError
 from ..state import StateSnapshot, preserved_state
-from .graphs import capture_of, describe_node, random_nodes, retrace_diff
+from ..capture.meta import GUARD_TEXT
+from .graphs import capture_of, describe_node, diff_report, random_nodes, retrace_diff
 
 __all__ = ["check_trace", "compare_outputs", "flatten_outputs", "leaf_errors", "clone_inputs",
            "run_isolated", "isolated_state", "is_script", "GUARD_TEXT", "is_guard_error"]
-
-#: The text every fxtrace guard failure carries.
-GUARD_TEXT = "fxtrace guard failed"
 
 
 def is_guard_error(e: BaseException) -> bool:
@@ -287,7 +285,7 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
             def diagnostics() -> Tuple[Any, Any]:
                 if diff is None:
                     return None, None
-                text = diff.message()
+                text = diff_report(diff)
                 return (None, text) if diff.kind == "constant" else (text, None)
 
             got = _run("trace", traced, args, kwargs, stateful, diagnostics, snapshot)
