@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 import torch.fx as fx
 
+from . import tree
 from .capture.assemble import assemble
 from .capture.concrete import capture_concrete
 from .capture.meta import INFO, CaptureInfo
@@ -55,19 +56,8 @@ def _make_tuple(example_inputs: Any, argument: str) -> Tuple[Any, ...]:
 
 def _output_containers(out: Any) -> Tuple[bool, bool]:
     """(has list, has dict) anywhere in an output structure."""
-    has_list = has_dict = False
-    stack = [out]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, list):
-            has_list = True
-            stack.extend(v)
-        elif isinstance(v, dict):
-            has_dict = True
-            stack.extend(v.values())
-        elif isinstance(v, tuple):
-            stack.extend(v)
-    return has_list, has_dict
+    types = [s.type for s in tree.flatten(out)[1].walk() if s.type is not None]
+    return any(issubclass(t, list) for t in types), any(issubclass(t, dict) for t in types)
 
 
 _CONTAINER_MESSAGE = (

@@ -2,10 +2,10 @@
 
 NOTE [Value tree]
 A value is a *container* or a *leaf*. Containers are the structures TorchScript can take and
-return: ``tuple``, ``list``, ``dict`` (any subclass: ``OrderedDict``, ``defaultdict``) and
-named tuples (a ``tuple`` subclass with ``_fields``). Everything else is a leaf: tensors,
-numbers, strings, None, devices, dtypes, and tuple subclasses that are *values* rather than
-structure (``torch.Size``, fxtrace's live sizes). Every room that walks a structure (capture
+return: ``tuple``, ``list``, ``dict`` (any subclass: ``OrderedDict``, ``defaultdict``), named
+tuples and torch's ``return_types`` (``torch.max(x, 1)``). Everything else is a leaf: tensors,
+numbers, strings, None, devices, dtypes, and the tuple subclasses registered as *values*
+rather than structure (:func:`register_leaf_type`: ``torch.Size``, fxtrace's live sizes). Every room that walks a structure (capture
 binding call results, lowering writing signatures, checks comparing outputs, tables printing
 them) uses these functions, so a new container type is taught here once.
 
@@ -17,8 +17,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-__all__ = ["Spec", "LEAF", "is_container", "is_namedtuple", "children", "leaves", "any_leaf",
+import torch
+
+__all__ = ["register_leaf_type", "Spec", "LEAF", "is_container", "is_namedtuple", "children", "leaves", "any_leaf",
            "flatten", "unflatten", "map_leaves", "leaves_with_paths", "rebuild", "plain"]
+
+
+#: Tuple subclasses that are values, not structure.
+_LEAF_TUPLES: set = set()
+
+
+def register_leaf_type(cls: type) -> None:
+    """Treat instances of the tuple subclass ``cls`` as leaves (a size is one value)."""
+    _LEAF_TUPLES.add(cls)
 
 
 def is_namedtuple(value: Any) -> bool:
@@ -31,7 +42,9 @@ def is_container(value: Any) -> bool:
     cls = type(value)
     if cls is tuple or cls is list or cls is dict:
         return True
-    return isinstance(value, (list, dict)) or is_namedtuple(value)
+    if isinstance(value, tuple):
+        return cls not in _LEAF_TUPLES
+    return isinstance(value, (list, dict))
 
 
 def children(value: Any) -> List[Tuple[Any, Any]]:
@@ -61,7 +74,10 @@ def rebuild(like: Any, items: List[Any]) -> Any:
         return cls(*items)
     if isinstance(like, list):
         return list(items)
-    return tuple(items)
+    try:  # torch.return_types and other structseqs take one sequence
+        return cls(items)
+    except TypeError:
+        return tuple(items)
 
 
 def leaves(value: Any) -> Iterator[Any]:
@@ -131,6 +147,12 @@ class Spec:
     keys: Tuple[Any, ...] = ()
     children: Tuple["Spec", ...] = ()
 
+    def walk(self) -> Iterator["Spec"]:
+        """This structure and every structure inside it, depth first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
     @property
     def num_leaves(self) -> int:
         return 1 if self.type is None else sum(c.num_leaves for c in self.children)
@@ -179,7 +201,14 @@ def unflatten(values: List[Any], spec: Spec) -> Any:
             return rebuild(like, items)
         if issubclass(s.type, list):
             return items if s.type is list else s.type(items)
-        return s.type(*items) if hasattr(s.type, "_fields") else s.type(items)
+        if s.type is tuple:
+            return tuple(items)
+        if hasattr(s.type, "_fields"):
+            return s.type(*items)
+        try:  # torch.return_types and other structseqs take one sequence
+            return s.type(items)
+        except TypeError:
+            return tuple(items)
     result = build(spec)
     if next(it, _END) is not _END:
         raise ValueError(f"unflatten: more leaves than the structure {spec} holds")
@@ -187,3 +216,6 @@ def unflatten(values: List[Any], spec: Spec) -> Any:
 
 
 _END = object()
+
+
+register_leaf_type(torch.Size)

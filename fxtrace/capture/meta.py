@@ -39,6 +39,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from .. import tree
+
 __all__ = [
     "SourceLoc",
     "TensorMeta",
@@ -124,18 +126,13 @@ class TensorMeta:
         return cls(tuple(t.shape), t.dtype, t.device, t.requires_grad, stride)
 
 
+def _meta_leaf(value: Any) -> Any:
+    return TensorMeta.of(value) if isinstance(value, torch.Tensor) else None
+
+
 def tensor_meta_of(value: Any) -> Any:
     """``TensorMeta`` for tensors, the same container shape for tuples/lists/dicts, else None."""
-    if isinstance(value, torch.Tensor):
-        return TensorMeta.of(value)
-    if isinstance(value, (tuple, list)):
-        # The base iterator: a traced size's own __iter__ would record a rank guard.
-        items = tuple.__iter__(value) if isinstance(value, tuple) else list.__iter__(value)
-        metas = [tensor_meta_of(v) for v in items]
-        return type(value)(metas) if type(value) in (tuple, list) else tuple(metas)
-    if isinstance(value, dict):
-        return {k: tensor_meta_of(v) for k, v in value.items()}
-    return None
+    return tree.map_leaves(_meta_leaf, value)
 
 
 def source_of(node: torch.fx.Node) -> Optional[SourceLoc]:

@@ -17,6 +17,8 @@ import math
 import operator
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Tuple
 
+from .. import tree
+
 
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
@@ -253,3 +255,5 @@ def untraced(value: Any) -> Any:
     if type(value) is TracedSize:
         return tuple(tuple.__iter__(value))  # the plain sizes, without recording anything
     return value
+
+tree.register_leaf_type(TracedSize)  # one value (a size list), not structure: NOTE [Value tree]

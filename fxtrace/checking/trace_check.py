@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 import torch.fx as fx
 
+from .. import tree
 from ..errors import TracerWarning, TracingCheckError
 from ..state import StateSnapshot, preserved_state
 from ..capture.meta import GUARD_TEXT
@@ -47,35 +48,29 @@ def is_guard_error(e: BaseException) -> bool:
     return GUARD_TEXT in str(e)
 
 
-def clone_inputs(value: Any) -> Any:
-    """Fresh copies of every tensor of an input structure (containers rebuilt, others kept)."""
+def _clone_leaf(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().clone().requires_grad_(value.requires_grad) if value.is_leaf \
             else value.clone()
-    if isinstance(value, (tuple, list)):
-        items = [clone_inputs(v) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    if isinstance(value, dict):
-        return type(value)((k, clone_inputs(v)) for k, v in value.items())
     return copy.copy(value) if not isinstance(value, (int, float, bool, str, type(None))) else value
+
+
+def clone_inputs(value: Any) -> Any:
+    """Fresh copies of every tensor of an input structure (containers rebuilt, others kept)."""
+    return tree.map_leaves(_clone_leaf, value)
 
 
 _clone = clone_inputs  # the old private name
 
 
+def _size_as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, torch.Size) else value
+
+
 def flatten_outputs(value: Any, path: str = "output") -> List[Tuple[str, Any]]:
-    """Every leaf of a nested output with its path (``output[0]['logits']``)."""
-    if isinstance(value, (tuple, list)):
-        out: List[Tuple[str, Any]] = []
-        for i, v in enumerate(value):
-            out.extend(flatten_outputs(v, f"{path}[{i}]"))
-        return out
-    if isinstance(value, dict):
-        out = []
-        for k, v in value.items():
-            out.extend(flatten_outputs(v, f"{path}[{k!r}]"))
-        return out
-    return [(path, value)]
+    """Every leaf of a nested output with its path (``output[0]['logits']``). A
+    ``torch.Size`` counts as the tuple of its items: TorchScript returns sizes as lists."""
+    return tree.leaves_with_paths(tree.map_leaves(_size_as_tuple, value), path)
 
 
 def _atol(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -333,15 +328,4 @@ def _maybe_warn_nondeterministic(traced: Any, gm: Optional[fx.GraphModule], got:
                   stacklevel=5)
 
 
-def _plain_tuples(value: Any) -> Any:
-    """TorchScript returns plain tuples where Python returned namedtuples."""
-    if isinstance(value, tuple):
-        return tuple(_plain_tuples(v) for v in value)
-    if isinstance(value, list):
-        return [_plain_tuples(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain_tuples(v) for k, v in value.items()}
-    return value
-
-
-plain_tuples = _plain_tuples
+plain_tuples = _plain_tuples = tree.plain  # TorchScript returns plain tuples and dicts
