@@ -39,10 +39,8 @@ import contextlib
 import contextvars
 import dataclasses
 import inspect
-import linecache
 import math
 import operator
-import re
 import sys
 import traceback
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -53,9 +51,12 @@ import torch.fx as fx
 from ..errors import SymbolicTraceError
 from ..state import preserved_state
 from .assemble import ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
-from .meta import (GUARD, INFO, METHODS, MODULE, SOURCE, TENSOR_META, VALUE_TYPE, CaptureInfo,
-                   SourceLoc, Specialisation, guard_message, tensor_meta_of)
-from .source import is_internal_file, user_source
+from .meta import (INFO, METHODS, MODULE, SOURCE, TENSOR_META, VALUE_TYPE, CaptureInfo,
+                   SourceLoc, Specialisation, tensor_meta_of)
+from .source import user_source
+from .symbolic_tracer import (SymbolicOptions, SymbolicTracer, call_key, fetch,
+                              flat_binding, has_hooks, source_from_stack_trace,
+                              user_source_of_exception)
 from .types import python_type_of
 
 __all__ = ["capture_symbolic", "flat_binding", "symbolic_options", "SymbolicOptions",
@@ -65,32 +66,6 @@ __all__ = ["capture_symbolic", "flat_binding", "symbolic_options", "SymbolicOpti
 CONCRETE_HINT = ('Use mode="concrete" (runs the code on the example inputs and guards what it '
                  'specialises) or mode="auto" (falls back to it); or make the offending submodule '
                  'a leaf: fxtrace.capture.symbolic.symbolic_options(leaf_modules=[...]).')
-
-_ENTRY = "_fxtrace_symbolic_entry"  # the frame that separates fxtrace's stack from the user's
-
-
-# ------------------------------------------------------------------------------- options
-
-@dataclasses.dataclass(frozen=True)
-class SymbolicOptions:
-    """Options of symbolic capture (see the module docstring)."""
-
-    leaf_modules: Tuple[Any, ...] = ()
-    autowrap_functions: Tuple[Callable[..., Any], ...] = ()
-    autowrap_modules: Tuple[Any, ...] = (math,)
-
-    def is_leaf(self, module: torch.nn.Module, path: str) -> bool:
-        for leaf in self.leaf_modules:
-            if isinstance(leaf, str):
-                if leaf == path:
-                    return True
-            elif isinstance(leaf, type):
-                if isinstance(module, leaf):
-                    return True
-            elif leaf is module:
-                return True
-        return False
-
 
 _OPTIONS: contextvars.ContextVar[SymbolicOptions] = contextvars.ContextVar(
     "fxtrace_symbolic_options", default=SymbolicOptions())
@@ -115,169 +90,6 @@ def symbolic_options(*, leaf_modules: Sequence[Any] = (),
 
 
 # ------------------------------------------------------------------------------- helpers
-
-def _has_tensor(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return True
-    if isinstance(value, (tuple, list)):
-        return any(_has_tensor(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_tensor(v) for v in value.values())
-    return False
-
-
-def flat_binding(bound: inspect.BoundArguments) -> List[Tuple[str, Any]]:
-    """(placeholder name, value) for every passed argument, ``*args`` as ``name_0, ...``."""
-    out: List[Tuple[str, Any]] = []
-    for name, value in bound.arguments.items():
-        kind = bound.signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_POSITIONAL:
-            out.extend((f"{name}_{i}", v) for i, v in enumerate(value))
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            out.extend(value.items())
-        else:
-            out.append((name, value))
-    return out
-
-
-def _rebind(bound: inspect.BoundArguments, values: List[Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
-    """The call ``bound`` describes, with the flat values replaced by ``values``."""
-    it = iter(values)
-    new = inspect.BoundArguments(bound.signature, collections.OrderedDict())
-    for name, value in bound.arguments.items():
-        kind = bound.signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_POSITIONAL:
-            new.arguments[name] = tuple(next(it) for _ in value)
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            new.arguments[name] = {k: next(it) for k in value}
-        else:
-            new.arguments[name] = next(it)
-    return new.args, new.kwargs
-
-
-def _call_key(flat: List[Tuple[str, Any]]) -> Tuple[Any, ...]:
-    """Equal for two calls that the same symbolic graph computes."""
-    key = []
-    for name, value in flat:
-        if _has_tensor(value):
-            key.append((name, "tensor", repr(python_type_of(value, name))))
-        else:
-            key.append((name, type(value).__name__, repr(value)))
-    return tuple(key)
-
-
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ([^\n]+)')
-
-
-def _source_from_stack_trace(text: Optional[str]) -> Optional[SourceLoc]:
-    """The innermost frame of fx's ``node.stack_trace`` (already filtered to user frames)."""
-    if not text:
-        return None
-    found = _FRAME.findall(text)
-    if not found:
-        return None
-    filename, lineno, function = found[-1]
-    line = int(lineno)
-    return SourceLoc(filename, line, function.strip(), linecache.getline(filename, line).strip())
-
-
-def _user_source_of_exception(exc: BaseException) -> Optional[SourceLoc]:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not is_internal_file(f.filename)]
-    if not frames:
-        return None
-    f = frames[-1]
-    return SourceLoc(f.filename, f.lineno or 0, f.name, (f.line or "").strip())
-
-
-def _fetch(module: torch.nn.Module, target: str) -> Any:
-    obj: Any = module
-    for atom in target.split("."):
-        obj = getattr(obj, atom)
-    return obj
-
-
-def _has_hooks(root: Optional[torch.nn.Module]) -> bool:
-    from torch.nn.modules import module as m
-    if any(getattr(m, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks",
-                                               "_global_backward_hooks")):
-        return True
-    if root is None:
-        return False
-    return any(mod._forward_hooks or mod._forward_pre_hooks for mod in root.modules())
-
-
-# ------------------------------------------------------------------------------- tracer
-
-class _Tracer(fx.Tracer):
-    """An fx tracer whose every submodule is a leaf, which records user source lines, keeps
-    tensor constants off the user's module, and builds placeholders from a real call."""
-
-    def __init__(self, flat: List[Tuple[str, Any]], bound: inspect.BoundArguments,
-                 constants: Dict[str, torch.Tensor], options: SymbolicOptions) -> None:
-        super().__init__(autowrap_modules=options.autowrap_modules,
-                         autowrap_functions=options.autowrap_functions)
-        self.record_stack_traces = True
-        self.flat = flat
-        self.bound = bound
-        self.constants = constants
-        self.specialised: List[Tuple[str, Any, bool]] = []
-
-    def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
-        return True
-
-    def _filter_traceback_frames(self, summary: traceback.StackSummary) -> traceback.StackSummary:
-        frames = list(summary)
-        start = None
-        for i, f in enumerate(frames):
-            if f.name == _ENTRY and f.filename.endswith("symbolic.py"):
-                start = i
-        if start is None:
-            return traceback.StackSummary.from_list([])
-        return traceback.StackSummary.from_list(
-            [f for f in frames[start + 1:] if not is_internal_file(f.filename)])
-
-    def create_arg(self, a: Any) -> Any:
-        if isinstance(a, torch.Tensor) and not isinstance(a, torch.nn.Parameter) \
-                and a not in self.tensor_attrs and not any(a is b for b in self.root.buffers()):
-            name = f"_tensor_constant{len(self.constants)}"
-            while hasattr(self.root, name) or name in self.constants:
-                name += "_"
-            self.constants[name] = a
-            self.tensor_attrs[a] = name
-            return self.create_node("get_attr", name, (), {})
-        return super().create_arg(a)
-
-    def create_args_for_root(self, root_fn: Callable[..., Any], is_module: bool,
-                             concrete_args: Any = None) -> Tuple[Callable[..., Any], List[Any]]:
-        values: List[Any] = []
-        for name, value in self.flat:
-            ph = self.create_proxy("placeholder", name, (), {},
-                                   type_expr=python_type_of(value, f"argument '{name}'"))
-            if _has_tensor(value):
-                values.append(ph)
-                continue
-            guarded = isinstance(value, (bool, int, float, str)) and not (
-                isinstance(value, float) and math.isnan(value))
-            if guarded:
-                eq = self.create_proxy("call_function", operator.eq, (ph, value), {})
-                guard = self.create_proxy(
-                    "call_function", torch._assert,
-                    (eq, guard_message("the trace's inputs", f"argument '{name}' specialised "
-                                       f"to {value!r} by symbolic capture")), {})
-                guard.node.meta[GUARD] = True
-            self.specialised.append((name, value, guarded))
-            values.append(value)
-        args, kwargs = _rebind(self.bound, values)
-        self_arg = (self.root,) if is_module else ()
-
-        def _fxtrace_symbolic_entry(*_unused: Any) -> Any:
-            return root_fn(*self_arg, *args, **kwargs)
-
-        return _fxtrace_symbolic_entry, []
-
-
-# ------------------------------------------------------------------------------- capture
 
 @dataclasses.dataclass
 class _Entry:
@@ -306,7 +118,7 @@ class _Run(fx.Interpreter):
 
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         assert self.original is not None
-        sub = _fetch(self.original, target)
+        sub = fetch(self.original, target)
         path = f"{self.path}.{target}" if self.path else str(target)
         src = self.node.meta.get(SOURCE) if self.node is not None else None
         return self.cap.call(sub, path, tuple(args), dict(kwargs), src)
@@ -336,7 +148,7 @@ class _SymbolicCapture:
         flat = flat_binding(bound)
         for name, value in flat:  # an unsupported input type is an argument error, as in concrete
             python_type_of(value, f"argument '{name}'")
-        tracer = _Tracer(flat, bound, constants, self.options)
+        tracer = SymbolicTracer(flat, bound, constants, self.options)
         if isinstance(target, torch.nn.Module):
             tracer.traced_func_name = method
         try:
@@ -352,7 +164,7 @@ class _SymbolicCapture:
 
     def _failure(self, e: BaseException, what: str, path: str,
                  callsite: Optional[SourceLoc]) -> SymbolicTraceError:
-        src = _user_source_of_exception(e) or callsite
+        src = user_source_of_exception(e) or callsite
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         where = f" at {src}" if src is not None else ""
         code = f"\n    {src.code}" if src is not None and src.code else ""
@@ -373,7 +185,7 @@ class _SymbolicCapture:
             if node.op in ("placeholder", "output"):
                 node.meta[SOURCE] = None
                 continue
-            src = _source_from_stack_trace(node.meta.get("stack_trace")) or callsite
+            src = source_from_stack_trace(node.meta.get("stack_trace")) or callsite
             node.meta[SOURCE] = src
             if src is not None:
                 node.meta["stack_trace"] = src.stack_trace()
@@ -411,7 +223,7 @@ class _SymbolicCapture:
             if node.op != "get_attr" or node.target in constants:
                 continue
             try:
-                value = _fetch(module, node.target)
+                value = fetch(module, node.target)
             except AttributeError:
                 continue
             if isinstance(value, torch.Tensor) and id(value) not in state:
@@ -437,10 +249,10 @@ class _SymbolicCapture:
             graph, flat = self.trace_graph(module, "forward", module.forward, args, kwargs, path,
                                            callsite, constants)
             gm = self.make_gm(module, graph, constants)
-            entry = self.entries[id(module)] = _Entry(gm, _call_key(flat), path)
+            entry = self.entries[id(module)] = _Entry(gm, call_key(flat), path)
             return _Run(self, gm, module, path, True).run(*[v for _, v in flat])
         flat = flat_binding(inspect.signature(module.forward).bind(*args, **kwargs))
-        if _call_key(flat) != entry.key:
+        if call_key(flat) != entry.key:
             raise SymbolicTraceError(
                 f"symbolic capture: module '{path}' ({type(module).__name__}) is called with "
                 f"arguments that differ from its first call (at '{entry.path}') in their "
@@ -476,7 +288,7 @@ class _SymbolicCapture:
     def capture(self, methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]]
                 ) -> fx.GraphModule:
         root = self.root
-        if _has_hooks(root):
+        if has_hooks(root):
             raise SymbolicTraceError("symbolic capture does not run module hooks (forward hooks "
                                      f"or pre-hooks are registered). {CONCRETE_HINT}",
                                      self.callsite)
