@@ -128,3 +128,11 @@ def test_a_difference_fails_with_a_diff(tmp_path: Path, monkeypatch: pytest.Monk
     check_golden("x.txt", "a\nb")  # equal after normalisation: passes
     with pytest.raises(pytest.fail.Exception, match=r"(?s)-b\n\+c"):
         check_golden("x.txt", "a\nc\n")
+
+
+def test_accept_writes_the_normalised_text(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "GOLDEN", tmp_path / "golden")
+    monkeypatch.setattr(sys.modules[__name__], "ACCEPT", True)
+    check_golden("y.txt", f"{ROOT / 'fxtrace' / 'api.py'}:1  ")
+    assert (tmp_path / "golden" / "y.txt").read_text() == "fxtrace/api.py:1\n"
