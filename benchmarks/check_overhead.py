@@ -52,11 +52,12 @@ import torch
 from tabulate import tabulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from models import vision  # noqa: E402
+from zoo import BY_NAME, CASES  # noqa: E402
+
 import fxtrace  # noqa: E402
 from fxtrace.checking.properties import _strategy  # noqa: E402
 from fxtrace.checking.trace_check import clone_inputs  # noqa: E402
-from models import vision  # noqa: E402
-from zoo import BY_NAME, CASES  # noqa: E402
 
 #: Vision models for table 2 and the (batch, height/width) they are checked at.
 SIZED = {"resnet": (8, 64), "mobilenet": (8, 64), "unet": (4, 64), "vit": (16, 16)}
@@ -89,7 +90,7 @@ def check_trace_row(name: str, repeat: int) -> Tuple[List[str], float]:
     }
     best = {k: float("inf") for k in runs}
     raised = False
-    for k, fn in runs.items():  # warm-up: first-time TorchScript type compilation
+    for fn in runs.values():  # warm-up: first-time TorchScript type compilation
         _timed(fn)
     for _ in range(repeat):
         for k, fn in runs.items():

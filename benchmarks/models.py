@@ -20,6 +20,7 @@ Ratios are fxtrace / torch.jit (below 1: fxtrace faster / smaller).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -33,10 +34,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
 from models import harness  # noqa: E402
 from models.vision import BY_NAME, CASES, MODES, set_mode  # noqa: E402
+from tabulate import tabulate  # noqa: E402
 
 TRACERS = ("fxtrace", "jit")
 
@@ -67,7 +67,7 @@ def measure(name: str, mode: str, repeats: int, calls: int) -> Dict[str, Dict[st
         samples: Dict[str, List[Optional[float]]] = {t: [] for t in TRACERS}
         for _ in range(repeats):
             for tracer in TRACERS:
-                samples[tracer].append(_timed(lambda: _trace(tracer, name, mode, check)))
+                samples[tracer].append(_timed(functools.partial(_trace, tracer, name, mode, check)))
         for tracer in TRACERS:
             ok = [s for s in samples[tracer] if s is not None]
             out[tracer]["trace+check" if check else "trace"] = (

@@ -16,8 +16,8 @@ and reports the median latency of one call (under ``no_grad``) over N calls afte
 the calls of the five results interleaved in blocks of 10 so that load changes hit all alike,
 plus the node count of each capture tree. Every result is built with ``check_trace=False``:
 running the trace check first leaves some ScriptModules measurably slower afterwards
-(TransformerEncoder: about 12%, whatever the passes), which would hide what the passes do. Ratios are relative to ``none`` (below 1: faster)
-and to ``jit``.
+(TransformerEncoder: about 12%, whatever the passes), which would hide what the passes do.
+Ratios are relative to ``none`` (below 1: faster) and to ``jit``.
 
 Run from the repository root::
 
@@ -39,6 +39,8 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from zoo import CASES, ZooCase  # noqa: E402
+
 import fxtrace  # noqa: E402
 from fxtrace.capture.assemble import assemble  # noqa: E402
 from fxtrace.capture.concrete import capture_concrete  # noqa: E402
@@ -46,7 +48,6 @@ from fxtrace.capture.meta import CaptureInfo  # noqa: E402
 from fxtrace.lower.script import lower_function, lower_module  # noqa: E402
 from fxtrace.passes import DEFAULT_PASSES, count_nodes, run_passes  # noqa: E402
 from fxtrace.state import preserved_state  # noqa: E402
-from zoo import CASES, ZooCase  # noqa: E402
 
 VARIANTS = ("none", "trace", "default", "fold_bn", "jit")
 

@@ -13,7 +13,7 @@ import time
 import torch
 import torch.fx
 
-from fxtrace.capture.meta import MODULE, SOURCE, TENSOR_META, TensorMeta, SourceLoc
+from fxtrace.capture.meta import MODULE, SOURCE, TENSOR_META, SourceLoc, TensorMeta
 from fxtrace.inspect import diff_table, nodes_table, ops_table
 
 

@@ -40,8 +40,9 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import fxtrace  # noqa: E402
 from zoo import CASES, ZooCase  # noqa: E402
+
+import fxtrace  # noqa: E402
 
 CHAIN_SIZES = (100, 1000, 4000)
 BIG_GRAPH = 2500  # above this many ops: one trace repetition, no warmup trace, no tracemalloc

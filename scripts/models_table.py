@@ -28,10 +28,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
 from models import harness  # noqa: E402
 from models.vision import CASES, MODES  # noqa: E402
+from tabulate import tabulate  # noqa: E402
 
 DOC = ROOT / "docs" / "models.md"
 COLUMNS = ["model", "mode", "ops", "trace ms", "check", "torch.jit check", "probes",
@@ -78,14 +77,14 @@ What the table shows:
   the input; torch.jit raises an unrelated `topk` RuntimeError. Traced at 12px and run at 24px,
   torch.jit returns silently wrong detections (`tests/test_vision.py`). The number of kept
   boxes (`nonzero`) is not frozen by either tracer: other batches match.
-"""
+"""  # noqa: E501  (the Markdown table rows of docs/models.md are one line each)
 
 
 def _latency_ratio(t: harness.Traced, calls: int = 20) -> float:
     inputs = t.case.example(t.case.batch)
     times: Dict[str, List[float]] = {"traced": [], "eager": []}
     fns = {"traced": t.traced, "eager": t.model}
-    for name, fn in fns.items():  # warmup (the first traced calls profile and optimise)
+    for fn in fns.values():  # warmup (the first traced calls profile and optimise)
         for _ in range(3):
             harness.run(fn, inputs, t.mode)
     for _ in range(calls):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple, cast
 
 import torch
 import torch.fx as fx
@@ -53,7 +53,7 @@ def _hooked(module: nn.Module) -> bool:
 
 
 def _call_module(gm: fx.GraphModule, node: fx.Node) -> Optional[nn.Module]:
-    if node.op != "call_module":
+    if node.op != "call_module" or not isinstance(node.target, str):
         return None
     try:
         return gm.get_submodule(node.target)
@@ -79,9 +79,9 @@ def _rank(node: fx.Node) -> Optional[int]:
 # BatchNorm's guards (eval mode, input rank) stay. It returns what the layer's graph returned,
 # so the call site keeps the layer's output convention.
 
-def _value(node: fx.Node) -> Optional[fx.Node]:
+def _value(node: fx.Node) -> fx.Node:
     """The node the caller reads a single-valued call's result through (the call itself, or
-    its only ``getitem(call, 0)`` user), or None."""
+    its only ``getitem(call, 0)`` user)."""
     users = list(node.users)
     if len(users) == 1 and users[0].op == "call_function" and users[0].target is operator.getitem \
             and users[0].args == (node, 0):
@@ -206,8 +206,9 @@ def _folded_graph_module(layer_sub: fx.GraphModule, bn_sub: fx.GraphModule,
     for node in graph.nodes:
         if node.op == "get_attr" and node.target not in ("weight", "bias", "training"):
             setattr(holder, node.target, getattr(layer_sub, node.target))
-    holder.register_parameter("weight", fused.weight)
-    holder.register_parameter("bias", fused.bias)
+    # fuse_*_bn_eval gives the fused layer new Parameters for both.
+    holder.register_parameter("weight", cast(nn.Parameter, fused.weight))
+    holder.register_parameter("bias", cast(nn.Parameter, fused.bias))
     gm = fx.GraphModule(holder, graph, class_name=type(fused).__name__)
     gm.training = False
     gm.meta[ORIGINAL_META] = fused
@@ -244,10 +245,9 @@ def _fusable(gm: fx.GraphModule, first: fx.Node, bn_node: fx.Node):
             return None
     elif layer.out_channels != bn.num_features:
         return None
-    traced = (isinstance(layer_sub, fx.GraphModule), isinstance(bn_sub, fx.GraphModule))
-    if traced == (False, False):
+    if not isinstance(layer_sub, fx.GraphModule) and not isinstance(bn_sub, fx.GraphModule):
         return layer, bn, None
-    if traced != (True, True):
+    if not (isinstance(layer_sub, fx.GraphModule) and isinstance(bn_sub, fx.GraphModule)):
         return None
     layer_plan = _layer_plan(layer_sub, first)
     bn_plan = _bn_plan(bn_sub, _value(bn_node), bn_node)
@@ -321,7 +321,7 @@ def fold_batchnorm(gm: fx.GraphModule) -> PassResult:
     """
     graph = gm.graph
     modified = False
-    replaced = set()
+    replaced: Set[str] = set()
     for bn_node in list(graph.nodes):
         if bn_node.op != "call_module" or not bn_node.args:
             continue
@@ -335,6 +335,8 @@ def fold_batchnorm(gm: fx.GraphModule) -> PassResult:
         if found is None:
             continue
         layer, bn, plans = found
+        # Both are call_module nodes (_fusable found their submodules): targets are names.
+        layer_name, bn_name = cast(str, first.target), cast(str, bn_node.target)
         with torch.no_grad():
             fused = (fuse_linear_bn_eval(layer, bn) if type(layer) is nn.Linear
                      else fuse_conv_bn_eval(layer, bn))
@@ -342,10 +344,10 @@ def fold_batchnorm(gm: fx.GraphModule) -> PassResult:
         if plans is not None:
             layer_sub, bn_sub, layer_plan, bn_plan = plans
             fused = _folded_graph_module(layer_sub, bn_sub, fused, layer_plan, bn_plan,
-                                         (first.target, bn_node.target))
-        name = _fresh_name(gm, f"{first.target}_bn_fused")
+                                         (layer_name, bn_name))
+        name = _fresh_name(gm, f"{layer_name}_bn_fused")
         gm.add_submodule(name, fused)
-        replaced.update((first.target, bn_node.target))
+        replaced.update((layer_name, bn_name))
         first.target = name
         value, bn_value = _value(first), _value(bn_node)
         if "tensor_meta" in bn_value.meta:

@@ -78,6 +78,16 @@ def _new_constant_name(gm: torch.nn.Module) -> str:
     return f"{CONSTANT_PREFIX}{i}"
 
 
+def _inline_into_users(node: fx.Node, value: Any) -> None:
+    """Every use of ``node`` in its users' arguments becomes the plain Python ``value``."""
+    def swap(n: fx.Node) -> Any:
+        return value if n is node else n
+
+    for user in list(node.users):
+        user.args = fx.node.map_arg(user.args, swap)
+        user.kwargs = fx.node.map_arg(user.kwargs, swap)
+
+
 def fold_constants(gm: fx.GraphModule) -> PassResult:
     """Evaluate pure nodes whose inputs are all constants; store the results as constants.
 
@@ -203,10 +213,7 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
                 replacement.meta = dict(node.meta)
             node.replace_all_uses_with(replacement)
         else:
-            for user in list(node.users):
-                user.args = fx.node.map_arg(user.args, lambda n: value if n is node else n)
-                user.kwargs = fx.node.map_arg(user.kwargs,
-                                              lambda n: value if n is node else n)
+            _inline_into_users(node, value)
 
     # 5. Erase what became dead: evaluated nodes and the constants they read.
     erased_targets: Set[str] = set()

@@ -52,7 +52,7 @@ def count_nodes(gm: torch.nn.Module) -> int:
 def _apply(p: Pass, gm: fx.GraphModule) -> Tuple[fx.GraphModule, bool]:
     """Apply ``p`` to every GraphModule submodule (post-order) and then to ``gm``."""
     modified = False
-    for parent_path, parent, attr, sub in list(_graph_modules_post_order(gm)):
+    for _path, parent, attr, sub in list(_graph_modules_post_order(gm)):
         new_sub, changed = _call(p, sub)
         if new_sub is not sub:
             setattr(parent, attr, new_sub)

@@ -170,7 +170,12 @@ def _is_check_name(name: str) -> bool:
 
 def _nodes_in(value: Any) -> List[fx.Node]:
     found: List[fx.Node] = []
-    fx.node.map_arg(value, lambda n: found.append(n) or n)
+
+    def collect(n: fx.Node) -> fx.Node:
+        found.append(n)
+        return n
+
+    fx.node.map_arg(value, collect)
     return found
 
 
@@ -212,8 +217,9 @@ def _self_arg(node: fx.Node) -> List[fx.Node]:
     if node.args and isinstance(node.args[0], fx.Node):
         return [node.args[0]]
     for key in ("input", "self"):
-        if isinstance(node.kwargs.get(key), fx.Node):
-            return [node.kwargs[key]]
+        arg = node.kwargs.get(key)
+        if isinstance(arg, fx.Node):
+            return [arg]
     return list(node.all_input_nodes)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import keyword
-from typing import Any, Iterator, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import torch
 import torch.fx as fx
@@ -43,7 +43,7 @@ def _describe(target: Any) -> str:
 
 def _resolve(gm: torch.nn.Module, target: str) -> Tuple[bool, Any, str]:
     value: Any = gm
-    seen = []
+    seen: List[str] = []
     for atom in target.split("."):
         if not hasattr(value, atom):
             where = ".".join(seen) or "the GraphModule"
