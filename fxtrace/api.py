@@ -16,16 +16,16 @@ import torch.fx as fx
 
 from . import tree
 from .capture.assemble import assemble
-from .capture.concrete import capture_concrete
+from .capture.concrete import Method, capture_concrete
 from .capture.meta import INFO, CaptureInfo
 from .capture.pystate import refuse_python_state_reads
 from .capture.source import user_source
 from .capture.structure import same_structure, structure_of, structure_of_trace
 from .errors import InvalidArgument, InvalidAttribute, TracerWarning
 from .lower.script import lower_function, lower_module
-from .state import preserved_state
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
 from .passes.fold_batchnorm import fold_on_request, require_eval_for_fold
+from .state import preserved_state
 
 #: The passes every capture goes through. Constant folding is not among them: it would store
 #: folded tensors as new module state, which torch.jit.trace's results do not have.
@@ -84,12 +84,20 @@ def _check_strict(gm: fx.GraphModule, strict: bool) -> None:
 MODES = ("concrete", "symbolic", "auto")
 
 
-def _capture(root: Optional[torch.nn.Module],
-             methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
-             name: str, *, mode: str = "concrete", guards: bool = True,
-             force_outplace: bool = False, fold_batchnorm: bool = False, passes: bool = True,
-             keep_structure: bool = False, preserve: bool = True,
-             same_as: Optional[Dict[str, Any]] = None) -> Optional[fx.GraphModule]:
+def _capture(root: Optional[torch.nn.Module], methods: List[Method], name: str,
+             **options: Any) -> fx.GraphModule:
+    """:func:`_capture_unless_same` without ``same_as``: always a capture."""
+    gm = _capture_unless_same(root, methods, name, **options)
+    assert gm is not None  # only a same_as comparison returns None
+    return gm
+
+
+def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method], name: str, *,
+                         mode: str = "concrete", guards: bool = True,
+                         force_outplace: bool = False, fold_batchnorm: bool = False,
+                         passes: bool = True, keep_structure: bool = False,
+                         preserve: bool = True, same_as: Optional[Dict[str, Any]] = None
+                         ) -> Optional[fx.GraphModule]:
     """Capture ``methods`` in ``mode`` and run the capture passes; ``gm.meta["fxtrace"]`` says
     which mode produced the graph (``"auto"`` resolves to one of the other two).
     ``fold_batchnorm`` (eval mode only) folds Conv/Linear + BatchNorm afterwards.
@@ -161,8 +169,8 @@ def _recapture(name: str, mode: str, options: Dict[str, Any]) -> Callable[..., A
     def recapture(root: Optional[torch.nn.Module], method: str, func: Callable[..., Any],
                   args: Tuple[Any, ...], kwargs: Dict[str, Any], *, passes: bool = True,
                   same_as: Optional[Dict[str, Any]] = None) -> Optional[fx.GraphModule]:
-        return _capture(root, [(method, func, args, kwargs)], name, mode=mode, passes=passes,
-                        preserve=False, same_as=same_as, **options)
+        return _capture_unless_same(root, [(method, func, args, kwargs)], name, mode=mode,
+                                    passes=passes, preserve=False, same_as=same_as, **options)
     return recapture
 
 

@@ -5,9 +5,10 @@ A value is a *container* or a *leaf*. Containers are the structures TorchScript 
 return: ``tuple``, ``list``, ``dict`` (any subclass: ``OrderedDict``, ``defaultdict``), named
 tuples and torch's ``return_types`` (``torch.max(x, 1)``). Everything else is a leaf: tensors,
 numbers, strings, None, devices, dtypes, and the tuple subclasses registered as *values*
-rather than structure (:func:`register_leaf_type`: ``torch.Size``, fxtrace's live sizes). Every room that walks a structure (capture
-binding call results, lowering writing signatures, checks comparing outputs, tables printing
-them) uses these functions, so a new container type is taught here once.
+rather than structure (:func:`register_leaf_type`: ``torch.Size``, fxtrace's live sizes).
+Every room that walks a structure (capture binding call results, lowering writing
+signatures, checks comparing outputs, tables printing them) uses these functions, so a new
+container type is taught here once.
 
 The walk is written for the capture's hot path (it runs on every recorded call's arguments):
 plain recursion with the common types tested first, no registry look-ups.
@@ -63,9 +64,8 @@ def rebuild(like: Any, items: List[Any]) -> Any:
         out = dict(zip(like.keys(), items))
         if cls is dict:
             return out
-        try:
-            new = cls.__new__(cls)
-            new.__init__()  # OrderedDict(); a defaultdict keeps no factory (TorchScript has none)
+        try:  # OrderedDict(); a defaultdict keeps no factory (TorchScript has none)
+            new: Any = cls()
         except TypeError:
             return out
         new.update(out)
@@ -203,10 +203,11 @@ def unflatten(values: List[Any], spec: Spec) -> Any:
             return items if s.type is list else s.type(items)
         if s.type is tuple:
             return tuple(items)
-        if hasattr(s.type, "_fields"):
-            return s.type(*items)
+        cls: Any = s.type
+        if hasattr(cls, "_fields"):
+            return cls(*items)
         try:  # torch.return_types and other structseqs take one sequence
-            return s.type(items)
+            return cls(items)
         except TypeError:
             return tuple(items)
     result = build(spec)

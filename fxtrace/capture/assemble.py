@@ -21,7 +21,7 @@ __all__ = ["assemble", "graph_module", "untraced_container", "METHODS", "ORIGINA
 try:  # torch >= 2.3; it defers fx's Python codegen until the module is called or printed
     from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModuleClass
 except ImportError:  # pragma: no cover - older torch
-    _GraphModuleClass = fx.GraphModule  # type: ignore[misc]
+    _GraphModuleClass = fx.GraphModule  # type: ignore[misc,assignment]
 
 
 def graph_module(root: torch.nn.Module, graph: fx.Graph, class_name: str) -> fx.GraphModule:

@@ -27,9 +27,17 @@ from .. import tree
 from .environment import tracing_environment
 from .frames import Frame, MetadataRead, ModuleTrace, Unrecordable, bind_names, signature_of
 from .meta import STATE_WRITE
-from .methods import (DEVICE_PROPERTIES, METADATA_METHODS, MODE_DEPENDENT, SIZED_FACTORIES,
-                      SPECIAL_METHODS, outplace, property_name, reads_training,
-                      tensor_method_name)
+from .methods import (
+    DEVICE_PROPERTIES,
+    METADATA_METHODS,
+    MODE_DEPENDENT,
+    SIZED_FACTORIES,
+    SPECIAL_METHODS,
+    outplace,
+    property_name,
+    reads_training,
+    tensor_method_name,
+)
 from .modules import ModuleCalls
 from .pystate import mutated_containers, python_containers
 from .recorder import has_tensor, holds_traced_numbers, untraced_tree
@@ -102,7 +110,7 @@ class ConcreteTracer(ModuleCalls):
         """A torch call returned a plain Python value computed from graph tensors: guard it."""
         if not any(self._is_graph_tensor(a) for a in tree.leaves((args, kwargs))):
             return out
-        name = method or getattr(func, "__name__", str(func))
+        name = method or getattr(func, "__name__", None) or str(func)
         src = user_source(sys._getframe(2))
         try:
             if not isinstance(out, (bool, int, float)):

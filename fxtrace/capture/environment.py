@@ -231,8 +231,8 @@ def _check_setattr(tracer: "ConcreteTracer", module: torch.nn.Module, name: str,
     elif name != "training" and not isinstance(value, (torch.Tensor, torch.nn.Module)) and \
             name in module.__dict__ and current is not value and not callable(value):
         src = user_source(sys._getframe(2))
-        paths = tracer.module_names.get(id(module)) or [None]
-        tracer.python_writes.append((state_name(module, paths[0], name), src))
+        paths = tracer.module_names.get(id(module))
+        tracer.python_writes.append((state_name(module, paths[0] if paths else None, name), src))
         tracer.python_writers.append(module)
         tracer._warn(src, f"forward changes the Python attribute '{name}' of "
                           f"{type(module).__name__}: Python state is frozen into the trace, "
@@ -266,12 +266,12 @@ def _install() -> None:
                  param_deepcopy=torch.nn.Parameter.__dict__["__deepcopy__"])
     _ORIG_RANGE = builtins.range
     _ORIG_MATH.update({name: getattr(math, name) for name in _MATH_ESCAPES})
-    torch.nn.Module._call_impl = _patched_call  # type: ignore[method-assign]
+    torch.nn.Module._call_impl = _patched_call  # type: ignore[method-assign,assignment]
     torch._C._is_tracing = _is_tracing  # type: ignore[assignment]
     builtins.range = _Range  # type: ignore[assignment,misc]
-    torch._C.ScriptFunction.__call__ = _script_call  # type: ignore[method-assign]
+    torch._C.ScriptFunction.__call__ = _script_call  # type: ignore[method-assign,assignment]
     torch.autograd.Function.apply = classmethod(_autograd_apply)  # type: ignore[method-assign,assignment]
-    torch.nn.Parameter.__deepcopy__ = _param_deepcopy  # type: ignore[method-assign]
+    torch.nn.Parameter.__deepcopy__ = _param_deepcopy  # type: ignore[method-assign,assignment]
     for name in _MATH_ESCAPES:
         setattr(math, name, _math_escape(name))
 

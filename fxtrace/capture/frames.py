@@ -195,7 +195,7 @@ def graph_key(graph: fx.Graph) -> str:
     lines = []
     for i, node in enumerate(graph.nodes):
         index[node] = i
-        args = fx.node.map_arg((node.args, node.kwargs), lambda n: f"%{index[n]}")
+        args: Any = fx.node.map_arg((node.args, node.kwargs), lambda n: f"%{index[n]}")
         target = node.target if isinstance(node.target, str) else getattr(
             node.target, "__qualname__", repr(node.target))
         if node.target is torch._assert:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import operator
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, cast
 
 import torch
 import torch.fx as fx
@@ -25,6 +25,9 @@ from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, Specialisa
 from .source import user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
+
+if TYPE_CHECKING:
+    from .concrete import ConcreteTracer
 
 __all__ = ["Recorder", "untraced_tree", "has_tensor", "has_traced", "holds_traced_numbers",
            "is_traced_leaf"]
@@ -276,12 +279,12 @@ class Recorder:
         fx_args = tuple(self.resolve(a) if is_traced(a) else a for a in args)
         node = self._create(frame, "call_function", op, fx_args, {}, value)
         cls = TracedInt if isinstance(value, int) and not isinstance(value, bool) else TracedFloat
-        result = cls(value, self)
+        result = cls(value, self.tracer)
         frame.bind(result, node)
         return result
 
     def traced_int(self, node: fx.Node, value: int) -> TracedInt:
-        result = TracedInt(value, self)
+        result = TracedInt(value, self.tracer)
         self.frame.bind(result, node)
         return result
 
@@ -304,6 +307,11 @@ class Recorder:
     def _untraced_call(self, func: Callable[..., Any], args: Tuple[Any, ...],
                        kwargs: Dict[str, Any]) -> Any:
         return func(*untraced_tree(args), **untraced_tree(kwargs))
+
+    @property
+    def tracer(self) -> "ConcreteTracer":
+        """This object as the whole tracer its traced numbers call back into."""
+        return cast("ConcreteTracer", self)
 
     # -- provided by the layers above (declared for the type checker) ----------------------
     def _export(self, value: Any) -> bool:

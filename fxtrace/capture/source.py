@@ -9,8 +9,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
-from types import FrameType
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -39,7 +38,7 @@ def is_internal_file(filename: str) -> bool:
 
 def user_frame(start: Optional[FrameType] = None) -> Optional[FrameType]:
     """The innermost frame on the stack that belongs to user code, or None."""
-    frame = start if start is not None else sys._getframe(1)
+    frame: Optional[FrameType] = start if start is not None else sys._getframe(1)
     while frame is not None and is_internal_file(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
@@ -65,7 +64,7 @@ def user_source(start: Optional[FrameType] = None) -> Optional[SourceLoc]:
 def in_torch_library(start: Optional[FrameType] = None) -> bool:
     """Whether the innermost frame outside fxtrace is torch's own code (a library site:
     torch.jit does not warn there, and neither does fxtrace)."""
-    frame = start if start is not None else sys._getframe(1)
+    frame: Optional[FrameType] = start if start is not None else sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_FXTRACE_DIR):
         frame = frame.f_back
     return frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_TORCH_DIR)

@@ -39,10 +39,10 @@ def qualname(fn: Any) -> str:
         name = _get_qualified_name(fn)
     except Exception:  # noqa: BLE001 - any target must have a name
         module = getattr(fn, "__module__", None)
-        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-        if name is None:
+        found = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        if found is None:
             return repr(fn)
-        name = f"{module}.{name}" if module else name
+        name = f"{module}.{found}" if module else str(found)
     if name.startswith("_operator."):
         name = "operator." + name[len("_operator."):]
     return name
@@ -316,9 +316,10 @@ def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward",
         if cache is None:
             ca = canonical(x)
         else:
-            ca = cache.get(path)
-            if ca is None:
-                ca = cache[path] = canonical(x)
+            cached = cache.get(path)
+            if cached is None:
+                cached = cache[path] = canonical(x)
+            ca = cached
         cb = canonical(y)
         if ca != cb:
             na, nb = list(x.graph.nodes), list(y.graph.nodes)

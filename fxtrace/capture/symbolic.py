@@ -51,12 +51,29 @@ import torch.fx as fx
 from ..errors import SymbolicTraceError
 from ..state import preserved_state
 from .assemble import ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
-from .meta import (INFO, METHODS, MODULE, SOURCE, TENSOR_META, VALUE_TYPE, CaptureInfo,
-                   SourceLoc, Specialisation, tensor_meta_of)
+from .meta import (
+    INFO,
+    METHODS,
+    MODULE,
+    SOURCE,
+    TENSOR_META,
+    VALUE_TYPE,
+    CaptureInfo,
+    SourceLoc,
+    Specialisation,
+    tensor_meta_of,
+)
 from .source import user_source
-from .symbolic_tracer import (SymbolicOptions, SymbolicTracer, call_key, fetch,
-                              flat_binding, has_hooks, source_from_stack_trace,
-                              user_source_of_exception)
+from .symbolic_tracer import (
+    SymbolicOptions,
+    SymbolicTracer,
+    call_key,
+    fetch,
+    flat_binding,
+    has_hooks,
+    source_from_stack_trace,
+    user_source_of_exception,
+)
 from .types import python_type_of
 
 __all__ = ["capture_symbolic", "flat_binding", "symbolic_options", "SymbolicOptions",
@@ -68,7 +85,7 @@ CONCRETE_HINT = ('Use mode="concrete" (runs the code on the example inputs and g
                  'a leaf: fxtrace.capture.symbolic.symbolic_options(leaf_modules=[...]).')
 
 _OPTIONS: contextvars.ContextVar[SymbolicOptions] = contextvars.ContextVar(
-    "fxtrace_symbolic_options", default=SymbolicOptions())
+    "fxtrace_symbolic_options", default=SymbolicOptions())  # noqa: B039 - frozen, immutable
 
 
 @contextlib.contextmanager
@@ -271,7 +288,7 @@ class _SymbolicCapture:
                                               name=type(module).__name__)
         gm = assemble(tracer, root_trace, info)
         del gm.meta["fxtrace"]
-        for sub_path, sub in gm.named_modules(remove_duplicate=False):
+        for _, sub in gm.named_modules(remove_duplicate=False):
             if isinstance(sub, fx.GraphModule):
                 for node in sub.graph.nodes:
                     inner = node.meta.get(MODULE) or ""

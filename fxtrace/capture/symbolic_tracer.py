@@ -24,8 +24,8 @@ from .meta import GUARD, SourceLoc, guard_message
 from .source import is_internal_file
 from .types import python_type_of
 
-__all__ = ["ENTRY", "SymbolicOptions", "SymbolicTracer", "source_from_stack_trace", "flat_binding", "rebind", "call_key", "user_source_of_exception",
-           "fetch", "has_hooks"]
+__all__ = ["ENTRY", "SymbolicOptions", "SymbolicTracer", "source_from_stack_trace", "flat_binding",
+           "rebind", "call_key", "user_source_of_exception", "fetch", "has_hooks"]
 
 ENTRY = "_fxtrace_symbolic_entry"  # the frame that separates fxtrace's stack from the user's
 

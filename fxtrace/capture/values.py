@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Tuple
 
 from .. import tree
 
-
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
 

@@ -60,7 +60,7 @@ def symbolic_matches_eager(gm: fx.GraphModule, root: Optional[torch.nn.Module],
             if not same_values(got, want):
                 return False
             runner = script if method_name == "forward" or root is None else \
-                script._c._get_method(method_name)
+                script._c._get_method(method_name)  # type: ignore[union-attr]
             with preserved_state(stateful, always=True):
                 lowered = runner(*flat)
             if not same_values(lowered, want):

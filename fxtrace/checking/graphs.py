@@ -14,8 +14,17 @@ import torch
 import torch.fx as fx
 
 from ..capture.meta import INFO, SOURCE, TENSOR_META, CaptureInfo, SourceLoc
-from ..capture.structure import (GraphDiff, Structure, canonical, graph_diff, graphs_of,
-                                 same_structure, short_args, structure_of, target_name)
+from ..capture.structure import (
+    GraphDiff,
+    Structure,
+    canonical,
+    graph_diff,
+    graphs_of,
+    same_structure,
+    short_args,
+    structure_of,
+    target_name,
+)
 from ..errors import FxTraceError
 from ..state import preserved_state
 

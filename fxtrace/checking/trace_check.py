@@ -34,9 +34,10 @@ import torch
 import torch.fx as fx
 
 from .. import tree
+from ..capture.meta import GUARD_TEXT
+from ..capture.structure import GraphDiff
 from ..errors import TracerWarning, TracingCheckError
 from ..state import StateSnapshot, preserved_state
-from ..capture.meta import GUARD_TEXT
 from .graphs import capture_of, describe_node, diff_report, random_nodes, retrace_diff
 
 __all__ = ["check_trace", "compare_outputs", "flatten_outputs", "leaf_errors", "clone_inputs",
@@ -277,7 +278,7 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
                 except Exception as e:  # noqa: BLE001 - reported with the run's own error
                     retrace_error = e
 
-            def diagnostics() -> Tuple[Any, Any]:
+            def diagnostics(diff: Optional[GraphDiff] = diff) -> Tuple[Any, Any]:
                 if diff is None:
                     return None, None
                 text = diff_report(diff)
