@@ -134,26 +134,33 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
                            training=bool(root.training) if root is not None else False,
                            options=options)
         rng = torch.random.get_rng_state()
-        with preserved_state([root] if root is not None and preserve else [], always=False):
+        # A trace is an observation: buffers, flags, RNGs and Python attributes come back
+        # after the capture and its Python-state test (NOTE [State writes] for parameters).
+        with preserved_state([root] if root is not None and preserve else [], always=True):
             tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
                                                   force_outplace=force_outplace)
-        fn = methods[0][1] if root is None else None
-        if same_as is not None and not tracer.python_writes and all(
-                same_structure(same_as[m], structure_of_trace(tracer, root_trace, m))
-                for m, *_ in methods):
-            return None
-        if keep_structure:
-            info.structure = {m: structure_of_trace(tracer, root_trace, m) for m, *_ in methods}
-        gm = assemble(tracer, root_trace, info, fn)
-        if guards and tracer.python_writes:
-            def recapture() -> fx.GraphModule:
-                again, again_root = capture_concrete(methods, root=root, name=name, guards=True,
-                                                     force_outplace=force_outplace)
-                return assemble(again, again_root,
-                                CaptureInfo(mode="concrete", is_function=root is None,
-                                            name=name), fn)
-            refuse_python_state_reads(gm, tracer, root, [m for m, *_ in methods], rng,
-                                      recapture)
+            try:
+                fn = methods[0][1] if root is None else None
+                if same_as is not None and not tracer.python_writes and all(
+                        same_structure(same_as[m], structure_of_trace(tracer, root_trace, m))
+                        for m, *_ in methods):
+                    return None
+                if keep_structure:
+                    info.structure = {m: structure_of_trace(tracer, root_trace, m)
+                                      for m, *_ in methods}
+                gm = assemble(tracer, root_trace, info, fn)
+                if guards and tracer.python_writes:
+                    def recapture() -> fx.GraphModule:
+                        again, again_root = capture_concrete(methods, root=root, name=name,
+                                                             guards=True,
+                                                             force_outplace=force_outplace)
+                        return assemble(again, again_root,
+                                        CaptureInfo(mode="concrete", is_function=root is None,
+                                                    name=name), fn)
+                    refuse_python_state_reads(gm, tracer, root, [m for m, *_ in methods], rng,
+                                              recapture)
+            finally:
+                tracer.restore_python_state()
     info = gm.meta[INFO]
     if keep_structure and not info.structure:  # symbolic: read the GraphModules
         info.structure = {m: structure_of(gm, m) for m, *_ in methods}

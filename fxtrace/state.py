@@ -1,7 +1,10 @@
 """Saving and restoring the state a traced program can change, for capture and for checks.
 
-The state is: grad mode, the CPU RNG state, every module's training flag, the buffers (e.g.
-BatchNorm running statistics) and, on request, *watching* the parameters.
+The state is: grad mode, the modules' plain Python attributes (numbers, strings, and the
+contents of list, dict and set attributes), the random number generators (torch's CPU generator and those of
+initialised CUDA devices, Python's ``random``, NumPy's global generator when NumPy is
+loaded), every module's training flag, the buffers (e.g. BatchNorm running statistics) and,
+on request, *watching* the parameters.
 
 Buffers are cloned and copied back (``copy_``) on restore: they are small, and copying back
 unconditionally also undoes writes that bypass the version counter (``buf.data.add_(1)``).
@@ -20,12 +23,35 @@ not N times.
 from __future__ import annotations
 
 import contextlib
+import random
+import sys
 import warnings
-from typing import Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["preserved_state", "StateSnapshot"]
+__all__ = ["preserved_state", "StateSnapshot", "RngStates"]
+
+
+class RngStates:
+    """Every random number generator a traced program may draw from, saved for restoring."""
+
+    def __init__(self) -> None:
+        self.cpu = torch.random.get_rng_state()
+        self.cuda = ([torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())]
+                     if torch.cuda.is_available() and torch.cuda.is_initialized() else [])
+        self.python = random.getstate()
+        numpy = sys.modules.get("numpy")
+        self.numpy: Any = numpy.random.get_state() if numpy is not None else None
+
+    def restore(self) -> None:
+        torch.random.set_rng_state(self.cpu)
+        for i, state in enumerate(self.cuda):
+            torch.cuda.set_rng_state(state, i)
+        random.setstate(self.python)
+        numpy = sys.modules.get("numpy")
+        if numpy is not None and self.numpy is not None:
+            numpy.random.set_state(self.numpy)
 
 
 class StateSnapshot:
@@ -39,6 +65,7 @@ class StateSnapshot:
 
     def __init__(self, modules: Sequence[torch.nn.Module], parameters: bool = False) -> None:
         self.flags = [(m, m.training) for root in modules for m in root.modules()]
+        self.python = [(m, _python_attributes(m)) for m, _ in self.flags]
         seen = set()
         self.buffers: List[list] = []  # [tensor, clone, version after clone/restore]
         for root in modules:
@@ -70,6 +97,8 @@ class StateSnapshot:
         for m, training in self.flags:
             if m.training is not training:  # setting goes through Module.__setattr__: slow
                 m.training = training
+        for m, saved in self.python:
+            _restore_python_attributes(m, saved)
         with torch.no_grad():
             same = [e for e in self.buffers if e[0].shape == e[1].shape]
             _copy_all([e[0] for e in same], [e[1] for e in same])
@@ -86,6 +115,48 @@ class StateSnapshot:
                           "parameters, so running the model again to check the trace left "
                           "these writes in the model and later runs started from the written "
                           "values", TracerWarning, stacklevel=4)
+
+
+#: Plain Python values a forward may assign on a module (``self.calls += 1``).
+_PLAIN = (int, float, bool, str, type(None))
+_CONTAINERS = (list, dict, set)
+
+
+def _python_attributes(module: torch.nn.Module) -> Dict[str, Tuple[Any, Any]]:
+    """``name -> (value, shallow copy of a container)`` of the module's own plain Python
+    attributes (torch's bookkeeping, named ``_...``, and ``training`` are not)."""
+    out: Dict[str, Tuple[Any, Any]] = {}
+    for name, value in module.__dict__.items():
+        if name.startswith("_") or name == "training":
+            continue
+        kind = type(value)
+        if kind in _PLAIN:
+            out[name] = (value, None)
+        elif kind in _CONTAINERS and len(value) <= 10000:
+            out[name] = (value, kind(value))
+    return out
+
+
+def _restore_python_attributes(module: torch.nn.Module,
+                               saved: Dict[str, Tuple[Any, Any]]) -> None:
+    attrs = module.__dict__
+    for name, (value, copy) in saved.items():
+        if attrs.get(name, _MISSING) is not value:
+            attrs[name] = value
+        if copy is not None and (len(value) != len(copy) or (
+                type(value) is not set and any(a is not b for a, b in zip(
+                    value.values() if type(value) is dict else value,
+                    copy.values() if type(copy) is dict else copy)))
+                or (type(value) is dict and value.keys() != copy.keys())
+                or (type(value) is set and value != copy)):
+            if type(value) is list:
+                value[:] = copy
+            else:
+                value.clear()
+                value.update(copy)
+
+
+_MISSING = object()
 
 
 def _copy_all(targets: List[torch.Tensor], values: List[torch.Tensor]) -> None:
@@ -117,11 +188,11 @@ def preserved_state(modules: Sequence[torch.nn.Module], *, always: bool,
     :class:`StateSnapshot` of the same modules to reuse instead of taking a new one.
     """
     grad = torch.is_grad_enabled()
-    rng = torch.random.get_rng_state()
+    rng = RngStates()
     snap = snapshot.refresh() if snapshot is not None else StateSnapshot(modules, parameters)
 
     def restore() -> None:
-        torch.random.set_rng_state(rng)
+        rng.restore()
         snap.restore()
 
     try:

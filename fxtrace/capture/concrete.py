@@ -39,7 +39,7 @@ from .methods import (
     tensor_method_name,
 )
 from .modules import ModuleCalls
-from .pystate import mutated_containers, python_containers
+from .pystate import mutated_containers, python_containers, restore_containers
 from .recorder import has_tensor, holds_traced_numbers, untraced_tree
 from .source import user_source
 from .values import TracedSize, is_traced, untraced
@@ -53,9 +53,18 @@ Method = Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]
 class ConcreteTracer(ModuleCalls):
     """Runs user code once and records its torch-level operations (see the module NOTE)."""
 
+    def restore_python_state(self) -> None:
+        """Put back the Python attributes forward assigned and the containers it mutated in
+        place (NOTE [Python state]): after a trace the model's Python state is as before.
+        Called by the API once the Python-state test no longer needs what forward left."""
+        for module, name, value in self.python_before.values():
+            module.__dict__[name] = value
+        restore_containers(self.containers)
+
     # -- the torch function hook --------------------------------------------------------------
     def on_torch_function(self, func: Callable[..., Any], args: Tuple[Any, ...],
                           kwargs: Dict[str, Any]) -> Any:
+        self.writes.before(getattr(func, "__name__", ""), args, kwargs)
         prop = property_name(func)
         if prop is not None:
             return self._on_property(prop, func, args)
@@ -287,8 +296,21 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
     root graph of each method).
     """
     tracer = ConcreteTracer(root, name, guards, force_outplace)
-    containers = python_containers(root)
+    containers = tracer.containers = python_containers(root)
     root_trace = tracer.trace_of(root, "")
+    try:
+        _run_methods(tracer, root_trace, methods)
+    finally:
+        tracer.writes.restore()  # NOTE [State writes]
+    tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
+    _leave_plain_state(tracer, containers)
+    tracer.finished = True
+    return tracer, root_trace
+
+
+def _run_methods(tracer: ConcreteTracer, root_trace: ModuleTrace, methods: Sequence[Method]
+                 ) -> None:
+    root = tracer.root
     for method_name, fn, args, kwargs in methods:
         root_trace.calls += 1
         frame = Frame(root, "", None, root_trace)
@@ -305,10 +327,6 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
             out = fn(*args, **kwargs)
         tracer._output(frame, out)
         root_trace.named[method_name] = frame.graph
-    tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
-    _leave_plain_state(tracer, containers)
-    tracer.finished = True
-    return tracer, root_trace
 
 
 def _plain(value: Any) -> Any:

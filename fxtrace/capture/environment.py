@@ -231,6 +231,7 @@ def _check_setattr(tracer: "ConcreteTracer", module: torch.nn.Module, name: str,
     elif name != "training" and not isinstance(value, (torch.Tensor, torch.nn.Module)) and \
             name in module.__dict__ and current is not value and not callable(value):
         src = user_source(sys._getframe(2))
+        tracer.python_before.setdefault((id(module), name), (module, name, current))
         paths = tracer.module_names.get(id(module))
         tracer.python_writes.append((state_name(module, paths[0] if paths else None, name), src))
         tracer.python_writers.append(module)

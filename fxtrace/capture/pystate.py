@@ -22,7 +22,8 @@ from ..state import preserved_state
 from .source import user_source
 from .structure import graph_diff, same_structure, structure_of
 
-__all__ = ["python_containers", "mutated_containers", "state_name", "refuse_python_state_reads"]
+__all__ = ["python_containers", "mutated_containers", "state_name", "refuse_python_state_reads",
+           "restore_containers"]
 
 _MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)
 
@@ -160,9 +161,15 @@ def _restore_python_state(attributes: List[Tuple[torch.nn.Module, Dict[str, Any]
             registry = module.__dict__[name]
             registry.clear()
             registry.update(entries)
+    restore_containers(containers)
+
+
+def restore_containers(containers: Containers) -> None:
+    """Put the containers' contents back (in place, so references to them stay valid) as
+    :func:`python_containers` copied them; one watched by length only cannot be."""
     for _, value, before in containers:
         if isinstance(before, int):
-            continue  # watched by length only: cannot be put back
+            continue
         if isinstance(value, list):
             value[:] = before
         else:

@@ -25,6 +25,7 @@ from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, Specialisa
 from .source import user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
+from .writes import StateWrites
 
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
@@ -96,6 +97,13 @@ class Recorder:
         #: Set when the capture is over: a traced number or size that outlived it (kept in
         #: a global, a config object) then acts as the plain value, recording nothing.
         self.finished = False
+        #: Parameters and tensor attributes written in place, put back after the capture.
+        self.writes = StateWrites(root)
+        #: ``(id(module), name) -> (module, name, value before)`` of the Python attributes
+        #: forward assigned (NOTE [Python state]); put back by ``restore_python_state``.
+        self.python_before: Dict[Tuple[int, str], Tuple[torch.nn.Module, str, Any]] = {}
+        #: ``python_containers(root)`` taken before the capture (their copies).
+        self.containers: List[Any] = []
         if root is not None:
             for qual, p in root.named_parameters(remove_duplicate=False):
                 self.param_names.setdefault(id(p), []).append(qual)
