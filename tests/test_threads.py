@@ -67,7 +67,7 @@ def test_concurrent_traces_and_bystander_eager_calls() -> None:
                 got = model(x)
             if not torch.equal(got, want):
                 errors.append(f"eager {type(model).__name__} changed while tracing")
-            if not isinstance(range(3), range) or not torch.jit.is_tracing() is False:
+            if not isinstance(range(3), range) or torch.jit.is_tracing():
                 errors.append("a capture's patch acted in a bystander thread")
 
     def trace_loop(model: nn.Module, make: Callable[[int], torch.Tensor]) -> None:
