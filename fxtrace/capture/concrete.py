@@ -312,6 +312,7 @@ def _run_methods(tracer: ConcreteTracer, root_trace: ModuleTrace, methods: Seque
                  ) -> None:
     root = tracer.root
     for method_name, fn, args, kwargs in methods:
+        args, kwargs = _distinct_inputs(tracer, args, kwargs)
         root_trace.calls += 1
         frame = Frame(root, "", None, root_trace)
         tracer.frames = [frame]
@@ -327,6 +328,25 @@ def _run_methods(tracer: ConcreteTracer, root_trace: ModuleTrace, methods: Seque
             out = fn(*args, **kwargs)
         tracer._output(frame, out)
         root_trace.named[method_name] = frame.graph
+
+
+def _distinct_inputs(tracer: ConcreteTracer, args: Tuple[Any, ...], kwargs: Dict[str, Any]
+                     ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """Each input position gets a tensor object of its own, as torch.jit hands them: a
+    tensor repeated in the example (``f(t, t)``), or one that is also the model's own state
+    (a parameter passed as input), is replaced by a view of itself. Otherwise the value map
+    would read every use from one placeholder, and a program branching on identity (``q is
+    k``) would take the path of that one example, silently wrong for distinct inputs."""
+    seen: set = set()
+
+    def distinct(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            if id(value) in seen or id(value) in tracer.param_names:
+                with torch._C.DisableTorchFunction():
+                    return value.view_as(value)
+            seen.add(id(value))
+        return value
+    return tree.map_leaves(distinct, args), tree.map_leaves(distinct, kwargs)
 
 
 def _plain(value: Any) -> Any:

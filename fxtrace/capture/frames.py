@@ -139,6 +139,11 @@ def signature_of(fn: Callable[..., Any]) -> Optional[inspect.Signature]:
 _NODE_NAMES: Dict[Any, str] = {}
 
 
+def _identifier(text: str) -> str:
+    name = "".join(c if c.isalnum() else "_" for c in str(text)).strip("_").lower() or "call"
+    return name if not name[0].isdigit() else f"f_{name}"
+
+
 def new_node(graph: fx.Graph, op: str, target: Any, args: Tuple[Any, ...],
               kwargs: Dict[str, Any]) -> fx.Node:
     """``graph.create_node(op, target, args, kwargs)`` with the same node name, faster.
@@ -151,6 +156,9 @@ def new_node(graph: fx.Graph, op: str, target: Any, args: Tuple[Any, ...],
         name = _NODE_NAMES[(op, target)]
     except (KeyError, TypeError):
         name = None
+    if name is None and op == "call_function" and not hasattr(target, "__name__"):
+        # fx names a node after its target's __name__; a ScriptFunction has none
+        name = _identifier(getattr(target, "name", None) or type(target).__name__)
     node = graph.create_node(op, target, name=name)
     if name is None:
         try:

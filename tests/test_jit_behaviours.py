@@ -1,0 +1,111 @@
+"""torch.jit.trace's input-handling behaviours, differentially: fxtrace against
+torch.jit.trace and eager on the same programs and inputs (the oracle is torch.jit where it is
+right, eager always)."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Tuple
+
+import pytest
+import torch
+from torch import nn
+
+import fxtrace
+
+
+def _both(fn: Any, example: Tuple[Any, ...], **kw: Any) -> Tuple[Any, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (fxtrace.trace(fn, example, check_trace=False, **kw),
+                torch.jit.trace(fn, example, check_trace=False, **kw))
+
+
+def _agree(fx: Callable[..., Any], jit: Callable[..., Any], eager: Callable[..., Any],
+           *inputs: Any) -> None:
+    want = eager(*inputs)
+    torch.testing.assert_close(fx(*inputs), want)
+    torch.testing.assert_close(jit(*inputs), want)
+
+
+def test_the_same_tensor_at_two_positions_is_two_inputs() -> None:
+    t = torch.ones(2)
+
+    def add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + 2 * b
+
+    fx, jit = _both(add, (t, t))
+    _agree(fx, jit, add, torch.ones(2), 3 * torch.ones(2))
+
+
+def test_the_same_dict_at_two_positions_is_two_inputs() -> None:
+    d = {"a": torch.ones(2), "b": torch.ones(2)}
+
+    def f(p: dict, q: dict) -> torch.Tensor:
+        return p["a"] + q["b"] * 2
+
+    fx, jit = _both(f, (d, d), strict=False)
+    d1, d2 = {"a": torch.ones(2), "b": torch.ones(2)}, {"a": 3 * torch.ones(2), "b": 5 * torch.ones(2)}
+    _agree(fx, jit, f, d1, d2)
+
+
+class _ParamPlus(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.arange(3.0))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.w * 10 + y
+
+
+def test_a_parameter_passed_as_the_example_input_is_an_input() -> None:
+    model = _ParamPlus()
+    fx, jit = _both(model, (model.w,))
+    _agree(fx, jit, model, torch.zeros(3))
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return self.mha(q, k, k)[0]  # its code branches on ``query is key``
+
+
+def test_identity_branches_take_the_general_path() -> None:
+    torch.manual_seed(0)
+    model = _Attention().eval()
+    q = torch.randn(5, 2, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = fxtrace.trace(model, (q, q))  # the default check runs too
+    q2, k2 = torch.randn(5, 2, 8), torch.randn(5, 2, 8)
+    torch.testing.assert_close(traced(q2, k2), model(q2, k2), atol=1e-6, rtol=1e-5)
+
+
+def test_a_traced_function_called_inside_a_traced_function() -> None:
+    x = torch.randn(3, 4)
+    inner = fxtrace.trace(lambda a: a * 2, (x,))
+
+    def outer(a: torch.Tensor) -> torch.Tensor:
+        return inner(a) + 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = fxtrace.trace(outer, (x,))
+    y = torch.randn(5, 4)
+    torch.testing.assert_close(traced(y), y * 2 + 1)
+
+
+@pytest.mark.parametrize("structure", ["nested-tuple", "dict-of-tuples"])
+def test_nested_outputs_keep_their_structure(structure: str) -> None:
+    def f(a: torch.Tensor) -> Any:
+        if structure == "nested-tuple":
+            return a, (a + 1, a + 2, (a * 3,)), a - 1
+        return {"x": (a, a + 1), "y": (a * 2, a - 1)}
+
+    fx, jit = _both(f, (torch.randn(2, 3),), strict=False)
+    y = torch.randn(4, 3)
+    got, via_jit, want = fx(y), jit(y), f(y)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(via_jit, want)
