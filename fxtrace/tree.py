@@ -64,12 +64,7 @@ def rebuild(like: Any, items: List[Any]) -> Any:
         out = dict(zip(like.keys(), items))
         if cls is dict:
             return out
-        try:  # OrderedDict(); a defaultdict keeps no factory (TorchScript has none)
-            new: Any = cls()
-        except TypeError:
-            return out
-        new.update(out)
-        return new
+        return _rebuild_mapping(cls, out)
     if is_namedtuple(like):
         return cls(*items)
     if isinstance(like, list):
@@ -78,6 +73,22 @@ def rebuild(like: Any, items: List[Any]) -> Any:
         return cls(items)
     except TypeError:
         return tuple(items)
+
+
+def _rebuild_mapping(cls: Any, items: dict) -> Any:
+    """A ``cls`` (dict subclass) holding ``items``, or a plain dict where ``cls`` cannot be
+    built from its items (a dataclass-based mapping such as transformers' ``ModelOutput``
+    is built from keywords; a ``defaultdict`` keeps no factory: TorchScript has none)."""
+    if cls is dict:
+        return items
+    try:
+        if dataclasses.is_dataclass(cls):
+            return cls(**items)
+        new = cls()
+        new.update(items)
+        return new
+    except Exception:  # noqa: BLE001 - any mapping the class refuses stays a plain dict
+        return dict(items)
 
 
 def leaves(value: Any) -> Iterator[Any]:
@@ -195,10 +206,7 @@ def unflatten(values: List[Any], spec: Spec) -> Any:
             return next(it)
         items = [build(c) for c in s.children]
         if issubclass(s.type, dict):
-            like: Any = s.type() if s.type is not dict else {}
-            if isinstance(like, dict):
-                like.update(dict.fromkeys(s.keys))
-            return rebuild(like, items)
+            return _rebuild_mapping(s.type, dict(zip(s.keys, items)))
         if issubclass(s.type, list):
             return items if s.type is list else s.type(items)
         if s.type is tuple:

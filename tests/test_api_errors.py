@@ -233,6 +233,9 @@ class UserError(Exception):
     pass
 
 
+TRACING_SEEN: List[bool] = []
+
+
 class Raising(nn.Module):
     """Changes everything fxtrace promises to restore, then raises."""
 
@@ -242,10 +245,9 @@ class Raising(nn.Module):
         self.bn = nn.BatchNorm1d(3)
         self.drop = nn.Dropout(0.5)
         self.register_buffer("calls", torch.zeros(()))
-        self.tracing_seen: List[bool] = []
 
     def forward(self, x):
-        self.tracing_seen.append(torch.jit.is_tracing())
+        TRACING_SEEN.append(torch.jit.is_tracing())  # outside the model: not put back
         self.drop(self.bn(x))          # updates running stats, draws random numbers
         self.calls.add_(1)
         torch.rand(3)
@@ -278,6 +280,7 @@ def _assert_user_frame(exc: BaseException, func: Callable[..., Any]) -> None:
 @pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
 def test_user_exception_in_module_restores_everything(api: str, grad: bool) -> None:
     m = Raising().train()
+    TRACING_SEEN.clear()
     with torch.set_grad_enabled(grad):
         with unchanged(m):
             with pytest.raises(UserError, match="user code failed") as info:
@@ -285,7 +288,7 @@ def test_user_exception_in_module_restores_everything(api: str, grad: bool) -> N
                     fxtrace.trace_module(m, {"forward": x})
                 else:
                     getattr(fxtrace, api)(m, x)
-    assert m.tracing_seen == [True]
+    assert TRACING_SEEN == [True]
     assert m.training and m.bn.training and m.calls.item() == 0
     _assert_user_frame(info.value, Raising.forward)
 

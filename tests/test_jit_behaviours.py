@@ -3,14 +3,16 @@ torch.jit.trace and eager on the same programs and inputs (the oracle is torch.j
 right, eager always)."""
 from __future__ import annotations
 
+import collections
 import warnings
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import pytest
 import torch
 from torch import nn
 
 import fxtrace
+from fxtrace import tree
 
 
 def _both(fn: Any, example: Tuple[Any, ...], **kw: Any) -> Tuple[Any, Any]:
@@ -97,15 +99,28 @@ def test_a_traced_function_called_inside_a_traced_function() -> None:
     torch.testing.assert_close(traced(y), y * 2 + 1)
 
 
-@pytest.mark.parametrize("structure", ["nested-tuple", "dict-of-tuples"])
+class _Pair(NamedTuple):
+    a: torch.Tensor
+    b: torch.Tensor
+
+
+@pytest.mark.parametrize("structure", ["nested-tuple", "dict-of-tuples", "ordered-dict",
+                                       "namedtuple-in-dict"])
 def test_nested_outputs_keep_their_structure(structure: str) -> None:
+    """Output containers go through the value tree (fxtrace/tree.py) alone."""
     def f(a: torch.Tensor) -> Any:
         if structure == "nested-tuple":
             return a, (a + 1, a + 2, (a * 3,)), a - 1
+        if structure == "ordered-dict":
+            return collections.OrderedDict([("z", a + 1), ("a", a * 2)])
+        if structure == "namedtuple-in-dict":
+            return {"p": _Pair(a, a + 1), "q": _Pair(a * 2, a - 1)}
         return {"x": (a, a + 1), "y": (a * 2, a - 1)}
 
     fx, jit = _both(f, (torch.randn(2, 3),), strict=False)
     y = torch.randn(4, 3)
-    got, via_jit, want = fx(y), jit(y), f(y)
+    got, via_jit, want = fx(y), jit(y), tree.plain(f(y))  # TorchScript returns plain containers
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(via_jit, want)
+    assert list(tree.leaves_with_paths(got)) and [p for p, _ in tree.leaves_with_paths(got)] == [
+        p for p, _ in tree.leaves_with_paths(want)]
