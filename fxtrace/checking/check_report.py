@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -23,7 +24,7 @@ from .refusals import guard_location
 from .trace_check import compare_outputs, leaf_errors
 
 __all__ = ["CheckWarning", "LOW_ACCEPTANCE", "Stats", "Failure", "count_notes", "leaf_rows",
-           "add_agreed_leaves", "failure_report", "refusal_report", "low_acceptance_note"]
+           "add_agreed_leaves", "merge_desc", "failure_report", "refusal_report", "low_acceptance_note"]
 
 #: Below this share of accepted inputs (of those eager accepts) the check warns.
 LOW_ACCEPTANCE = 0.2
@@ -49,6 +50,12 @@ class Stats:
     leaves: Dict[str, OutputCheck] = dataclasses.field(default_factory=dict)
     # guard location (or message) -> (refusals, one message)
     guards: Dict[str, List[Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def counts(self) -> Dict[str, int]:
+        """The counts a :class:`~fxtrace.inspect.CheckReport` carries."""
+        return {"inputs": self.examples, "agreed": self.agreed, "refused": self.refused,
+                "skipped": self.skipped}
 
     @property
     def checked(self) -> int:
@@ -86,15 +93,15 @@ def count_notes(stats: Stats) -> List[str]:
     notes = [f"{stats.examples} inputs run in {stats.batches} Hypothesis examples: "
              f"{stats.agreed} agreed, {stats.refused} refused by a "
              f"guard (a correct refusal, not a pass), {stats.skipped} skipped (eager raised)"]
-    if stats.checked:
-        notes.append(f"acceptance: {_acceptance(stats)}; the rest refused by a guard")
+    if stats.refused:
+        notes.append(f"acceptance: {_acceptance(stats)}; the rest were refused by a guard")
     if stats.sampled:
         notes.append(f"save/load and re-trace checked on {stats.sampled} of them (first of each "
                      "input signature)")
     if stats.spurious:
         notes.append(f"{stats.spurious} refusals were spurious: the re-trace on the input gave "
                      "the same graph (a guard stricter than needed; not wrong)")
-    if stats.guards:
+    if len(stats.guards) > 1:
         notes.append("refused most by: " + "; ".join(
             f"{abbrev(m, 90)} ({c}x)" for c, m in stats.top_guards()))
     if stats.first_refusal:
@@ -124,7 +131,8 @@ def refusal_report(stats: Stats, title: str) -> CheckReport:
     notes += count_notes(stats)
     return CheckReport(outputs=[OutputCheck(path="out", status="error",
                                             actual="every input refused")],
-                       title=f"{title} FAILED: no input accepted", notes=notes)
+                       title=f"{title} FAILED: no input accepted", notes=notes,
+                       counts=stats.counts)
 
 
 def leaf_rows(got: Any, want: Any, tolerance: float, divergence: Optional[str]
@@ -164,8 +172,26 @@ def add_agreed_leaves(stats: Stats, got: Any, want: Any) -> None:
                                              actual=describe(x), max_abs=errors[0],
                                              max_rel=errors[1])
         else:
+            row.expected = merge_desc(row.expected, describe(y))
+            row.actual = merge_desc(row.actual, describe(x))
             row.max_abs = _max(row.max_abs, errors[0])
             row.max_rel = _max(row.max_rel, errors[1])
+
+
+_TENSOR_DESC = re.compile(r"Tensor\(([^,]*), (.+)\)$")
+
+
+def merge_desc(a: str, b: str) -> str:
+    """``Tensor(2x3, float32)`` and ``Tensor(5x3, float32)`` -> ``Tensor(?x3, float32)``: the
+    description of a leaf over inputs of varied sizes (``?``: a dim that varied)."""
+    ma, mb = _TENSOR_DESC.match(a), _TENSOR_DESC.match(b)
+    if a == b or not ma or not mb or ma.group(2) != mb.group(2):
+        return a
+    da, db = ma.group(1).split("x"), mb.group(1).split("x")
+    if len(da) != len(db):
+        return a
+    dims = "x".join(x if x == y else "?" for x, y in zip(da, db))
+    return f"Tensor({dims}, {ma.group(2)})"
 
 
 def _max(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -203,4 +229,5 @@ def failure_report(failure: Failure, divergence: Optional[str], explanation: str
     notes += count_notes(stats)
     if seed is not None:
         notes.append(f"hypothesis seed: {seed}")
-    return CheckReport(outputs=rows, title=f"fxtrace.check FAILED: {failure.kind}", notes=notes)
+    return CheckReport(outputs=rows, title=f"fxtrace.check FAILED: {failure.kind}", notes=notes,
+                       counts=stats.counts)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 from hypothesis import HealthCheck, Verbosity, assume, given
@@ -233,7 +233,7 @@ def _verdict(stats: Stats, title: str) -> CheckReport:
     if stats.checked == 0:
         report = CheckReport(outputs=[OutputCheck(path="out", status="error",
                                                   actual="no example checked")],
-                             title=title, notes=count_notes(stats))
+                             title=title, notes=count_notes(stats), counts=stats.counts)
         raise PropertyCheckError(_message(report) + "\nno example could be checked: eager "
                                  "raised on every generated input; pass inputs= or dynamic=",
                                  report)
@@ -243,7 +243,8 @@ def _verdict(stats: Stats, title: str) -> CheckReport:
     share = 100.0 * stats.agreed / stats.checked
     report = CheckReport(outputs=list(stats.leaves.values()),
                          title=f"{title}: {stats.agreed} of {stats.checked} inputs accepted "
-                               f"({share:.0f}%)", notes=count_notes(stats))
+                               f"({share:.0f}%)", notes=count_notes(stats),
+                         counts=stats.counts)
     warning = low_acceptance_note(stats)
     if warning is not None:
         report.notes.insert(0, warning)
