@@ -104,6 +104,13 @@ MODELS = textwrap.dedent("""\
     def escapes(x):
         # the value leaves torch through numpy: the trace keeps it as a constant, unguarded
         return x * float(x.numpy().sum())
+
+
+    def rescale(x):
+        # only large inputs are scaled down: a trace taken on one keeps this side, guarded
+        if x.abs().max() > 50:
+            return x / 100
+        return x
 """)
 
 BROKEN = "import torch\n\nSCALE = 1 / 0\n"
@@ -279,12 +286,13 @@ def cli_blocks(work: Workdir) -> Dict[str, str]:
                        "--table none --dot net.dot",
                        "fxtrace inspect net.pt --dot | head -3"),
         "cli.check-net": run("fxtrace check models.py:Net --eval --input 'randn(2,3,32,32)' "
-                             "--dynamic 0:0 --dynamic 0:2 --dynamic 0:3 --examples 50 "
-                             "--checker random"),
+                             "--dynamic 0:0 --dynamic 0:2 --dynamic 0:3 --examples 50"),
         "cli.check-branchy": run("fxtrace check models.py:branchy --input 'randn(8)' "
-                                 "--examples 100 --checker random"),
+                                 "--examples 100"),
         "cli.check-escapes": run("fxtrace check models.py:escapes --input 'randn(4)' "
-                                 "--examples 20 --checker random"),
+                                 "--examples 20"),
+        "cli.check-refused": run("fxtrace check models.py:rescale "
+                                 "--input 'randint(60,100,(8,),dtype=float32)' --examples 20"),
         "cli.errors": run(*(
             "fxtrace trace models.py:Nett --input 'randn(2)'",
             "fxtrace trace broken.py:f --input 'randn(2)'",
