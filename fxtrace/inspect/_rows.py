@@ -15,6 +15,7 @@ import torch.fx
 
 from fxtrace.capture.meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc
 
+from .. import tree
 from ._format import fmt_args, fmt_device, fmt_dtype, fmt_shape, fmt_value, qualname
 
 ACCEPTED = ("an fxtrace result (a ScriptModule with ._fxtrace_capture)", "torch.fx.GraphModule",
@@ -90,13 +91,8 @@ def resolve(x: Any) -> Tuple[str, Any]:
 # --------------------------------------------------------------------------- fx
 
 def _has_tensor(meta: Any) -> bool:
-    if meta is None:
-        return False
-    if isinstance(meta, dict):
-        return any(_has_tensor(m) for m in meta.values())
-    if isinstance(meta, (tuple, list)):
-        return any(_has_tensor(m) for m in meta)
-    return True
+    """Whether a ``tensor_meta`` entry describes some value (a leaf that is not None)."""
+    return meta is not None and tree.any_leaf(lambda m: m is not None, meta)
 
 
 def _meta_columns(meta: Any, value_type: Any) -> Tuple[str, str, str]:
@@ -109,12 +105,9 @@ def _meta_columns(meta: Any, value_type: Any) -> Tuple[str, str, str]:
     if hasattr(meta, "shape") and hasattr(meta, "dtype"):
         return (fmt_shape(meta.shape), fmt_dtype(meta.dtype),
                 fmt_device(getattr(meta, "device", None)))
-    if isinstance(meta, dict):
-        items = list(meta.values())
-    elif isinstance(meta, (tuple, list)):
-        items = list(meta)
-    else:
+    if not tree.is_container(meta):
         return "", type(meta).__name__, ""
+    items = [m for _, m in tree.children(meta)]
     cols = [_meta_columns(m, None) for m in items]
     shapes = "(" + ", ".join(c[0] or "-" for c in cols) + ("," if len(cols) == 1 else "") + ")"
 
