@@ -103,6 +103,29 @@ def _default_elements(tensor: torch.Tensor) -> SearchStrategy[Any]:
     return st.integers(*_int_range(tensor))
 
 
+def _input_spec(path: str, tensor: torch.Tensor, mode: str, elements: Any, layout: str) -> _Spec:
+    """How to draw tensors like the example ``tensor`` (at ``path``) in values mode ``mode``."""
+    if tensor.layout != torch.strided:
+        raise _fail(f"{path} has layout={tensor.layout}; inputs_like supports strided (dense) tensors only")
+    _check_dtype(tensor.dtype, name=f"{path}.dtype")
+    int_range = (0, 0)
+    if mode == "seeded":
+        # elements is unused (NOTE [seeded]); nothing() makes any accidental use fail loudly.
+        strategy, check = st.nothing(), False
+        if not (tensor.dtype == torch.bool or _is_floating(tensor.dtype) or tensor.dtype in _COMPLEX):
+            int_range = _int_range(tensor)
+    elif elements is None:
+        strategy, check = _default_elements(tensor), False
+    elif isinstance(elements, SearchStrategy):
+        strategy, check = elements, True
+    else:
+        strategy, check = elements(tensor), True
+        if not isinstance(strategy, SearchStrategy):
+            raise _fail(f"elements({path}) returned {strategy!r}, not a strategy")
+    return _Spec(tensor.dtype, tuple(tensor.shape), strategy, None, tensor.device, layout,
+                 bool(tensor.requires_grad), check, mode, int_range)
+
+
 def inputs_like(
     example_inputs: Any,
     *,
@@ -215,27 +238,7 @@ def inputs_like(
         )
     mode = values if values is not None else ("seeded" if elements is None else "drawn")
 
-    specs: List[_Spec] = []
-    for path, tensor in leaves:
-        if tensor.layout != torch.strided:
-            raise _fail(f"{path} has layout={tensor.layout}; inputs_like supports strided (dense) tensors only")
-        _check_dtype(tensor.dtype, name=f"{path}.dtype")
-        int_range = (0, 0)
-        if mode == "seeded":
-            # elements is unused (NOTE [seeded]); nothing() makes any accidental use fail loudly.
-            strategy, check = st.nothing(), False
-            if not (tensor.dtype == torch.bool or _is_floating(tensor.dtype) or tensor.dtype in _COMPLEX):
-                int_range = _int_range(tensor)
-        elif elements is None:
-            strategy, check = _default_elements(tensor), False
-        elif isinstance(elements, SearchStrategy):
-            strategy, check = elements, True
-        else:
-            strategy, check = elements(tensor), True
-            if not isinstance(strategy, SearchStrategy):
-                raise _fail(f"elements({path}) returned {strategy!r}, not a strategy")
-        specs.append(_Spec(tensor.dtype, tuple(tensor.shape), strategy, None, tensor.device, layout,
-                           bool(tensor.requires_grad), check, mode, int_range))
+    specs = [_input_spec(path, tensor, mode, elements, layout) for path, tensor in leaves]
 
     dims = _normalise_dynamic(dynamic, leaves)
     # group key of each dynamic (input, dim): its example size when linked, else itself.
