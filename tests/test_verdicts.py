@@ -160,3 +160,31 @@ def test_import_fxtrace_loads_no_checker_cli_or_tables():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_bert_probe_links_ids_and_mask_and_the_refusal_quotes_the_fired_guard():
+    """On BERT, a shape error's traceback quotes the training-mode guard of an encoder layer;
+    the refusal is the sdpa guard that fired, and input_ids/attention_mask resize together."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=37)
+    model = transformers.BertModel(cfg).eval()
+    ids = torch.randint(0, 99, (1, 8))
+    mask = torch.ones(1, 8, dtype=torch.long)
+    traced = _quiet_trace(model, example_kwarg_inputs={"input_ids": ids, "attention_mask": mask},
+                          strict=False)
+    report = fxtrace.probe_dynamic(traced, model)
+    assert [(d.status, d.linked) for d in report.dims] == [
+        ("dynamic", "1:0"), ("dynamic", "1:1"), ("dynamic", "0:0"), ("dynamic", "0:1")]
+    one = {"input_ids": ids[:, :1], "attention_mask": mask[:, :1]}   # q_length 1: refused
+    error = _error(lambda: traced(**one))
+    fired = guard_refusal(error)
+    # the traceback quotes an encoder layer's training-mode guard, which never fires on a
+    # model traced and called in eval mode; the guard that fired is another one
+    assert "module in eval mode" in str(error)
+    assert fired is not None and "module in eval mode" not in fired
+    result = fxtrace.check(traced, model, max_examples=20, seed=0)
+    refusal = next(n for n in result.notes if n.startswith("first refusal: "))
+    assert "fxtrace guard failed at " in refusal and "module in eval mode" not in refusal
