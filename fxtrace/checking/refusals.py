@@ -46,14 +46,16 @@ def fired_message(e: BaseException) -> str:
     exception-name prefixes; for a TorchScript error, the last error line of its traceback
     and any lines after it."""
     text = str(e).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # quoted source lines are indented; the error lines of a traceback are not
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
     if not lines:
         return type(e).__name__
     if _TORCHSCRIPT in text:
         starts = [i for i, line in enumerate(lines) if _ERROR_PREFIX.match(line)]
         i = starts[-1] if starts else len(lines) - 1
-        return "\n".join([_strip_prefixes(lines[i])] + lines[i + 1:])
-    return "\n".join([_strip_prefixes(lines[0])] + lines[1:])
+    else:
+        i = 0
+    return "\n".join([_strip_prefixes(lines[i].strip())] + [x.strip() for x in lines[i + 1:]])
 
 
 def guard_refusal(e: BaseException) -> Optional[str]:
