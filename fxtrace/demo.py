@@ -34,6 +34,7 @@ import torch
 
 import fxtrace
 import fxtrace.inspect as fi
+from fxtrace import tree
 
 __all__ = ["main", "EXAMPLES", "CASES", "load_examples", "run_case", "summary_table"]
 
@@ -165,12 +166,19 @@ class Result:
 
 
 def _max_abs(a: Any, b: Any) -> float:
+    """The largest absolute difference over the leaves of two outputs (inf: they differ in
+    structure, shape or a non-tensor value)."""
+    xs, ys = list(tree.leaves(a)), list(tree.leaves(b))
+    if len(xs) != len(ys):
+        return float("inf")
+    return max((_leaf_max_abs(x, y) for x, y in zip(xs, ys)), default=0.0)
+
+
+def _leaf_max_abs(a: Any, b: Any) -> float:
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
         if a.shape != b.shape or a.numel() == 0:
             return float("inf") if a.shape != b.shape else 0.0
         return float((a.detach().double() - b.detach().double()).abs().max())
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b):
-        return max((_max_abs(x, y) for x, y in zip(a, b)), default=0.0)
     return 0.0 if a == b else float("inf")
 
 

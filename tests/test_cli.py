@@ -230,11 +230,13 @@ def test_check_fails_on_wrong_trace(cli) -> None:
 def test_check_counts_guard_refusals_apart(cli) -> None:
     (p,) = cli["check_refusals"]
     assert p.returncode == 0, _explain(p)
-    assert "refused" in p.stdout
-    if "built-in random checker" in p.stdout:  # our fallback: exact counts are printed
-        refused = int(p.stdout.split(" refused,")[0].rsplit(" ", 1)[-1])
-        assert refused > 0, p.stdout
-        assert "0 failed" in p.stdout
+    verdict = p.stdout.strip().splitlines()[-1]  # PASSED: A agreed, R refused by a guard (P% ...
+    words = verdict.split()
+    assert words[0] == "PASSED:", p.stdout
+    agreed, refused = int(words[1]), int(words[3])
+    assert agreed > 0 and refused > 0 and agreed + refused == 40, p.stdout
+    assert f"({100 * agreed / 40:.0f}% accepted)" in verdict
+    assert "first refusal: args[0]=Tensor(" in p.stdout
 
 
 @uses("demo")
@@ -294,7 +296,7 @@ def test_inspect_missing_file(cli) -> None:
     ("help_trace", ["--input", "--kwarg", "--eval", "--no-check", "--save", "--table",
                     "--format"]),
     ("help_inspect", ["FILE", "--table", "--format"]),
-    ("help_check", ["--examples", "--dynamic", "--input"]),
+    ("help_check", ["--examples", "--dynamic", "--input", "--tolerance", "fxtrace.check"]),
     ("help_demo", ["--format", "--keep"]),
 ])
 @uses("help", "help_trace", "help_inspect", "help_check", "help_demo")
@@ -336,10 +338,10 @@ def test_parse_input_spec_rejects(spec: str) -> None:
         parse_input_spec(spec)
 
 
-def test_check_calls_fxtrace_check_when_available(tmp_path, monkeypatch, capsys) -> None:
-    """With ``fxtrace.check`` present, ``check`` hands it the trace, the original and inputs."""
+def test_check_calls_fxtrace_check(tmp_path, monkeypatch, capsys) -> None:
+    """``check`` hands ``fxtrace.check`` the trace, the original, the inputs and the options,
+    and its verdict is the command's."""
     import fxtrace
-    import fxtrace.checking.trace_check  # noqa: F401 - bind the package first, as tracing does
     from fxtrace.cli import main
     from fxtrace.inspect import CheckReport, OutputCheck
 
@@ -348,18 +350,49 @@ def test_check_calls_fxtrace_check_when_available(tmp_path, monkeypatch, capsys)
     monkeypatch.syspath_prepend(str(tmp_path))
     calls = []
 
-    def fake_check(traced, original, inputs, max_examples, dynamic=None):
-        calls.append((traced, original, inputs, max_examples, dynamic))
+    def fake_check(traced, original, inputs=None, **kw):
+        calls.append((traced, original, inputs, kw))
         return CheckReport([OutputCheck("out", "mismatch", 1.0, 1.0)], title="fake report")
 
     monkeypatch.setattr(fxtrace, "check", fake_check)
     status = main(["check", "usermodels.py:foo", "--input", "rand(3)", "--input", "rand(3)",
-                   "--dynamic", "0:0,1:0", "--examples", "7"])
+                   "--dynamic", "0:0,1:0", "--examples", "7", "--seed", "5",
+                   "--tolerance", "0.01"])
     assert status == 1 and "fake report" in capsys.readouterr().out
-    (traced, original, inputs, n, dynamic), = calls
+    (traced, original, inputs, kw), = calls
     assert isinstance(traced, torch_jit_script_function()) and original.__name__ == "foo"
-    assert [tuple(t.shape) for t in inputs] == [(3,), (3,)] and n == 7
-    assert dynamic == [(0, 0), (1, 0)]
+    assert [tuple(t.shape) for t in inputs] == [(3,), (3,)]
+    assert kw == {"max_examples": 7, "seed": 5, "tolerance": 0.01, "dynamic": [(0, 0), (1, 0)]}
+
+
+def test_check_fails_when_the_trace_raises_or_refuses_everything(tmp_path, monkeypatch,
+                                                                  capsys) -> None:
+    """A non-guard error of the trace and a trace that refuses every input both fail."""
+    from fxtrace.cli import main
+
+    (tmp_path / "verdicts.py").write_text(textwrap.dedent("""\
+        import torch
+
+        def frozen(x):
+            n = x.numpy().shape[0]
+            return x.reshape(n) * 2
+
+        def far(x):
+            if x.sum() > 1000:
+                return x * 2
+            return x
+    """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check", "verdicts.py:frozen", "--input", "randn(4)", "--dynamic", "0:0",
+                 "--examples", "10"]) == 1
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("FAILED: trace raised"), out
+    assert main(["check", "verdicts.py:far", "--input", "randint(400,500,(4,),dtype=float32)",
+                 "--examples", "10"]) == 1
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("FAILED: no input accepted"), out
+    assert "every generated input was refused by a guard" in out
 
 
 def torch_jit_script_function() -> type:

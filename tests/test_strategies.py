@@ -255,7 +255,7 @@ def test_bounds_are_rounded_inwards():
 def test_bfloat16_rounding_matches_torch(x):
     """The pure-Python bfloat16 rounding used for elements agrees with torch's conversion."""
     expected = torch.tensor(x, dtype=torch.float32).to(torch.bfloat16).item()
-    got = fst._round_to_bfloat16(x)
+    got = fst._elements._round_to_bfloat16(x)
     assert got == expected or (math.isnan(got) and math.isnan(expected))
 
 
@@ -632,9 +632,9 @@ def test_seeded_kinds_replay_bit_for_bit(name, example, value_range, constant):
         big = torch.zeros(1024, dtype=example.dtype)  # the same range as the empty example: [0, 0]
     strategy = inputs_like(big, values="seeded", dynamic=False)
     assert all(v == constant for v in _flat(_replay(strategy, (0,))))
-    for kind in range(1, fst._SEEDED_KINDS):
+    for kind in range(1, fst._base._SEEDED_KINDS):
         by_seed = []
-        for seed in (0, 1, fst._SEED_MAX):
+        for seed in (0, 1, fst._base._SEED_MAX):
             torch.manual_seed(seed)
             first = _replay(strategy, (kind, seed))
             torch.manual_seed(seed + 1)
@@ -730,9 +730,9 @@ def test_flush_subnormals():
     """Seeded float16 values are cast from float32, which can make them subnormal; those are
     flushed to zero (both parts of complex values too), everything else is kept."""
     half = torch.tensor([1e-6, -3e-5, 6.2e-5, -1.0, 0.0], dtype=torch.float16)
-    assert fst._flush_subnormals(half).tolist() == [0.0, 0.0, half[2].item(), -1.0, 0.0]
+    assert fst._draw._flush_subnormals(half).tolist() == [0.0, 0.0, half[2].item(), -1.0, 0.0]
     z = torch.tensor([complex(1e-40, 2.0), complex(-3.0, -1e-41)], dtype=torch.complex64)
-    assert fst._flush_subnormals(z).tolist() == [complex(0.0, 2.0), complex(-3.0, 0.0)]
+    assert fst._draw._flush_subnormals(z).tolist() == [complex(0.0, 2.0), complex(-3.0, 0.0)]
 
 
 @pytest.mark.parametrize("name, dtype, low, high", _UNSIGNED, ids=[u[0] for u in _UNSIGNED])
@@ -748,8 +748,16 @@ def test_wide_unsigned_dtypes(name, dtype, low, high):
 
 
 def test_docstring_examples():
-    """The >>> examples in the module's docstrings run and print what they show."""
+    """The >>> examples in the package's docstrings run and print what they show."""
+    import importlib
+    import pkgutil
+
+    attempted = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonInteractiveExampleWarning)
-        result = doctest.testmod(fst, extraglobs={"torch": torch})
-    assert result.attempted > 0 and result.failed == 0
+        for info in pkgutil.iter_modules(fst.__path__):
+            module = importlib.import_module(f"{fst.__name__}.{info.name}")
+            result = doctest.testmod(module, extraglobs={"torch": torch})
+            assert result.failed == 0, info.name
+            attempted += result.attempted
+    assert attempted > 0

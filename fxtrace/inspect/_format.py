@@ -7,6 +7,8 @@ from typing import Any, Optional
 import torch
 import torch.fx
 
+from .. import tree
+
 ELLIPSIS = "\u2026"  # "…"
 
 
@@ -84,13 +86,20 @@ def fmt_value(v: Any, node_ref=None) -> str:
         return repr(v)
     if isinstance(v, str):
         return repr(v)
-    if isinstance(v, tuple) and not hasattr(v, "_fields"):
+    if isinstance(v, torch.Size):  # printed as the tuple it is, as it always was
         inner = ", ".join(fmt_value(x, node_ref) for x in v)
         return f"({inner},)" if len(v) == 1 else f"({inner})"
-    if isinstance(v, list):
-        return "[" + ", ".join(fmt_value(x, node_ref) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{fmt_value(k)}: {fmt_value(x, node_ref)}" for k, x in v.items()) + "}"
+    if tree.is_container(v):
+        items = tree.children(v)
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{fmt_value(k)}: {fmt_value(x, node_ref)}"
+                                   for k, x in items) + "}"
+        inner = ", ".join(fmt_value(x, node_ref) for _, x in items)
+        if isinstance(v, list):
+            return f"[{inner}]"
+        if tree.is_namedtuple(v):
+            return f"{type(v).__name__}({inner})"
+        return f"({inner},)" if len(items) == 1 else f"({inner})"
     if isinstance(v, slice):
         parts = [("" if p is None else fmt_value(p, node_ref)) for p in (v.start, v.stop, v.step)]
         return ":".join(parts[:2]) if v.step is None else ":".join(parts)
@@ -108,8 +117,6 @@ def fmt_value(v: Any, node_ref=None) -> str:
         return qualname(v)
     if isinstance(v, type):
         return v.__name__
-    if isinstance(v, tuple):  # namedtuple
-        return type(v).__name__ + "(" + ", ".join(fmt_value(x, node_ref) for x in v) + ")"
     return repr(v)
 
 

@@ -15,6 +15,7 @@ import torch.fx
 
 from fxtrace.capture.meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc
 
+from .. import tree
 from ._format import fmt_args, fmt_device, fmt_dtype, fmt_shape, fmt_value, qualname
 
 ACCEPTED = ("an fxtrace result (a ScriptModule with ._fxtrace_capture)", "torch.fx.GraphModule",
@@ -90,13 +91,8 @@ def resolve(x: Any) -> Tuple[str, Any]:
 # --------------------------------------------------------------------------- fx
 
 def _has_tensor(meta: Any) -> bool:
-    if meta is None:
-        return False
-    if isinstance(meta, dict):
-        return any(_has_tensor(m) for m in meta.values())
-    if isinstance(meta, (tuple, list)):
-        return any(_has_tensor(m) for m in meta)
-    return True
+    """Whether a ``tensor_meta`` entry describes some value (a leaf that is not None)."""
+    return meta is not None and tree.any_leaf(lambda m: m is not None, meta)
 
 
 def _meta_columns(meta: Any, value_type: Any) -> Tuple[str, str, str]:
@@ -109,12 +105,9 @@ def _meta_columns(meta: Any, value_type: Any) -> Tuple[str, str, str]:
     if hasattr(meta, "shape") and hasattr(meta, "dtype"):
         return (fmt_shape(meta.shape), fmt_dtype(meta.dtype),
                 fmt_device(getattr(meta, "device", None)))
-    if isinstance(meta, dict):
-        items = list(meta.values())
-    elif isinstance(meta, (tuple, list)):
-        items = list(meta)
-    else:
+    if not tree.is_container(meta):
         return "", type(meta).__name__, ""
+    items = [m for _, m in tree.children(meta)]
     cols = [_meta_columns(m, None) for m in items]
     shapes = "(" + ", ".join(c[0] or "-" for c in cols) + ("," if len(cols) == 1 else "") + ")"
 
@@ -293,25 +286,42 @@ def script_rows(x: Any, recurse: bool = False) -> List[NodeRow]:
     values are printed inline where they are used.
     """
     graph = script_graph(x, recurse)
-    root = x if isinstance(x, torch.jit.ScriptModule) else None
-    rows: List[NodeRow] = []
-    consts: Dict[Any, Any] = {}     # Value -> constant value
-    position: Dict[Any, int] = {}   # Value -> producing row index
-    texts: Dict[Any, str] = {}      # Value -> "2x3 float32" (for DOT edges)
-    paths: Dict[Any, str] = {}      # Value -> module attribute path ("" = self)
+    table = _ScriptRows(x if isinstance(x, torch.jit.ScriptModule) else None)
+    inputs = list(graph.inputs())
+    if inputs and isinstance(inputs[0].type(), torch._C.ClassType):
+        table.paths[inputs[0]] = ""
+        inputs = inputs[1:]
+    for v in inputs:
+        name = v.debugName()
+        table.add("placeholder", name, name.split(".")[0], [], [v], "", None)
+    table.walk(graph.nodes(), 0)
+    table.add("output", "output", "output", list(graph.return_node().inputs()), [], "", None)
+    return table.rows
 
-    def ref(v: Any) -> str:
-        return fmt_value(consts[v]) if v in consts else f"%{v.debugName()}"
 
-    def cref(v: Any, here: int) -> str:
-        if v in consts:
-            return fmt_value(consts[v])
-        return f"%{position[v] - here}" if v in position else f"%{v.debugName()}"
+class _ScriptRows:
+    """The rows of one TorchScript graph, built node by node (:func:`script_rows`)."""
 
-    def add(opcode: str, name: str, target: str, ins: List[Any], outs: List[Any],
+    def __init__(self, root: Optional[torch.nn.Module]) -> None:
+        self.root = root
+        self.rows: List[NodeRow] = []
+        self.consts: Dict[Any, Any] = {}     # Value -> constant value
+        self.position: Dict[Any, int] = {}   # Value -> producing row index
+        self.texts: Dict[Any, str] = {}      # Value -> "2x3 float32" (for DOT edges)
+        self.paths: Dict[Any, str] = {}      # Value -> module attribute path ("" = self)
+
+    def ref(self, v: Any) -> str:
+        return fmt_value(self.consts[v]) if v in self.consts else f"%{v.debugName()}"
+
+    def cref(self, v: Any, here: int) -> str:
+        if v in self.consts:
+            return fmt_value(self.consts[v])
+        return f"%{self.position[v] - here}" if v in self.position else f"%{v.debugName()}"
+
+    def add(self, opcode: str, name: str, target: str, ins: List[Any], outs: List[Any],
             module: str, src: Optional[SourceLoc], op_key: Optional[str] = None,
             attr_obj: Any = None, depth: int = 0) -> None:
-        here = len(rows)
+        here = len(self.rows)
         cols = [_script_type_columns(o, attr_obj) for o in outs]
         if len(cols) == 1:
             shape, dtype, device = cols[0]
@@ -321,82 +331,76 @@ def script_rows(x: Any, recurse: bool = False) -> List[NodeRow]:
             shape = "(" + ", ".join(c[0] or "-" for c in cols) + ")"
             dtype = "(" + ", ".join(c[1] for c in cols) + ")"
             device = next((c[2] for c in cols if c[2]), "")
-        args = ", ".join(ref(v) for v in ins)
-        cargs = ", ".join(cref(v, here) for v in ins)
-        shown_target = ("| " * depth) + target
         deps: List[Tuple[int, str]] = []
         seen: set = set()
         for v in ins:
-            if v in position and v not in consts and v not in seen:
+            if v in self.position and v not in self.consts and v not in seen:
                 seen.add(v)
-                deps.append((position[v], texts[v]))
-        rows.append(NodeRow(
-            index=here, opcode=opcode, name=name, target=shown_target, args=args, kwargs="",
+                deps.append((self.position[v], self.texts[v]))
+        self.rows.append(NodeRow(
+            index=here, opcode=opcode, name=name, target=("| " * depth) + target,
+            args=", ".join(self.ref(v) for v in ins), kwargs="",
             shape=shape, dtype=dtype, device=device, location=src.short if src else "",
             module=module, op_key=op_key or f"{opcode}:{target}",
-            canon=f"{opcode}|{target}|{cargs}|", source=src, inputs=deps))
+            canon=f"{opcode}|{target}|{', '.join(self.cref(v, here) for v in ins)}|",
+            source=src, inputs=deps))
         for o, c in zip(outs, cols):
-            position[o] = here
-            texts[o] = value_text(c[0], c[1])
+            self.position[o] = here
+            self.texts[o] = value_text(c[0], c[1])
 
-    inputs = list(graph.inputs())
-    if inputs and isinstance(inputs[0].type(), torch._C.ClassType):
-        paths[inputs[0]] = ""
-        inputs = inputs[1:]
-    for v in inputs:
-        name = v.debugName()
-        add("placeholder", name, name.split(".")[0], [], [v], "", None)
+    def _attribute(self, path: str) -> Any:
+        if self.root is None:
+            return None
+        try:
+            obj = self.root
+            for part in path.split("."):
+                obj = getattr(obj, part)
+            return obj
+        except Exception:  # noqa: BLE001 - a table must print whatever the module holds
+            return None
 
-    def walk(block_nodes: Any, depth: int) -> None:
-        for node in block_nodes:
-            kind = node.kind()
-            outs = list(node.outputs())
-            if kind == "prim::Constant":
-                for o in outs:
-                    consts[o] = _script_constant(node)
-                continue
-            ins = list(node.inputs())
-            src = script_source(node.sourceRange())
-            module = _hierarchy_path(node)
-            name = ", ".join(o.debugName() for o in outs)
-            if kind == "prim::GetAttr" and ins and ins[0] in paths:
-                path = _join(paths[ins[0]], node.s("name"))
-                obj = None
-                if root is not None:
-                    try:
-                        obj = root
-                        for part in path.split("."):
-                            obj = getattr(obj, part)
-                    except Exception:  # noqa: BLE001
-                        obj = None
-                if isinstance(outs[0].type(), torch._C.ClassType):
-                    paths[outs[0]] = path
-                add("get_attr", name, path, [], outs, module, src, attr_obj=obj, depth=depth)
-            elif kind == "prim::CallMethod" and ins and ins[0] in paths:
-                path, method = paths[ins[0]], node.s("name")
-                sub = _get_submodule(root, path) if root is not None else None
-                type_name = _module_type_name(sub) if sub is not None else path
-                if method == "forward":
-                    add("call_module", name, path, ins[1:], outs, module, src,
-                        op_key=f"call_module:{type_name}", depth=depth)
-                else:
-                    add("call_method", name, f"{path}.{method}", ins[1:], outs, module, src,
-                        op_key=f"call_method:{type_name}.{method}", depth=depth)
-            elif kind == "prim::CallFunction" and ins:
-                fn = str(ins[0].type()).replace("__torch__.", "")
-                add("call_function", name, fn, ins[1:], outs, module, src, depth=depth)
+    def node(self, node: Any, depth: int) -> None:
+        kind = node.kind()
+        outs = list(node.outputs())
+        ins = list(node.inputs())
+        src = script_source(node.sourceRange())
+        module = _hierarchy_path(node)
+        name = ", ".join(o.debugName() for o in outs)
+        if kind == "prim::GetAttr" and ins and ins[0] in self.paths:
+            path = _join(self.paths[ins[0]], node.s("name"))
+            if isinstance(outs[0].type(), torch._C.ClassType):
+                self.paths[outs[0]] = path
+            self.add("get_attr", name, path, [], outs, module, src,
+                     attr_obj=self._attribute(path), depth=depth)
+        elif kind == "prim::CallMethod" and ins and ins[0] in self.paths:
+            path, method = self.paths[ins[0]], node.s("name")
+            sub = _get_submodule(self.root, path) if self.root is not None else None
+            type_name = _module_type_name(sub) if sub is not None else path
+            if method == "forward":
+                self.add("call_module", name, path, ins[1:], outs, module, src,
+                         op_key=f"call_module:{type_name}", depth=depth)
             else:
-                add("call_function", name, kind, ins, outs, module, src, depth=depth)
+                self.add("call_method", name, f"{path}.{method}", ins[1:], outs, module, src,
+                         op_key=f"call_method:{type_name}.{method}", depth=depth)
+        elif kind == "prim::CallFunction" and ins:
+            fn = str(ins[0].type()).replace("__torch__.", "")
+            self.add("call_function", name, fn, ins[1:], outs, module, src, depth=depth)
+        else:
+            self.add("call_function", name, kind, ins, outs, module, src, depth=depth)
+
+    def walk(self, block_nodes: Any, depth: int) -> None:
+        for node in block_nodes:
+            if node.kind() == "prim::Constant":
+                for o in node.outputs():
+                    self.consts[o] = _script_constant(node)
+                continue
+            self.node(node, depth)
             for block in node.blocks():
-                walk(block.nodes(), depth + 1)
+                self.walk(block.nodes(), depth + 1)
                 ret = block.returnNode()
                 if list(ret.inputs()):
-                    add("output", "", "block_return", list(ret.inputs()), [], module, None,
-                        depth=depth + 1)
-
-    walk(graph.nodes(), 0)
-    add("output", "output", "output", list(graph.return_node().inputs()), [], "", None)
-    return rows
+                    self.add("output", "", "block_return", list(ret.inputs()), [],
+                             _hierarchy_path(node), None, depth=depth + 1)
 
 
 def rows_of(x: Any, recurse: bool = False) -> List[NodeRow]:

@@ -6,7 +6,7 @@ Checkers fill these dataclasses; nothing here computes anything.
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 __all__ = ["OutputCheck", "CheckReport", "STATUSES"]
 
@@ -36,11 +36,15 @@ class OutputCheck:
 
 @dataclasses.dataclass
 class CheckReport:
-    """The result of one trace check or property check: one :class:`OutputCheck` per output."""
+    """The result of one trace check or property check: one :class:`OutputCheck` per output.
+
+    ``counts`` holds a property check's input counts (``inputs``, ``agreed``, ``refused``,
+    ``skipped``; empty for other checks), for programs that read the verdict."""
 
     outputs: List[OutputCheck] = dataclasses.field(default_factory=list)
     title: str = ""
     notes: List[str] = dataclasses.field(default_factory=list)
+    counts: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
