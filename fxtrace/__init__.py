@@ -14,9 +14,19 @@ import importlib
 from typing import Any
 
 from .api import capture, trace, trace_module
-from .errors import (FxTraceError, InvalidArgument, InvalidAttribute, LoweringError, PassError,
-                     PropertyCheckError, SymbolicTraceError, TraceError, TracerWarning,
-                     TracingCheckError, VerifyError)
+from .errors import (
+    FxTraceError,
+    InvalidArgument,
+    InvalidAttribute,
+    LoweringError,
+    PassError,
+    PropertyCheckError,
+    SymbolicTraceError,
+    TraceError,
+    TracerWarning,
+    TracingCheckError,
+    VerifyError,
+)
 
 __all__ = [
     "trace", "trace_module", "capture", "check", "probe_dynamic", "ProbeReport", "DimProbe",

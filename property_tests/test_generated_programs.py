@@ -12,11 +12,11 @@ import pytest
 import torch
 from hypothesis import given, note
 from hypothesis import strategies as st
+from programs import Program, example_inputs, programs, random_program
 
 import fxtrace
 from fxtrace.checking.trace_check import compare_outputs, is_guard_error
 from fxtrace.strategies import inputs_like
-from programs import Program, example_inputs, programs, random_program
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),

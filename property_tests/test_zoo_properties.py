@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import settings
+from zoo import CASES
 
 import fxtrace
-from zoo import CASES
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),

@@ -167,7 +167,9 @@ def _equal(out: Any, ref: Any) -> bool:
 
 def table() -> str:  # pragma: no cover - run by hand to regenerate docs/transformers.md
     import warnings
+
     import transformers
+
     import fxtrace
     warnings.simplefilter("ignore")
     rows = ["| model | defaults (`use_cache` at its default) | fix | traced with the fix | "

@@ -33,8 +33,8 @@ def _quiet_trace(*args, **kwargs):
 
 
 def test_check_is_the_function_even_after_submodule_imports():
-    import fxtrace.checking.properties  # noqa: F401
     import fxtrace.checking.dynamic  # noqa: F401
+    import fxtrace.checking.properties  # noqa: F401
     assert callable(fxtrace.check) and fxtrace.check.__name__ == "check"
     assert issubclass(fxtrace.PropertyCheckError, fxtrace.FxTraceError)
     assert issubclass(fxtrace.PropertyCheckError, AssertionError)

@@ -24,10 +24,11 @@ import torch.jit._pickle  # noqa: F401 - restore_type_tag, for dict outputs (see
 import torch.utils
 
 sys.path.insert(0, os.path.dirname(__file__))
-import fxtrace  # noqa: E402
 from models.harness import GUARD_TEXT, fx_traced, run, same_outputs  # noqa: E402
 from models.vision import CASES  # noqa: E402
 from zoo import BY_NAME as ZOO  # noqa: E402
+
+import fxtrace  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,

@@ -33,7 +33,6 @@ from fxtrace.passes.fold_batchnorm import FOLDED_META, ORIGINAL_META
 from fxtrace.passes.fold_constants import FOLD_NUMEL_LIMIT
 from fxtrace.passes.purity import may_write, possibly_mutated
 
-
 # --------------------------------------------------------------------------------------------
 # The helper every pass case goes through
 # --------------------------------------------------------------------------------------------

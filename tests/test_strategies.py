@@ -9,9 +9,10 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, find, given, settings, strategies as st
-from hypothesis.errors import InvalidArgument, NonInteractiveExampleWarning
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
 from hypothesis.control import BuildContext
+from hypothesis.errors import InvalidArgument, NonInteractiveExampleWarning
 from hypothesis.internal.conjecture.data import ConjectureData
 
 import fxtrace.strategies as fst

@@ -19,8 +19,8 @@ import torch.fx as fx
 import torch.nn as nn
 
 import fxtrace
-from fxtrace.capture.source import is_internal_file
 from fxtrace.capture.meta import MODULE, SOURCE, TENSOR_META, SourceLoc, TensorMeta
+from fxtrace.capture.source import is_internal_file
 from fxtrace.capture.symbolic import SymbolicTraceError, symbolic_options
 
 sys.path.insert(0, os.path.dirname(__file__))

@@ -18,11 +18,30 @@ import pytest
 import torch
 import torch.fx
 
-from fxtrace.capture.meta import (MODULE, SOURCE, TENSOR_META, VALUE_TYPE, CaptureInfo,
-                                  SourceLoc, Specialisation, tensor_meta_of)
-from fxtrace.inspect import (COLUMNS, DEFAULT_TABLES, TABLES, CheckReport, OutputCheck,
-                             check_table, diff_table, modules_table, nodes_table, ops_table,
-                             show, specialisations_table)
+from fxtrace.capture.meta import (
+    MODULE,
+    SOURCE,
+    TENSOR_META,
+    VALUE_TYPE,
+    CaptureInfo,
+    SourceLoc,
+    Specialisation,
+    tensor_meta_of,
+)
+from fxtrace.inspect import (
+    COLUMNS,
+    DEFAULT_TABLES,
+    TABLES,
+    CheckReport,
+    OutputCheck,
+    check_table,
+    diff_table,
+    modules_table,
+    nodes_table,
+    ops_table,
+    show,
+    specialisations_table,
+)
 
 # torch.jit is used here only as an oracle; its deprecation notices are not under test.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -305,9 +324,9 @@ def test_diff_table_shape_change_is_marked():
     text = diff_table(a, b, context=1)
     lines = text.splitlines()
     assert lines[-1].startswith("first divergence at row 3 (changed): a: #3 view")
-    marked = [l for l in lines if l.startswith(">>")]
+    marked = [row for row in lines if row.startswith(">>")]
     assert len(marked) == 1 and marked[0].split()[1] == "~"
-    assert sum(1 for l in lines if l.split()[:1] == ["..."]) == 2   # rows 0-1 and 5-8 elided
+    assert sum(1 for row in lines if row.split()[:1] == ["..."]) == 2   # rows 0-1 and 5-8 elided
 
 
 def test_check_table_golden():
@@ -526,7 +545,7 @@ def test_show_prints_default_tables():
     out = io.StringIO()
     show(tree_gm(), file=out)
     text = out.getvalue()
-    assert [l for l in text.splitlines() if l.startswith("== ")] == \
+    assert [row for row in text.splitlines() if row.startswith("== ")] == \
         [f"== {n} ==" for n in DEFAULT_TABLES]
     out = io.StringIO()
     show(torch.jit.script(Sub()), file=out, fmt="github")

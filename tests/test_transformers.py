@@ -77,7 +77,7 @@ def assert_same(actual: Any, expected: Any, what: str) -> None:
     assert isinstance(actual, dict), f"{what}: got {type(actual).__name__}, not a dict"
     assert list(actual.keys()) == list(expected.keys()), f"{what}: keys differ"
     for k in expected.keys():
-        torch.testing.assert_close(actual[k], expected[k], msg=lambda m: f"{what}: [{k!r}]: {m}")
+        torch.testing.assert_close(actual[k], expected[k], msg=lambda m, k=k: f"{what}: [{k!r}]: {m}")
 
 
 def quiet(fn, *args, **kwargs):

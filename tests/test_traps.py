@@ -36,8 +36,9 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import fxtrace  # noqa: E402
 from traps import CATEGORIES, TRAPS, Trap  # noqa: E402
+
+import fxtrace  # noqa: E402
 
 CORRECT, REFUSED, WRONG = "correct", "refused", "silently wrong"
 RTOL, ATOL = 1e-4, 1e-5

@@ -127,7 +127,7 @@ def test_training_updates_buffers_like_eager(name: str) -> None:
         changed = [k for k in want if not torch.equal(want[k], start[k])]
         assert changed, "eager changed no buffer"
         for k in want:
-            torch.testing.assert_close(got[k], want[k], msg=lambda m: f"{name}: {k}: {m}")
+            torch.testing.assert_close(got[k], want[k], msg=lambda m, k=k: f"{name}: {k}: {m}")
     finally:
         t.model.load_state_dict(start)
 

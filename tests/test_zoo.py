@@ -28,8 +28,8 @@ import fxtrace
 from fxtrace.capture.meta import SOURCE, SourceLoc
 
 sys.path.insert(0, os.path.dirname(__file__))
-from zoo import CASES, ZooCase  # noqa: E402
 from models.harness import leaves  # noqa: E402  (one nested-output walker for the suites)
+from zoo import CASES, ZooCase  # noqa: E402
 
 # The user-side torch.jit.save / torch.jit.load below warn (deprecated in torch 2.13); those
 # warnings are torch's, not fxtrace's (test_no_deprecation_warning checks fxtrace's own).
@@ -66,7 +66,7 @@ def assert_same_outputs(actual: Any, expected: Any, what: str) -> None:
     a, e = list(leaves(actual)), list(leaves(expected))
     assert [p for p, _ in a] == [p for p, _ in e], f"{what}: output structure differs"
     for (path, x), (_, y) in zip(a, e):
-        torch.testing.assert_close(x, y, msg=lambda m: f"{what}: {path}: {m}")
+        torch.testing.assert_close(x, y, msg=lambda m, path=path: f"{what}: {path}: {m}")
 
 
 def jit_trace(model: Any, example: Tuple[Any, ...]) -> Any:
@@ -283,4 +283,4 @@ def test_gradients_match_eager(c: ZooCase) -> None:
     want, got = grads(model), grads(traced)
     assert len(got) == len(want)
     for i, (g, w) in enumerate(zip(got, want)):
-        torch.testing.assert_close(g, w, msg=lambda m: f"{c.name}: gradient {i}: {m}")
+        torch.testing.assert_close(g, w, msg=lambda m, i=i: f"{c.name}: gradient {i}: {m}")

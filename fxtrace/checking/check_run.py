@@ -11,12 +11,12 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from .. import tree
 from ..state import StateSnapshot
 from .calls import Call, describe_inputs, input_leaves
 from .check_report import Failure, Stats, add_agreed_leaves
 from .graphs import retrace_diff
 from .refusals import error_text, guard_refusal
-from .. import tree
 from .trace_check import compare_outputs, run_isolated
 
 __all__ = ["Sampler", "InputChecker"]

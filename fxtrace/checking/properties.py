@@ -42,8 +42,15 @@ from ..inspect.report import CheckReport, OutputCheck
 from ..state import StateSnapshot
 from ..strategies import inputs_like
 from .calls import Call, as_call, describe, describe_inputs, example_call
-from .check_report import (CheckWarning, Failure, Stats, count_notes, failure_report,
-                           low_acceptance_note, refusal_report)
+from .check_report import (
+    CheckWarning,
+    Failure,
+    Stats,
+    count_notes,
+    failure_report,
+    low_acceptance_note,
+    refusal_report,
+)
 from .check_run import InputChecker, Sampler
 from .divergence import first_divergence
 from .dynamic import eager_dynamic_dims

@@ -39,14 +39,16 @@ from ..capture.structure import GraphDiff
 from ..errors import TracerWarning, TracingCheckError
 from ..state import StateSnapshot, preserved_state
 from .graphs import capture_of, describe_node, diff_report, random_nodes, retrace_diff
+from .refusals import guard_refusal
 
 __all__ = ["check_trace", "compare_outputs", "flatten_outputs", "leaf_errors", "clone_inputs",
            "run_isolated", "isolated_state", "is_script", "GUARD_TEXT", "is_guard_error"]
 
 
 def is_guard_error(e: BaseException) -> bool:
-    """Whether ``e`` is an fxtrace guard refusing an input (TorchScript or Python side)."""
-    return GUARD_TEXT in str(e)
+    """Whether ``e`` is an fxtrace guard refusing an input (TorchScript or Python side): the
+    assertion that fired is a guard's own, not a guard text quoted elsewhere in a traceback."""
+    return guard_refusal(e) is not None
 
 
 def _clone_leaf(value: Any) -> Any:

@@ -4,8 +4,19 @@ See ``docs/inspection.md``; the column sets in :data:`COLUMNS` are part of the A
 """
 from .dot import GraphvizNotFound, render_dot, to_dot
 from .report import CheckReport, OutputCheck
-from .tables import (COLUMNS, DEFAULT_TABLES, TABLES, check_table, diff_table, modules_table,
-                     nodes_table, ops_table, passes_table, show, specialisations_table)
+from .tables import (
+                     COLUMNS,
+                     DEFAULT_TABLES,
+                     TABLES,
+                     check_table,
+                     diff_table,
+                     modules_table,
+                     nodes_table,
+                     ops_table,
+                     passes_table,
+                     show,
+                     specialisations_table,
+)
 
 __all__ = [
     "nodes_table",

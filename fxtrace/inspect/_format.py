@@ -113,7 +113,8 @@ def fmt_value(v: Any, node_ref=None) -> str:
         return f"Size({fmt_shape(v)})"
     if _is_tensor_meta(v):
         return f"Tensor({fmt_shape(v.shape)}, {fmt_dtype(v.dtype)})"
-    if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)) or callable(v) and hasattr(v, "__qualname__"):
+    if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)) or (
+            callable(v) and hasattr(v, "__qualname__")):
         return qualname(v)
     if isinstance(v, type):
         return v.__name__

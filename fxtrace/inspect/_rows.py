@@ -181,8 +181,8 @@ def fx_rows(gm: torch.fx.GraphModule, recurse: bool = False) -> List[NodeRow]:
             position[node] = i
             row_of[node] = len(rows)
 
-            def rel(n: torch.fx.Node, _i=i) -> str:
-                return f"%{position.get(n, _i) - _i}" if n in position else f"%{n.name}"
+            def rel(n: torch.fx.Node, _i: int = i, _pos: Dict[Any, int] = position) -> str:
+                return f"%{_pos.get(n, _i) - _i}" if n in _pos else f"%{n.name}"
 
             args, kwargs = fmt_args(node.args, node.kwargs)
             cargs, ckwargs = fmt_args(node.args, node.kwargs, node_ref=rel)

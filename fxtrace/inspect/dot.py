@@ -65,7 +65,8 @@ def to_dot(x: Any, *, recurse: bool = True, name: Optional[str] = None) -> str:
     One DOT node per graph node (the rows of :func:`nodes_table`; TorchScript constants are
     inlined into their users and get none), ids ``n0``, ``n1``, ... in row order, labelled
     with the node's target (as in the nodes table; an input's is its name) over the output
-    ``shape dtype``, with ``%name at file.py:line`` as tooltip. One solid edge per data dependency (producer -> consumer,
+    ``shape dtype``, with ``%name at file.py:line`` as tooltip. One solid edge per data
+    dependency (producer -> consumer,
     one per distinct value used), labelled with the value's shape and dtype when known.
 
     ``recurse=True`` (default) also draws the graph of every submodule: each module path

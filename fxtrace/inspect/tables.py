@@ -17,8 +17,15 @@ import torch.fx
 from fxtrace.capture.meta import CaptureInfo, SourceLoc, Specialisation
 
 from ._format import abbreviate, fmt_bytes, fmt_number, fmt_value
-from ._rows import (NodeRow, _as_graph_module, _is_script, _module_type_name, _type_error,
-                    resolve, rows_of)
+from ._rows import (
+    NodeRow,
+    _as_graph_module,
+    _is_script,
+    _module_type_name,
+    _type_error,
+    resolve,
+    rows_of,
+)
 from .report import CheckReport
 
 __all__ = [
@@ -318,10 +325,11 @@ def diff_table(a: Any, b: Any, *, fmt: str = "simple", recurse: bool = False,
     Alignment uses ``difflib.SequenceMatcher`` over a canonical text per node — opcode,
     target, arguments with node references written as relative positions (so renamed nodes
     still match); aligned rows whose known output shape or dtype differ are marked changed
-    (a side without shape metadata matches any shape). Columns (``COLUMNS["diff"]``): an unnamed column
-    holding ``>>`` on the first differing row, ``mark`` (``=`` same, ``~`` changed: same
-    opcode and either the same target or the same arguments, ``-`` only in a, ``+`` only in b), ``#a``, ``a`` (``name = target(args)``),
-    ``location a``, then the same for b. A last line says ``first divergence: ...`` or
+    (a side without shape metadata matches any shape). Columns (``COLUMNS["diff"]``): an
+    unnamed column holding ``>>`` on the first differing row, ``mark`` (``=`` same, ``~``
+    changed: same opcode and either the same target or the same arguments, ``-`` only in a,
+    ``+`` only in b), ``#a``, ``a`` (``name = target(args)``), ``location a``, then the same
+    for b. A last line says ``first divergence: ...`` or
     ``no divergence: N nodes match``. ``context=k`` keeps only rows within ``k`` of a
     difference (elided runs print as ``...``).
     """

@@ -3,17 +3,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import (Any, Sequence,
-                    Tuple)
+from typing import Any, Sequence, Tuple
 
 import torch
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
-
-
-
-
 
 Shape = Tuple[int, ...]
 

@@ -3,15 +3,26 @@ NOTE [seeded])."""
 from __future__ import annotations
 
 import dataclasses
-from typing import (Any, Callable, List, Optional, Sequence,
-                    Tuple)
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from ._base import (Shape, _COMPLEX, _DENSE_LIMIT, _FLOATING, _INPUTS_FLOAT_BOUND, _SEED, _SEEDED_COMPLEX_PART_BOUND, _SEEDED_KIND, _SIGNED_VIEW, _can_be_noncontiguous, _fail, _numel)
-
+from ._base import (
+    _COMPLEX,
+    _DENSE_LIMIT,
+    _FLOATING,
+    _INPUTS_FLOAT_BOUND,
+    _SEED,
+    _SEEDED_COMPLEX_PART_BOUND,
+    _SEEDED_KIND,
+    _SIGNED_VIEW,
+    Shape,
+    _can_be_noncontiguous,
+    _fail,
+    _numel,
+)
 
 # --------------------------------------------------------------------------- drawing tensors
 

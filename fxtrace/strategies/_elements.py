@@ -3,14 +3,26 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import (Any, Optional, Tuple, Union)
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from ._base import (NDIM_MAX, Shape, _COMPLEX, _COMPLEX_WIDTH, _FLOATING, _FLOAT_WIDTH, _INTEGRAL, _check_bool, _check_dtype, _check_int, _fail, _order_check)
-
+from ._base import (
+    _COMPLEX,
+    _COMPLEX_WIDTH,
+    _FLOAT_WIDTH,
+    _FLOATING,
+    _INTEGRAL,
+    NDIM_MAX,
+    Shape,
+    _check_bool,
+    _check_dtype,
+    _check_int,
+    _fail,
+    _order_check,
+)
 
 # --------------------------------------------------------------------------- dtypes, shapes
 
@@ -27,7 +39,8 @@ def dtypes(
 
     Examples shrink towards torch's default dtypes: ``torch.float32`` first, then ``torch.int64``.
 
-    >>> dtypes(floating=False, boolean=False).example() in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+    >>> dtypes(floating=False, boolean=False).example() in (
+    ...     torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
     True
     """
     for name, flag in (("floating", floating), ("integral", integral), ("boolean", boolean), ("complex", complex)):

@@ -2,18 +2,30 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union)
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from .. import tree
-
-from ._base import (_COMPLEX, _COMPLEX_WIDTH, _EXTRA_UNSIGNED, _FLOATING, _INPUTS_FLOAT_BOUND, _VALUE_MODES, _check_bool, _check_dtype, _check_int, _check_layout, _fail, _is_floating, _order_check)
-from ._elements import (from_dtype)
-from ._draw import (_Spec, _draw_tensor)
-
+from ._base import (
+    _COMPLEX,
+    _COMPLEX_WIDTH,
+    _EXTRA_UNSIGNED,
+    _FLOATING,
+    _INPUTS_FLOAT_BOUND,
+    _VALUE_MODES,
+    _check_bool,
+    _check_dtype,
+    _check_int,
+    _check_layout,
+    _fail,
+    _is_floating,
+    _order_check,
+)
+from ._draw import _draw_tensor, _Spec
+from ._elements import from_dtype
 
 # --------------------------------------------------------------------------- inputs_like
 

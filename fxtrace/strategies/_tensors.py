@@ -1,15 +1,26 @@
 """``tensors``: a strategy for torch tensors, every property a value or a strategy."""
 from __future__ import annotations
 
-from typing import (Any, Dict, Mapping, Optional, Union)
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 from hypothesis.strategies import SearchStrategy
 
-from ._base import (Shape, _COMPLEX, _can_be_noncontiguous, _check_bool, _check_device, _check_dtype, _check_layout, _check_strategy_or_none, _fail, _is_floating, _normalise_shape)
-from ._elements import (from_dtype)
-from ._draw import (_Spec, _tensor_strategy)
-
+from ._base import (
+    _COMPLEX,
+    Shape,
+    _can_be_noncontiguous,
+    _check_bool,
+    _check_device,
+    _check_dtype,
+    _check_layout,
+    _check_strategy_or_none,
+    _fail,
+    _is_floating,
+    _normalise_shape,
+)
+from ._draw import _Spec, _tensor_strategy
+from ._elements import from_dtype
 
 # --------------------------------------------------------------------------- tensors
 
@@ -99,11 +110,13 @@ def tensors(
         if not isinstance(elements, (SearchStrategy, Mapping)):
             raise _fail(f"elements={elements!r} must be a strategy, a dict of from_dtype arguments, or None")
         if given:
-            raise _fail(f"elements= cannot be combined with {given[0]}={kwargs[given[0]]!r}; put it in elements instead")
+            raise _fail(f"elements= cannot be combined with {given[0]}={kwargs[given[0]]!r}; "
+                        "put it in elements instead")
         if isinstance(elements, Mapping):
             unknown = sorted(set(elements) - set(_ELEMENT_KWARGS))
             if unknown:
-                raise _fail(f"elements has unknown from_dtype argument {unknown[0]!r}; known: {', '.join(_ELEMENT_KWARGS)}")
+                raise _fail(f"elements has unknown from_dtype argument {unknown[0]!r}; "
+                            f"known: {', '.join(_ELEMENT_KWARGS)}")
 
     # Resolve strategy-valued arguments one at a time; shape last, so that it can be filtered
     # for the layout.

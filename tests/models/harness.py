@@ -67,7 +67,7 @@ def same_outputs(actual: Any, expected: Any, what: str, **tol: float) -> None:
     assert [p for p, _ in a] == [p for p, _ in e], (
         f"{what}: output structure differs: {[p for p, _ in a]} vs {[p for p, _ in e]}")
     for (path, x), (_, y) in zip(a, e):
-        torch.testing.assert_close(x, y, msg=lambda m: f"{what}: {path}: {m}", **tol)
+        torch.testing.assert_close(x, y, msg=lambda m, path=path: f"{what}: {path}: {m}", **tol)
 
 
 @dataclasses.dataclass
