@@ -46,6 +46,14 @@ from .values import TracedSize, is_traced, untraced
 
 __all__ = ["capture_concrete", "ConcreteTracer", "ModuleTrace", "Method"]
 
+#: torch.jit.trace's warning when ``_force_outplace`` rewrites a write into a view.
+OUTPLACE_VIEW_WARNING = (
+    "There are other live references to the data region being modified when tracing in-place "
+    "operator {}. This might cause the trace to be incorrect, because all other views that also "
+    "reference this data will not reflect this change in the trace! On the other hand, if all "
+    "other views use the same memory chunk, but are disjoint (e.g. are outputs of "
+    "torch.split), this might still be safe.")
+
 #: One method to capture: ``(method name, callable, args, kwargs)``.
 Method = Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]
 
@@ -88,7 +96,10 @@ class ConcreteTracer(ModuleCalls):
         if method == "__getitem__":
             return self.record("call_function", operator.getitem, args, kwargs, out)
         if self.force_outplace:
+            before = method
             method, kwargs = outplace(method, func, kwargs)
+            if method != before and isinstance(args[0], torch.Tensor) and args[0]._is_view():
+                self._warn(user_source(sys._getframe(1)), OUTPLACE_VIEW_WARNING.format(before))
         if method is not None:
             return self.record("call_method", method, args, kwargs, out)
         out = self.record("call_function", func, args, kwargs, out)

@@ -2,6 +2,7 @@
 
 NOTE [Thread-local patches]
 Some calls never reach the torch function mode: module calls (``nn.Module._call_impl``),
+iterating over a tensor (``Tensor.__iter__`` skips it),
 attribute writes on modules (``__setattr__``), ``range`` and ``math`` functions (they read an
 int subclass's value without calling one of its methods), TorchScript functions (they run in
 C++), ``autograd.Function.apply`` and ``Parameter.__deepcopy__``. fxtrace patches them for the
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 import torch
 from torch.overrides import TorchFunctionMode
 
+from .methods import iterate
 from .pystate import state_name
 from .recorder import holds_traced_numbers, untraced_tree
 from .source import user_source
@@ -175,6 +177,16 @@ def _script_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return tracer.record("call_function", fn, args, kwargs, out)
 
 
+def _tensor_iter(t: torch.Tensor) -> Any:
+    tracer = current_tracer()
+    if tracer is None or not tracer._is_graph_tensor(t):
+        return _ORIG["iter"](t)
+    with torch._C.DisableTorchFunction():  # reading the rank must not be recorded
+        if t.dim() == 0:
+            return _ORIG["iter"](t)
+    return iterate(tracer, t)
+
+
 def _param_deepcopy(param: torch.nn.Parameter, memo: Dict[int, Any]) -> Any:
     # Parameter.__deepcopy__ builds its copy with _make_subclass, which the mode does not
     # see: the copy would be an unknown tensor. Record it as the deepcopy it is.
@@ -264,7 +276,8 @@ def _install() -> None:
     _ORIG.update(call=torch.nn.Module._call_impl, is_tracing=torch._C._is_tracing,
                  script_call=torch._C.ScriptFunction.__call__,
                  apply=torch.autograd.Function.__dict__["apply"],
-                 param_deepcopy=torch.nn.Parameter.__dict__["__deepcopy__"])
+                 param_deepcopy=torch.nn.Parameter.__dict__["__deepcopy__"],
+                 iter=torch.Tensor.__dict__["__iter__"])
     _ORIG_RANGE = builtins.range
     _ORIG_MATH.update({name: getattr(math, name) for name in _MATH_ESCAPES})
     torch.nn.Module._call_impl = _patched_call  # type: ignore[method-assign,assignment]
@@ -273,6 +286,7 @@ def _install() -> None:
     torch._C.ScriptFunction.__call__ = _script_call  # type: ignore[method-assign,assignment]
     torch.autograd.Function.apply = classmethod(_autograd_apply)  # type: ignore[method-assign,assignment]
     torch.nn.Parameter.__deepcopy__ = _param_deepcopy  # type: ignore[method-assign,assignment]
+    torch.Tensor.__iter__ = _tensor_iter  # type: ignore[method-assign,assignment]
     for name in _MATH_ESCAPES:
         setattr(math, name, _math_escape(name))
 
@@ -284,6 +298,7 @@ def _uninstall() -> None:
     torch._C.ScriptFunction.__call__ = _ORIG["script_call"]  # type: ignore[method-assign]
     torch.autograd.Function.apply = _ORIG["apply"]  # type: ignore[method-assign]
     torch.nn.Parameter.__deepcopy__ = _ORIG["param_deepcopy"]  # type: ignore[method-assign]
+    torch.Tensor.__iter__ = _ORIG["iter"]  # type: ignore[method-assign]
     for name, fn in _ORIG_MATH.items():
         setattr(math, name, fn)
     for cls, own in reversed(_HOOKED):

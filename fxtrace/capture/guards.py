@@ -105,7 +105,8 @@ class Guards(Recorder):
                             "specialised to it; fxtrace guards it at run time.")
 
     def specialise_tensor(self, kind: str, tensor: torch.Tensor, value: Any,
-                          observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]) -> None:
+                          observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]],
+                          message: Optional[str] = None) -> None:
         """A tensor's *value* left the graph (``bool(t)``, ``t.item()``): record and guard.
 
         ``observe(node) -> (op, target, args)`` re-reads the value from the tensor's node in
@@ -117,8 +118,9 @@ class Guards(Recorder):
         if node.op == "get_attr":
             return  # a parameter or constant: its value is part of the model, not the input
         self.guard_equal(frame, observe(node), value, kind, src, f"{kind} gave {value!r}")
-        self._warn(src, f"Converting a tensor to a Python {kind} might cause the trace to be "
-                        "incorrect. fxtrace records it as a constant and guards it at run time.")
+        self._warn(src, message or f"Converting a tensor to a Python {kind} might cause the "
+                        "trace to be incorrect. fxtrace records it as a constant and guards it "
+                        "at run time.")
 
     def specialise_plain(self, kind: str, value: Any, detail: str) -> None:
         """A value frozen without a guard (nothing in the graph can check it): recorded, and

@@ -11,7 +11,7 @@ import torch.fx as fx
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
 
-__all__ = ["SPECIAL_METHODS", "METADATA_METHODS", "MODE_DEPENDENT", "DEVICE_PROPERTIES",
+__all__ = ["iterate", "ITER_WARNING", "SPECIAL_METHODS", "METADATA_METHODS", "MODE_DEPENDENT", "DEVICE_PROPERTIES",
            "SIZED_FACTORIES", "property_name", "tensor_method_name", "reads_training",
            "outplace"]
 
@@ -72,14 +72,21 @@ def _escape_method(kind: str, observe: Callable[[fx.Node], Tuple[str, Any, Tuple
     return handler
 
 
-def _iter_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
-                 kwargs: Dict[str, Any]) -> Any:
-    t = args[0]
-    if not tr._is_graph_tensor(t) or t.dim() == 0:
-        return tr._untraced_call(func, args, kwargs)
-    tr.specialise_tensor("iter", t, t.shape[0], lambda node: ("call_function", len, (node,)))
-    return iter(t.unbind(0))  # recorded: the mode is active again here
+#: torch.jit.trace's warning for ``for row in x`` (torch/_tensor.py), and what fxtrace adds.
+ITER_WARNING = ("Iterating over a tensor might cause the trace to be incorrect. Passing a tensor "
+                "of different shape won't change the number of iterations executed (and might "
+                "lead to errors or silently give incorrect results). fxtrace guards the number "
+                "of iterations at run time.")
 
+
+def iterate(tr: "ConcreteTracer", t: torch.Tensor) -> Any:
+    """``iter(t)`` of a graph tensor: the number of rows is guarded, the rows are recorded
+    (``Tensor.__iter__`` skips ``__torch_function__``, so the capture patches it)."""
+    with torch._C.DisableTorchFunction():  # the count itself is not recorded: it is guarded
+        rows = int(t.shape[0])
+    tr.specialise_tensor("iter", t, rows, lambda node: ("call_function", len, (node,)),
+                         message=ITER_WARNING)
+    return iter(t.unbind(0))  # recorded: the mode sees unbind
 
 def _setitem_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
                     kwargs: Dict[str, Any]) -> Any:
@@ -119,7 +126,6 @@ SPECIAL_METHODS: Dict[str, Callable[..., Any]] = {
     "item": _escape_method("item", _method("item")),
     "tolist": _escape_method("tolist", _method("tolist")),
     "__len__": _escape_method("len", _builtin(len)),
-    "__iter__": _iter_method,
     "__setitem__": _setitem_method,
     "__deepcopy__": _deepcopy_method,
 }
