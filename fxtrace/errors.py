@@ -15,6 +15,10 @@ __all__ = [
     "TraceError",
     "InvalidArgument",
     "InvalidAttribute",
+    "InvalidInput",
+    "InvalidOption",
+    "UnknownArgumentName",
+    "RecursionTraceError",
     "LoweringError",
     "PassError",
     "VerifyError",
@@ -55,6 +59,41 @@ class InvalidAttribute(InvalidArgument, AttributeError):
     """An argument names an attribute (a method, a module member) that does not exist.
 
     Also an ``AttributeError``, the type torch.jit raises in the same situation.
+    """
+
+
+class InvalidInput(InvalidArgument, RuntimeError):
+    """An example input fxtrace cannot trace with (missing, of an untraceable type, a list
+    mixing element types, ...), or ``func`` is not callable.
+
+    Also a ``RuntimeError``: torch.jit's tracer raises one in these situations ("Tracer cannot
+    infer type of ..."). The message names the input by its position and parameter name.
+    """
+
+
+class InvalidOption(InvalidArgument, RuntimeError):
+    """A keyword option of ``trace``/``trace_module``/``capture`` has the wrong type or value
+    (``strict="yes"``, ``check_tolerance="1e-3"``, ``check_inputs=x``, ``mode="fast"``).
+
+    A ``TypeError``/``ValueError`` as Python's convention asks, and a ``RuntimeError``, which
+    torch.jit raises for some of them. The message names the option and shows a valid value.
+    """
+
+
+class UnknownArgumentName(InvalidArgument, NameError):
+    """A key of ``example_kwarg_inputs`` names no parameter of the traced function.
+
+    A ``NameError`` as torch.jit raises for modules, and a ``TypeError`` as torch.jit (which
+    calls the function) raises for plain functions. The message lists the valid names.
+    """
+
+
+class RecursionTraceError(TraceError, RecursionError):
+    """Tracing recursed without end: a module tree that contains itself (``net.loop = net``),
+    or a forward or function that calls itself with no base case.
+
+    A ``RecursionError``, as torch.jit raises. The message names the cycle (``net.loop is
+    net``) or the recursive function and its line.
     """
 
 
