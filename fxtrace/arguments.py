@@ -303,6 +303,8 @@ def module_check_sets(check_inputs: Any, methods: Sequence[str]) -> Optional[Lis
 
 # ------------------------------------------------------------------------------- outputs
 
+_NOTE = "fxtrace: "
+
 _CONTAINER_MESSAGE = (
     "Encountering a {kind} at the output of the tracer might cause the trace to be incorrect, "
     "this is only valid if the container structure does not change based on the module's "
@@ -349,14 +351,15 @@ def check_outputs(gm: fx.GraphModule, strict: bool) -> None:
             elif isinstance(v, (tuple, list)):
                 stack.extend((f"{path}[{i}]", item) for i, item in enumerate(v))
         if strict and has_dict:
-            raise TraceError(_CONTAINER_MESSAGE.format(kind="dict") + where())
+            # torch.jit's exact text (code may match on it); the user's line goes in a note
+            err = TraceError(_CONTAINER_MESSAGE.format(kind="dict"))
+            err.add_note(f"{_NOTE}the dict is returned by the traced program{where()}")
+            raise err
         if strict and has_list:
             warnings.warn(_CONTAINER_MESSAGE.format(kind="list"), TracerWarning, stacklevel=4)
 
 
 # ---------------------------------------------------------------------- errors of user code
-
-_NOTE = "fxtrace: "
 
 
 def _frames(exc: BaseException) -> List[traceback.FrameSummary]:
