@@ -169,6 +169,10 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
                                   f"({A.short(method_name)}); its keys are method names such as "
                                   f"'forward'{_where()}")
         target = getattr(mod, method_name, None)
+        if isinstance(target, torch.nn.Module):
+            raise InvalidAttribute(f"inputs names {method_name!r}, a submodule of "
+                                   f"{type(mod).__name__}, not a method: trace the submodule "
+                                   f"itself (fxtrace.trace(module.{method_name}, ...)){_where()}")
         if target is None or not callable(target):
             raise InvalidAttribute(f"inputs names method {method_name!r}, which "
                                    f"{type(mod).__name__} does not have{_where()}")
@@ -327,7 +331,7 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
         A.validate_module(module)
         name = method if func is module else func.__name__
         target = getattr(module, name, None) if isinstance(name, str) else None
-        if target is None or not callable(target):
+        if target is None or not callable(target) or isinstance(target, torch.nn.Module):
             raise InvalidAttribute(f"method={A.short(name)} names no method of "
                                    f"{type(module).__name__}{_where()}")
         args, kwargs = A.method_args(target, example, is_kwarg, argument)

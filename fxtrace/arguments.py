@@ -285,7 +285,8 @@ def check_sets(check_inputs: Any, argument: str = "check_inputs") -> Optional[Li
 
 def module_check_sets(check_inputs: Any, methods: Sequence[str]) -> Optional[List[Dict[str, Any]]]:
     """``trace_module``'s ``check_inputs``: a list of ``{method_name: inputs}`` dicts, each
-    naming every traced method (torch.jit: AttributeError for an entry that is no dict)."""
+    naming every traced method (torch.jit fails with an AttributeError for an entry that is
+    no dict or lacks a method)."""
     sets = check_sets(check_inputs)
     if sets is None:
         return None
@@ -296,7 +297,7 @@ def module_check_sets(check_inputs: Any, methods: Sequence[str]) -> Optional[Lis
                                    f"{short(entry)}{where()}")
         missing = [m for m in methods if m not in entry]
         if missing:
-            raise InvalidArgument(f"check_inputs[{i}] has no inputs for method "
+            raise InvalidAttribute(f"check_inputs[{i}] has no inputs for method "
                                   f"{missing[0]!r}; it has {sorted(map(str, entry))}{where()}")
     return sets
 
