@@ -39,7 +39,16 @@ __all__ = [
 
 Args = Tuple[Tuple[Any, ...], Dict[str, Any]]
 
-_short = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    """reprlib with tensors shown by shape and dtype, at any depth of a container."""
+
+    def repr_Tensor(self, x: torch.Tensor, level: int) -> str:  # noqa: N802 - reprlib's name
+        return f"Tensor(shape={list(x.shape)}, dtype={x.dtype})"
+
+    repr_Parameter = repr_Tensor
+
+
+_short = _ShortRepr()
 _short.maxstring = 40
 _short.maxother = 40
 
@@ -52,8 +61,6 @@ def where() -> str:
 
 def short(value: Any) -> str:
     """A one-line description of ``value`` for a message: a tensor by shape and dtype."""
-    if isinstance(value, torch.Tensor):
-        return f"Tensor(shape={list(value.shape)}, dtype={value.dtype})"
     try:
         return _short.repr(value)
     except Exception:  # noqa: BLE001 - a hostile __repr__ must not hide the real error
@@ -186,15 +193,12 @@ def _check_types(sig: inspect.Signature, bound: inspect.BoundArguments, n_args: 
                  list(value.items()) if kind is inspect.Parameter.VAR_KEYWORD else [(None, value)])
         for key, item in items:
             label = name if key is None else f"{name}_{key}" if isinstance(key, int) else key
-            if index < n_args:
-                place = f"{argument}[{index}] (argument '{label}')"
-            else:
-                place = f"{argument}['{label}']"
+            place = f"{argument}[{index}]" if index < n_args else f"{argument}['{label}']"
             index += 1
             try:
                 python_type_of(item, place)
             except InvalidArgument as e:
-                raise InvalidInput(f"{e}{where()}") from None
+                raise InvalidInput(f"{e} (argument '{label}'){where()}") from None
 
 
 def _is_flag(value: Any) -> bool:
