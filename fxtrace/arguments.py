@@ -19,7 +19,7 @@ import sys
 import traceback
 import warnings
 from collections import Counter
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.fx as fx
@@ -163,7 +163,33 @@ def method_args(func: Callable[..., Any], example: Any, is_kwarg: bool,
             raise InvalidArgument(f"{argument} does not fit {describe(func)}{sig}: {e}; "
                                   f"give one value per parameter{where()}") from None
         _check_types(sig, bound, len(args), argument)
-    return args, kwargs
+    seen: Set[int] = set()
+    return _dealias(args, seen), {k: _dealias(v, seen) for k, v in kwargs.items()}
+
+
+def _dealias(value: Any, seen: Set[int]) -> Any:
+    """``value`` with every tensor met before (in ``seen``) replaced by a view of itself.
+
+    The capture knows a tensor by its identity: one tensor passed as two inputs (``(x, x)``,
+    ``{"a": x, "b": x}``) would bind both parameters to one graph input, and the trace would
+    read the wrong one when called with two different tensors. A view shares the storage (so
+    in-place writes still show through both), but is a distinct object. Containers are
+    rebuilt only where something changed; the user's own objects are never modified.
+    """
+    if isinstance(value, torch.Tensor):
+        if id(value) in seen:
+            return value.view_as(value)
+        seen.add(id(value))
+        return value
+    if type(value) in (tuple, list):
+        items = [_dealias(v, seen) for v in value]
+        changed = any(a is not b for a, b in zip(items, value))
+        return type(value)(items) if changed else value
+    if type(value) is dict:
+        new = {k: _dealias(v, seen) for k, v in value.items()}
+        changed = any(new[k] is not value[k] for k in value)
+        return new if changed else value
+    return value
 
 
 def _check_names(func: Any, sig: Optional[inspect.Signature], kwargs: Dict[Any, Any],
