@@ -13,6 +13,7 @@ unbounded recursion becomes a :class:`RecursionTraceError` naming the recursive 
 from __future__ import annotations
 
 import inspect
+import keyword
 import math
 import reprlib
 import sys
@@ -207,6 +208,16 @@ def _check_names(func: Any, sig: Optional[inspect.Signature], kwargs: Dict[Any, 
             raise UnknownArgumentName(
                 f"'{key}' is not in {describe(func)}'s arguments, valid arguments name are "
                 f"[{','.join(names)}]: rename the key in {argument}{where()}")
+        if key not in names and not _parameter_name(key):
+            # it reaches **kwargs and becomes a parameter of the trace's TorchScript signature
+            raise UnknownArgumentName(
+                f"'{key}' in {argument} goes to the **kwargs of {describe(func)}, and becomes a "
+                "parameter of the trace, but it is not a name a TorchScript parameter can have "
+                f"(an ASCII identifier, not a keyword, not 'self'): rename the key{where()}")
+
+
+def _parameter_name(key: str) -> bool:
+    return key.isascii() and key.isidentifier() and not keyword.iskeyword(key) and key != "self"
 
 
 def _check_types(sig: inspect.Signature, bound: inspect.BoundArguments, n_args: int,
@@ -297,17 +308,18 @@ def validate_module(root: torch.nn.Module) -> None:
             del on_path[id(module)]
 
 
-def check_sets(check_inputs: Any, argument: str = "check_inputs") -> Optional[List[Any]]:
+def check_sets(check_inputs: Any, argument: str = "check_inputs",
+               error: type = InvalidOption) -> Optional[List[Any]]:
     """``check_inputs`` as a list of example inputs (each a tensor, a tuple or a dict).
 
     torch.jit iterates whatever it is given, so a bare tensor silently checks its rows, and a
-    dict its keys: both are refused here.
+    dict its keys: both are refused here (``error``: the class to raise).
     """
     if check_inputs is None:
         return None
     if isinstance(check_inputs, (torch.Tensor, dict, str, bytes)) or not isinstance(
             check_inputs, (list, tuple)):
-        raise InvalidOption(f"{argument} must be a list of example inputs, each a tensor or a "
+        raise error(f"{argument} must be a list of example inputs, each a tensor or a "
                             f"tuple, e.g. {argument}=[(x1,), (x2,)]; got "
                             f"{type(check_inputs).__name__} {short(check_inputs)}{where()}")
     return list(check_inputs)
@@ -317,7 +329,8 @@ def module_check_sets(check_inputs: Any, methods: Sequence[str]) -> Optional[Lis
     """``trace_module``'s ``check_inputs``: a list of ``{method_name: inputs}`` dicts, each
     naming every traced method (torch.jit fails with an AttributeError for an entry that is
     no dict or lacks a method)."""
-    sets = check_sets(check_inputs)
+    # torch.jit iterates a non-list and fails on its items with an AttributeError
+    sets = check_sets(check_inputs, error=InvalidAttribute)
     if sets is None:
         return None
     for i, entry in enumerate(sets):
