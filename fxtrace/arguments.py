@@ -157,7 +157,7 @@ def method_args(func: Callable[..., Any], example: Any, is_kwarg: bool,
         _check_names(func, sig, kwargs, argument)
     else:
         args, kwargs = make_tuple(example, argument), {}
-    if sig is not None:
+    if sig is not None and not _pre_hooked(func):
         try:
             bound = sig.bind(*args, **kwargs)
         except TypeError as e:
@@ -191,6 +191,17 @@ def _dealias(value: Any, seen: Set[int]) -> Any:
         changed = any(new[k] is not value[k] for k in value)
         return new if changed else value
     return value
+
+
+def _pre_hooked(func: Any) -> bool:
+    """A forward pre-hook may rewrite the inputs before forward sees them: then the inputs
+    need not fit forward's signature, and only the capture can tell."""
+    owner = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
+    if not isinstance(owner, torch.nn.Module):
+        return False
+    from torch.nn.modules import module as module_globals
+    return bool(owner.__dict__.get("_forward_pre_hooks")) or bool(
+        getattr(module_globals, "_global_forward_pre_hooks", None))
 
 
 def _check_names(func: Any, sig: Optional[inspect.Signature], kwargs: Dict[Any, Any],

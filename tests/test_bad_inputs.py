@@ -220,6 +220,18 @@ def ping_pong() -> PingPong:
     return a
 
 
+class TwoInputs(nn.Module):
+    def forward(self, x, y):
+        return x + y
+
+
+def hooked_two_inputs() -> nn.Module:
+    """forward takes two inputs; a pre-hook makes the second from the first."""
+    m = TwoInputs()
+    m.register_forward_pre_hook(lambda mod, args: (args[0], args[0] * 2))
+    return m
+
+
 @dataclasses.dataclass
 class Case:
     id: str
@@ -470,6 +482,9 @@ CASES: List[Case] = [
     Case("default-parameter", lambda L, e: L.trace(e["m"], (e["x"],)), None,
          make=env_of(m=Defaults),
          eager=same_as_eager(lambda t, e: t(e["y"]), lambda e: e["y"])),
+    Case("pre-hook-supplies-an-argument", lambda L, e: L.trace(e["m"], (e["x"],)), None,
+         make=env_of(m=hooked_two_inputs),
+         eager=same_as_eager(lambda t, e: t(e["y"]), lambda e: e["m"](e["y"]))),
     Case("shared-submodule-no-cycle", lambda L, e: L.trace(e["m"], e["x"]), None,
          make=env_of(m=lambda: nn.Sequential(*[nn.Linear(3, 3)] * 2)),
          eager=same_as_eager(lambda t, e: t(e["y"]), lambda e: e["m"](e["y"]))),
