@@ -40,6 +40,7 @@ __all__ = [
 
 Args = Tuple[Tuple[Any, ...], Dict[str, Any]]
 
+
 class _ShortRepr(reprlib.Repr):
     """reprlib with tensors shown by shape and dtype, at any depth of a container."""
 
@@ -179,7 +180,10 @@ def _dealias(value: Any, seen: Set[int]) -> Any:
     """
     if isinstance(value, torch.Tensor):
         if id(value) in seen:
-            return value.view_as(value)
+            try:
+                return value.view_as(value)
+            except RuntimeError:  # a layout without views (sparse): left as given
+                return value
         seen.add(id(value))
         return value
     if type(value) in (tuple, list):
@@ -286,6 +290,7 @@ def validate_module(root: torch.nn.Module) -> None:
     name = type(root).__name__
     stack: List[Tuple[torch.nn.Module, str, Iterator[Tuple[str, Any]]]] = []
     on_path: Dict[int, str] = {}
+    done: Set[int] = set()  # explored without a cycle: a shared submodule is walked once
 
     def enter(module: torch.nn.Module, path: str) -> None:
         children = module.__dict__.get("_modules")
@@ -305,6 +310,8 @@ def validate_module(root: torch.nn.Module) -> None:
             if child is None:
                 continue
             child_path = f"{path}.{child_name}" if path else child_name
+            if id(child) in done:
+                continue
             if id(child) in on_path:
                 ancestor = on_path[id(child)]
                 raise RecursionTraceError(
@@ -317,6 +324,7 @@ def validate_module(root: torch.nn.Module) -> None:
         else:
             stack.pop()
             del on_path[id(module)]
+            done.add(id(module))
 
 
 def check_sets(check_inputs: Any, argument: str = "check_inputs",
@@ -331,8 +339,8 @@ def check_sets(check_inputs: Any, argument: str = "check_inputs",
     if isinstance(check_inputs, (torch.Tensor, dict, str, bytes)) or not isinstance(
             check_inputs, (list, tuple)):
         raise error(f"{argument} must be a list of example inputs, each a tensor or a "
-                            f"tuple, e.g. {argument}=[(x1,), (x2,)]; got "
-                            f"{type(check_inputs).__name__} {short(check_inputs)}{where()}")
+                    f"tuple, e.g. {argument}=[(x1,), (x2,)]; got "
+                    f"{type(check_inputs).__name__} {short(check_inputs)}{where()}")
     return list(check_inputs)
 
 
@@ -352,7 +360,7 @@ def module_check_sets(check_inputs: Any, methods: Sequence[str]) -> Optional[Lis
         missing = [m for m in methods if m not in entry]
         if missing:
             raise InvalidAttribute(f"check_inputs[{i}] has no inputs for method "
-                                  f"{missing[0]!r}; it has {sorted(map(str, entry))}{where()}")
+                                   f"{missing[0]!r}; it has {sorted(map(str, entry))}{where()}")
     return sets
 
 
@@ -397,8 +405,9 @@ def check_outputs(gm: fx.GraphModule, strict: bool) -> None:
                 has_dict = True
                 kinds = {k: _kind(item) for k, item in v.items()}
                 if len(set(kinds.values())) > 1:
+                    listed = ", ".join(f"{k!r}: {t}" for k, t in kinds.items())
                     raise TraceError(
-                        f"{path} is a dict mixing value types ({', '.join(f'{k!r}: {t}' for k, t in kinds.items())}); "
+                        f"{path} is a dict mixing value types ({listed}); "
                         "a TorchScript dict holds one value type (torch.jit.trace refuses this "
                         "even with strict=False): return a tuple or a NamedTuple instead, or "
                         "make every value a tensor" + where())
@@ -415,7 +424,6 @@ def check_outputs(gm: fx.GraphModule, strict: bool) -> None:
 
 
 # ---------------------------------------------------------------------- errors of user code
-
 
 def _frames(exc: BaseException) -> List[traceback.FrameSummary]:
     return list(traceback.extract_tb(exc.__traceback__))
@@ -457,8 +465,8 @@ def _recursion_error(exc: RecursionError, func: Any, api: str) -> RecursionTrace
         culprit = f"{name}() at {filename}:{lineno}, which ran {count} times nested"
         fix = "give the recursion a base case that the example inputs reach"
     else:
-        (filename, name, lineno), count = Counter(
-            (fr.filename, fr.name, fr.lineno) for fr in frames).most_common(1)[0]
+        inner = Counter((fr.filename, fr.name, fr.lineno) for fr in frames).most_common(1)
+        (filename, name, lineno), _ = inner[0] if inner else (("?", "?", 0), 0)
         culprit = f"fxtrace's {name}() at {filename}:{lineno} (an fxtrace bug; please report it)"
         fix = "report it with the model that triggers it"
     err = RecursionTraceError(f"fxtrace.{api} of {describe(func)} recursed without end: "
