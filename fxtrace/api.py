@@ -155,7 +155,8 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
                                f"{type(inputs).__name__}: pass e.g. {{'forward': (x,)}}{_where()}")
     A.validate_options(MODES, check_trace=check_trace, check_tolerance=check_tolerance,
                        strict=strict, _force_outplace=_force_outplace,
-                       _module_class=_module_class, _store_inputs=_store_inputs,
+                       _module_class=_module_class, _compilation_unit=_compilation_unit,
+                       _store_inputs=_store_inputs,
                        example_inputs_is_kwarg=example_inputs_is_kwarg, mode=mode,
                        guards=guards, fold_batchnorm=fold_batchnorm)
     if not inputs:
@@ -258,7 +259,8 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
     A.validate_callable(func)
     A.validate_options(MODES, check_trace=check_trace, check_tolerance=check_tolerance,
                        strict=strict, _force_outplace=_force_outplace,
-                       _module_class=_module_class, _store_inputs=_store_inputs, mode=mode,
+                       _module_class=_module_class, _compilation_unit=_compilation_unit,
+                       _store_inputs=_store_inputs, mode=mode,
                        guards=guards, fold_batchnorm=fold_batchnorm)
     example, is_kwarg = A.example_of("trace", example_inputs, example_kwarg_inputs)
     argument = "example_kwarg_inputs" if is_kwarg else "example_inputs"

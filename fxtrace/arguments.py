@@ -259,7 +259,8 @@ def _is_flag(value: Any) -> bool:
 
 def validate_options(modes: Sequence[str], **options: Any) -> None:
     """Keyword options of the API: flags are booleans, the tolerance a number >= 0, the mode
-    one of ``modes``, ``_module_class`` a class. Unset (absent) options are not checked."""
+    one of ``modes``, ``_module_class`` a module class, ``_compilation_unit`` a
+    CompilationUnit. Options not passed here are not checked."""
     for name in ("check_trace", "strict", "guards", "fold_batchnorm", "_force_outplace",
                  "_store_inputs", "example_inputs_is_kwarg"):
         if name in options and not _is_flag(options[name]):
@@ -274,6 +275,10 @@ def validate_options(modes: Sequence[str], **options: Any) -> None:
     if "mode" in options and options["mode"] not in modes:
         raise InvalidOption(f"mode must be one of {tuple(modes)}; got {short(options['mode'])}"
                             f"{where()}")
+    unit = options.get("_compilation_unit")
+    if unit is not None and not isinstance(unit, torch.jit.CompilationUnit):
+        raise InvalidOption("_compilation_unit must be a torch.jit.CompilationUnit or None; got "
+                            f"{type(unit).__name__} {short(unit)}{where()}")
     cls = options.get("_module_class")
     if cls is not None and not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise InvalidOption("_module_class must be a ScriptModule class such as "
