@@ -165,18 +165,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
     A.validate_module(mod)
     methods = []
     for method_name, example in inputs.items():
-        if not isinstance(method_name, str):
-            raise InvalidArgument(f"inputs has a key of type {type(method_name).__name__} "
-                                  f"({A.short(method_name)}); its keys are method names such as "
-                                  f"'forward'{_where()}")
-        target = getattr(mod, method_name, None)
-        if isinstance(target, torch.nn.Module):
-            raise InvalidAttribute(f"inputs names {method_name!r}, a submodule of "
-                                   f"{type(mod).__name__}, not a method: trace the submodule "
-                                   f"itself (fxtrace.trace(module.{method_name}, ...)){_where()}")
-        if target is None or not callable(target):
-            raise InvalidAttribute(f"inputs names method {method_name!r}, which "
-                                   f"{type(mod).__name__} does not have{_where()}")
+        target = A.method_of(mod, method_name, "inputs")
         func = mod if method_name == "forward" else target
         args, kwargs = A.method_args(target, example, example_inputs_is_kwarg,
                                      f"inputs[{method_name!r}]")
@@ -207,7 +196,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
         err = A.pipeline_error(e, mod, "trace_module")
         if err is e:
             raise
-        raise err from None
+        raise err  # its __cause__ (or its hidden context) is set by pipeline_error
     return script
 
 
@@ -311,7 +300,7 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
         err = A.pipeline_error(e, func, "trace")
         if err is e:
             raise
-        raise err from None
+        raise err  # its __cause__ (or its hidden context) is set by pipeline_error
     return traced
 
 
@@ -332,10 +321,7 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
     if isinstance(module, torch.nn.Module):
         A.validate_module(module)
         name = method if func is module else func.__name__
-        target = getattr(module, name, None) if isinstance(name, str) else None
-        if target is None or not callable(target) or isinstance(target, torch.nn.Module):
-            raise InvalidAttribute(f"method={A.short(name)} names no method of "
-                                   f"{type(module).__name__}{_where()}")
+        target = A.method_of(module, name, "method")
         args, kwargs = A.method_args(target, example, is_kwarg, argument)
         root, methods = module, [(name, module if name == "forward" else target, args, kwargs)]
         label = type(module).__name__
@@ -349,6 +335,6 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
         err = A.pipeline_error(e, func, "capture")
         if err is e:
             raise
-        raise err from None
+        raise err  # its __cause__ (or its hidden context) is set by pipeline_error
 
 

@@ -28,14 +28,14 @@ import torch.fx as fx
 from .capture.meta import TENSOR_META, VALUE_TYPE, TensorMeta
 from .capture.source import is_internal_file, user_source
 from .capture.types import python_type_of
-from .errors import (FxTraceError, InvalidArgument, InvalidAttribute, InvalidInput,
-                     InvalidOption, RecursionTraceError, TraceError, TracerWarning,
+from .errors import (FxTraceError, InternalError, InvalidArgument, InvalidAttribute,
+                     InvalidInput, InvalidOption, MissingForward, RecursionTraceError, TraceError, TracerWarning,
                      UnknownArgumentName)
 
 __all__ = [
     "where", "short", "describe", "make_tuple", "argument_names", "validate_callable",
     "example_of", "method_args", "validate_options", "validate_module", "check_sets",
-    "module_check_sets", "check_outputs", "pipeline_error",
+    "method_of", "module_check_sets", "check_outputs", "pipeline_error",
 ]
 
 Args = Tuple[Tuple[Any, ...], Dict[str, Any]]
@@ -332,6 +332,28 @@ def validate_module(root: torch.nn.Module) -> None:
             done.add(id(module))
 
 
+def method_of(mod: torch.nn.Module, name: Any, argument: str) -> Callable[..., Any]:
+    """The bound method ``name`` of ``mod`` that ``argument`` asks to trace."""
+    if not isinstance(name, str):
+        raise InvalidArgument(f"{argument} has a method name of type {type(name).__name__} "
+                              f"({short(name)}); method names are strings such as "
+                              f"'forward'{where()}")
+    target = getattr(mod, name, None)
+    owner = type(mod).__name__
+    if isinstance(target, torch.nn.Module):
+        raise InvalidAttribute(f"{argument} names {name!r}, a submodule of {owner}, not a "
+                               f"method: trace the submodule itself (fxtrace.trace(module."
+                               f"{name}, ...)){where()}")
+    if target is None or not callable(target):
+        raise InvalidAttribute(f"{argument} names method {name!r}, which {owner} does not "
+                               f"have{where()}")
+    if name == "forward" and getattr(target, "__func__", None) is torch.nn.Module.forward:
+        raise MissingForward(f"{owner} has no forward method (its class defines none, so "
+                             f"nn.Module's placeholder would raise): define "
+                             f"{owner}.forward{where()}")
+    return target
+
+
 def check_sets(check_inputs: Any, argument: str = "check_inputs",
                error: type = InvalidOption) -> Optional[List[Any]]:
     """``check_inputs`` as a list of example inputs (each a tensor, a tuple or a dict).
@@ -438,8 +460,10 @@ def pipeline_error(exc: BaseException, func: Any, api: str) -> BaseException:
     """The exception to raise for ``exc``, which escaped capture, lowering or the check.
 
     fxtrace's own errors pass as they are. Unbounded recursion becomes a
-    :class:`RecursionTraceError` naming the recursive function. Anything else is the user's
-    (or torch's) exception: the same object, with a note saying what fxtrace was doing.
+    :class:`RecursionTraceError` naming the recursive function. An exception with a user
+    frame in its traceback is the program's: the same object, with a note saying what fxtrace
+    was doing. A builtin exception with no user frame is fxtrace's (or torch's) failure:
+    an :class:`InternalError` of the same builtin type, chained to it.
     """
     if isinstance(exc, FxTraceError):
         return exc
@@ -455,10 +479,28 @@ def pipeline_error(exc: BaseException, func: Any, api: str) -> BaseException:
         else:
             frames = _frames(exc)
             at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-            exc.add_note(f"{_NOTE}raised inside fxtrace or torch{at}, with no user line "
-                         f"involved, while fxtrace.{api} traced {describe(func)}{where()}; "
-                         "if the arguments are valid this is an fxtrace bug: please report it")
+            note = (f"{_NOTE}raised inside fxtrace or torch{at}, with no user line involved, "
+                    f"while fxtrace.{api} traced {describe(func)}{where()}; if the arguments "
+                    "are valid this is an fxtrace bug: please report it")
+            internal = _internal(exc)
+            (internal if internal is not None else exc).add_note(note)
+            if internal is not None:
+                return internal
     return exc
+
+
+def _internal(exc: BaseException) -> Optional[BaseException]:
+    """``exc`` as an :class:`InternalError` of its own builtin type (same message, ``exc`` as
+    the cause), or None where that type cannot be derived from or rebuilt from its args."""
+    base = type(exc)
+    if base.__module__ != "builtins":
+        return None  # a library's own exception class: kept as it is
+    try:
+        err = InternalError.of(base)(*exc.args)
+    except Exception:  # noqa: BLE001 - a type whose constructor does not take its args
+        return None
+    err.__cause__ = exc
+    return err
 
 
 def _recursion_error(exc: RecursionError, func: Any, api: str) -> RecursionTraceError:

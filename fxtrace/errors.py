@@ -16,9 +16,11 @@ __all__ = [
     "InvalidArgument",
     "InvalidAttribute",
     "InvalidInput",
+    "MissingForward",
     "InvalidOption",
     "UnknownArgumentName",
     "RecursionTraceError",
+    "InternalError",
     "LoweringError",
     "PassError",
     "VerifyError",
@@ -62,6 +64,14 @@ class InvalidAttribute(InvalidArgument, AttributeError):
     """
 
 
+class MissingForward(InvalidAttribute, NotImplementedError):
+    """The traced module's class defines no ``forward``.
+
+    Also a ``NotImplementedError``, which torch raises (and torch.jit passes on) when the
+    placeholder ``nn.Module.forward`` is called.
+    """
+
+
 class InvalidInput(InvalidArgument, RuntimeError):
     """An example input fxtrace cannot trace with (missing, of an untraceable type, a list
     mixing element types, ...), or ``func`` is not callable.
@@ -95,6 +105,27 @@ class RecursionTraceError(TraceError, RecursionError):
     A ``RecursionError``, as torch.jit raises. The message names the cycle (``net.loop is
     net``) or the recursive function and its line.
     """
+
+
+class InternalError(FxTraceError):
+    """fxtrace failed inside its own code (or torch's), with no line of the user's program in
+    the traceback: a bug to report, not a mistake of the caller.
+
+    Raised as a class deriving from this one *and* from the builtin type of the original
+    exception (:meth:`of`), so handlers for that type still catch it; the message is the
+    original's, the original is the ``__cause__``, and a note says where fxtrace was.
+    """
+
+    _classes: Dict[type, type] = {}
+
+    @classmethod
+    def of(cls, base: type) -> type:
+        """The class deriving from both ``InternalError`` and ``base`` (made once per base)."""
+        made = cls._classes.get(base)
+        if made is None:
+            made = type(f"Internal{base.__name__}", (cls, base), {"__module__": __name__})
+            cls._classes[base] = made
+        return made
 
 
 class SymbolicTraceError(TraceError):

@@ -397,16 +397,20 @@ def test_user_exception_in_check_is_an_error_naming_it() -> None:
 
 
 def test_error_raised_without_user_frames_is_called_internal(monkeypatch: Any) -> None:
-    """An exception from fxtrace's own code (no user line in its traceback) keeps its type
-    and is marked as a possible fxtrace bug, naming fxtrace's line."""
+    """An exception from fxtrace's own code (no user line in its traceback) becomes an
+    InternalError of the same builtin type, chained to it, and marked as a possible fxtrace
+    bug naming fxtrace's line."""
     import fxtrace.api as api
 
     # a builtin that fails when called with (gm, name): no Python frame of this file
     monkeypatch.setattr(api, "lower_function", operator.itemgetter("nope"))
     with pytest.raises(TypeError) as info:
         fxtrace.trace(f, x)
-    note = next(n for n in info.value.__notes__ if n.startswith("fxtrace: "))
-    assert "fxtrace bug" in note and "test_api_errors.py" in note
+    err = info.value
+    assert isinstance(err, fxtrace.errors.InternalError) and isinstance(err, TypeError)
+    assert type(err.__cause__) is TypeError and str(err) == str(err.__cause__)
+    note = next(n for n in err.__notes__ if n.startswith("fxtrace: "))
+    assert "fxtrace bug" in note and "test_api_errors.py" in note and "api.py" in note
 
 
 def test_recursion_error_is_short_and_names_the_function() -> None:

@@ -31,7 +31,8 @@ import torch.nn as nn
 
 import fxtrace
 from fxtrace.errors import (FxTraceError, InvalidArgument, InvalidAttribute, InvalidInput,
-                            InvalidOption, RecursionTraceError, TraceError, UnknownArgumentName)
+                            InvalidOption, MissingForward, RecursionTraceError, TraceError,
+                            UnknownArgumentName)
 
 Env = Dict[str, Any]
 HERE = os.path.basename(__file__)
@@ -330,7 +331,7 @@ CASES: List[Case] = [
     Case("capture-method-missing", lambda L, e: L.capture(e["m"], e["x"], method="nope"),
          InvalidAttribute, "'nope'", jit=None),
     Case("capture-method-not-str", lambda L, e: L.capture(e["m"], e["x"], method=3),
-         InvalidAttribute, "method=3", jit=None),
+         InvalidArgument, "method has a method name of type int (3)", jit=None),
     Case("capture-method-is-submodule", lambda L, e: L.capture(e["m"], e["x"], method="lin"),
          InvalidAttribute, "'lin'", jit=None),
     # -- trace_module ----------------------------------------------------------------------
@@ -347,7 +348,7 @@ CASES: List[Case] = [
     Case("trace-module-submodule", lambda L, e: L.trace_module(e["m"], {"lin": e["x"]}),
          InvalidAttribute, "'lin', a submodule"),
     Case("trace-module-int-method", lambda L, e: L.trace_module(e["m"], {3: e["x"]}),
-         InvalidArgument, "key of type int"),
+         InvalidArgument, "inputs has a method name of type int"),
     Case("trace-module-empty", lambda L, e: L.trace_module(e["m"], {}), InvalidArgument,
          "no method", jit="accepts"),
     Case("trace-module-check-inputs-not-dicts",
@@ -377,8 +378,10 @@ CASES: List[Case] = [
          "Holder.child.back is Holder", make=env_of(m=with_cycle)),
     Case("capture-module-cycle", lambda L, e: L.capture(e["m"], e["x"]), RecursionTraceError,
          "M.loop is M", make=env_of(m=self_loop), jit=None),
-    Case("module-without-forward", lambda L, e: L.trace(e["m"], e["x"]), NotImplementedError,
-         "forward", make=env_of(m=NoForward)),
+    Case("module-without-forward", lambda L, e: L.trace(e["m"], e["x"]), MissingForward,
+         "NoForward has no forward method", make=env_of(m=NoForward)),
+    Case("capture-module-without-forward", lambda L, e: L.capture(e["m"], e["x"]),
+         MissingForward, "define NoForward.forward", make=env_of(m=NoForward), jit=None),
     # -- recursion -------------------------------------------------------------------------
     Case("unbounded-recursion-forward", lambda L, e: L.trace(e["m"], e["x"]),
          RecursionTraceError, "forward()", make=env_of(m=Recursive)),
@@ -676,6 +679,7 @@ def test_fxtrace_error_classes_are_torch_jits_builtin_types() -> None:
     expected = {InvalidInput: (RuntimeError, TypeError, ValueError),
                 InvalidOption: (RuntimeError, TypeError, ValueError),
                 UnknownArgumentName: (NameError, TypeError), InvalidAttribute: (AttributeError,),
+                MissingForward: (NotImplementedError, AttributeError),
                 RecursionTraceError: (RecursionError, RuntimeError), TraceError: (RuntimeError,)}
     for cls, bases in expected.items():
         assert issubclass(cls, FxTraceError)
