@@ -6,22 +6,20 @@ mistakes, the same warnings. The pipeline is capture → passes → lower → ch
 """
 from __future__ import annotations
 
-import inspect
-import sys
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.fx as fx
 
-from . import tree
+from . import arguments as A
+from .arguments import where as _where
 from .capture.assemble import assemble
 from .capture.concrete import Method, capture_concrete
 from .capture.meta import INFO, CaptureInfo
 from .capture.pystate import refuse_python_state_reads
-from .capture.source import user_source
 from .capture.structure import same_structure, structure_of, structure_of_trace
-from .errors import InvalidArgument, InvalidAttribute, TracerWarning
+from .errors import InvalidArgument, InvalidAttribute
 from .lower.script import lower_function, lower_module
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
 from .passes.fold_batchnorm import fold_on_request, require_eval_for_fold
@@ -33,52 +31,6 @@ CAPTURE_PASSES = [eliminate_dead_code, eliminate_common_subexpressions, eliminat
 
 __all__ = ["trace", "trace_module", "capture"]
 
-
-
-def _where() -> str:
-    src = user_source(sys._getframe(2))
-    return f" (called at {src})" if src is not None else ""
-
-
-def _make_tuple(example_inputs: Any, argument: str) -> Tuple[Any, ...]:
-    """torch.jit's ``make_tuple``: a tensor or dict is one argument; other iterables unpack."""
-    if isinstance(example_inputs, (torch.Tensor, dict)):
-        return (example_inputs,)
-    if isinstance(example_inputs, tuple):
-        return example_inputs
-    try:
-        return tuple(example_inputs)
-    except TypeError:
-        raise InvalidArgument(
-            f"{argument} must be a tensor, a tuple of inputs or a dict; got "
-            f"{type(example_inputs).__name__}{_where()}") from None
-
-
-def _output_containers(out: Any) -> Tuple[bool, bool]:
-    """(has list, has dict) anywhere in an output structure."""
-    types = [s.type for s in tree.flatten(out)[1].walk() if s.type is not None]
-    return any(issubclass(t, list) for t in types), any(issubclass(t, dict) for t in types)
-
-
-_CONTAINER_MESSAGE = (
-    "Encountering a {kind} at the output of the tracer might cause the trace to be incorrect, "
-    "this is only valid if the container structure does not change based on the module's "
-    "inputs. Consider using a constant container instead (e.g. for `list`, use a `tuple` "
-    "instead. for `dict`, use a `NamedTuple` instead). If you absolutely need this and know "
-    "the side effects, pass strict=False to trace() to allow this behavior.")
-
-
-def _check_strict(gm: fx.GraphModule, strict: bool) -> None:
-    """As torch.jit with ``strict=True``: a dict at the output raises, a list warns."""
-    if not strict:
-        return
-    for node in gm.graph.nodes:
-        if node.op == "output":
-            has_list, has_dict = _output_containers(node.args[0])
-            if has_dict:
-                raise RuntimeError(_CONTAINER_MESSAGE.format(kind="dict"))
-            if has_list:
-                warnings.warn(_CONTAINER_MESSAGE.format(kind="list"), TracerWarning, stacklevel=4)
 
 
 MODES = ("concrete", "symbolic", "auto")
@@ -197,34 +149,6 @@ def _function_name(func: Callable[..., Any]) -> str:
     return name if name and not name[0].isdigit() else f"fn_{name}"
 
 
-def _validate_callable(func: Any) -> None:
-    if not callable(func):
-        raise InvalidArgument(f"func must be a callable (a function or an nn.Module); got "
-                              f"{type(func).__name__}{_where()}")
-
-
-def _method_args(func: Callable[..., Any], example: Any, is_kwarg: bool
-                 ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
-    if is_kwarg:
-        names = _argument_names(func)
-        owner = "forward() method's" if isinstance(func, torch.nn.Module) or getattr(
-            func, "__name__", "") == "forward" else f"{getattr(func, '__name__', 'function')}()'s"
-        for key in example:
-            if names is not None and key not in names:
-                raise NameError(f"'{key}' is not in {owner} arguments, valid "
-                                f"arguments name are [{','.join(names)}]")
-        return (), dict(example)
-    return _make_tuple(example, "example_inputs"), {}
-
-
-def _argument_names(func: Callable[..., Any]) -> Optional[List[str]]:
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return None
-    return [p for p, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)]
-
-
 def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = None,
                  check_trace: bool = True, check_inputs: Optional[List[Dict[str, Any]]] = None,
                  check_tolerance: float = 1e-5, strict: bool = True, _force_outplace: bool = False,
@@ -255,36 +179,56 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
                       "Use `with torch.jit.optimized_execution()` instead",
                       FutureWarning, stacklevel=2)
     if not isinstance(mod, torch.nn.Module):
-        raise AttributeError("expected torch.nn.Module as the first argument")
+        raise InvalidAttribute(f"expected torch.nn.Module as the first argument; got "
+                               f"{type(mod).__name__} {A.short(mod)}: trace_module traces the "
+                               f"methods of a module, fxtrace.trace traces a function{_where()}")
     if not isinstance(inputs, dict):
-        raise AttributeError("expected a dictionary of (method_name, input) pairs")
+        raise InvalidAttribute(f"expected a dictionary of (method_name, input) pairs; got "
+                               f"{type(inputs).__name__}: pass e.g. {{'forward': (x,)}}{_where()}")
+    A.validate_options(MODES, check_trace=check_trace, check_tolerance=check_tolerance,
+                       strict=strict, _force_outplace=_force_outplace,
+                       _module_class=_module_class, _compilation_unit=_compilation_unit,
+                       _store_inputs=_store_inputs,
+                       example_inputs_is_kwarg=example_inputs_is_kwarg, mode=mode,
+                       guards=guards, fold_batchnorm=fold_batchnorm)
+    if not inputs:
+        raise InvalidArgument("inputs names no method to trace: pass {'forward': example_inputs}"
+                              + _where())
+    A.validate_module(mod)
     methods = []
     for method_name, example in inputs.items():
-        target = getattr(mod, method_name, None)
-        if target is None or not callable(target):
-            raise InvalidAttribute(f"inputs names method {method_name!r}, which "
-                                  f"{type(mod).__name__} does not have{_where()}")
+        target = A.method_of(mod, method_name, "inputs")
         func = mod if method_name == "forward" else target
-        args, kwargs = _method_args(target, example, example_inputs_is_kwarg)
+        args, kwargs = A.method_args(target, example, example_inputs_is_kwarg,
+                                     f"inputs[{method_name!r}]")
         methods.append((method_name, func, args, kwargs))
-    gm = _capture(mod, methods, type(mod).__name__, mode=mode, guards=guards,
-                  force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm,
-                  keep_structure=check_trace)
-    _check_strict(gm, strict)
-    script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
-    script.__dict__["_fxtrace_capture"] = gm
-    if _store_inputs:
-        # torch.jit keeps these in C++ for ``_retrieve_traced_inputs()``, which has no Python
-        # setter; fxtrace keeps the same mapping on the result.
-        script.__dict__["_fxtrace_traced_inputs"] = {m: (a, k) for m, _, a, k in methods}
-    if check_trace:
-        from .checking.trace_check import check_trace as run_check
-        for method_name, func, args, kwargs in methods:
-            sets = [c[method_name] for c in check_inputs] if check_inputs else None
-            run_check(script if method_name == "forward" else script._c._get_method(method_name), func,
-                      [(args, kwargs)] if sets is None else
-                      [_method_args(func, s, example_inputs_is_kwarg) for s in sets],
-                      check_tolerance, stateful=[mod], capture=gm, method=method_name)
+    sets = A.module_check_sets(check_inputs, list(inputs)) if check_trace else None
+    check_sets = {m: [(a, k)] if not sets else [
+        A.method_args(getattr(mod, m), s[m], example_inputs_is_kwarg,
+                      f"check_inputs[{i}][{m!r}]") for i, s in enumerate(sets)]
+        for m, _, a, k in methods}
+    try:
+        gm = _capture(mod, methods, type(mod).__name__, mode=mode, guards=guards,
+                      force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm,
+                      keep_structure=check_trace)
+        A.check_outputs(gm, strict)
+        script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
+        script.__dict__["_fxtrace_capture"] = gm
+        if _store_inputs:
+            # torch.jit keeps these in C++ for ``_retrieve_traced_inputs()``, which has no
+            # Python setter; fxtrace keeps the same mapping on the result.
+            script.__dict__["_fxtrace_traced_inputs"] = {m: (a, k) for m, _, a, k in methods}
+        if check_trace:
+            from .checking.trace_check import check_trace as run_check
+            for method_name, func, _, _ in methods:
+                run_check(script if method_name == "forward" else
+                          script._c._get_method(method_name), func, check_sets[method_name],
+                          check_tolerance, stateful=[mod], capture=gm, method=method_name)
+    except Exception as e:
+        err = A.pipeline_error(e, mod, "trace_module")
+        if err is e:
+            raise
+        raise err  # noqa: B904 - pipeline_error set its __cause__ (or hid its context)
     return script
 
 
@@ -333,49 +277,62 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
         warnings.warn("The input to trace is already a ScriptModule, tracing it is a no-op. "
                       "Returning the object as is.", stacklevel=2)
         return func
-    _validate_callable(func)
-    is_kwarg = isinstance(example_kwarg_inputs, dict)
-    if example_inputs is None and not is_kwarg:
-        raise InvalidArgument("trace needs example inputs: pass example_inputs (a tensor or a "
-                              "tuple) or example_kwarg_inputs (a dict)" + _where())
-    if example_kwarg_inputs is not None and not is_kwarg:
-        raise InvalidArgument("example_kwarg_inputs must be a dict of argument name to value; got "
-                              f"{type(example_kwarg_inputs).__name__}{_where()}")
+    A.validate_callable(func)
+    A.validate_options(MODES, check_trace=check_trace, check_tolerance=check_tolerance,
+                       strict=strict, _force_outplace=_force_outplace,
+                       _module_class=_module_class, _compilation_unit=_compilation_unit,
+                       _store_inputs=_store_inputs, mode=mode,
+                       guards=guards, fold_batchnorm=fold_batchnorm)
+    example, is_kwarg = A.example_of("trace", example_inputs, example_kwarg_inputs)
+    argument = "example_kwarg_inputs" if is_kwarg else "example_inputs"
+    sets = A.check_sets(check_inputs) if check_trace else None
     module = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
     if isinstance(module, torch.nn.Module) and (func is module or func.__name__ == "forward"):
-        example = example_inputs if example_inputs is not None else example_kwarg_inputs
+        # checked here too, so that a mistake is named as the caller of trace() wrote it
+        A.validate_module(module)
+        A.method_args(module, example, is_kwarg, argument)
+        for i, c in enumerate(sets or []):
+            A.method_args(module, c, is_kwarg, f"check_inputs[{i}]")
         if optimize is not None:  # warned here so that the warning points at the caller
             warnings.warn("`optimize` is deprecated and has no effect. "
                           "Use `with torch.jit.optimized_execution()` instead",
                           FutureWarning, stacklevel=2)
         return trace_module(module, {"forward": example}, None, check_trace,
-                            [{"forward": c} for c in check_inputs] if check_inputs else None,
+                            [{"forward": c} for c in sets] if sets else None,
                             check_tolerance, strict, _force_outplace, _module_class,
                             _compilation_unit, example_inputs_is_kwarg=is_kwarg,
                             _store_inputs=_store_inputs, mode=mode, guards=guards,
                             fold_batchnorm=fold_batchnorm)
     if isinstance(module, torch.nn.Module):
-        raise AttributeError("trace doesn't support compiling individual module's functions.\n"
-                             "Please use trace_module")
+        raise InvalidAttribute(
+            "trace doesn't support compiling individual module's functions.\n"
+            f"Please use trace_module: fxtrace.trace_module(module, {{{func.__name__!r}: "
+            f"example_inputs}}) traces {A.describe(func)}{_where()}")
     if optimize is not None:
         warnings.warn("`optimize` is deprecated and has no effect. "
                       "Use `with torch.jit.optimized_execution()` instead",
                       FutureWarning, stacklevel=2)
-    args, kwargs = _method_args(func, example_kwarg_inputs if is_kwarg else example_inputs, is_kwarg)
+    args, kwargs = A.method_args(func, example, is_kwarg, argument)
+    check_sets = [(args, kwargs)] if not sets else [
+        A.method_args(func, c, is_kwarg, f"check_inputs[{i}]") for i, c in enumerate(sets)]
     name = _function_name(func)
-    gm = _capture(None, [("forward", func, args, kwargs)], name, mode=mode, guards=guards,
-                  force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm,
-                  keep_structure=check_trace)
-    _check_strict(gm, strict)
-    traced = lower_function(gm, name)
-    traced._fxtrace_capture = gm  # type: ignore[attr-defined]
-    if _store_inputs:
-        traced._fxtrace_traced_inputs = {"forward": (args, kwargs)}  # type: ignore[attr-defined]
-    if check_trace:
-        from .checking.trace_check import check_trace as run_check
-        sets = [(args, kwargs)] if not check_inputs else [
-            _method_args(func, c, is_kwarg) for c in check_inputs]
-        run_check(traced, func, sets, check_tolerance, stateful=[], capture=gm)
+    try:
+        gm = _capture(None, [("forward", func, args, kwargs)], name, mode=mode, guards=guards,
+                      force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm,
+                      keep_structure=check_trace)
+        A.check_outputs(gm, strict)
+        traced = lower_function(gm, name)
+        traced._fxtrace_capture = gm  # type: ignore[attr-defined]
+        if _store_inputs:
+            traced._fxtrace_traced_inputs = {"forward": (args, kwargs)}  # type: ignore[attr-defined]
+        if check_trace:
+            from .checking.trace_check import check_trace as run_check
+            run_check(traced, func, check_sets, check_tolerance, stateful=[], capture=gm)
+    except Exception as e:
+        err = A.pipeline_error(e, func, "trace")
+        if err is e:
+            raise
+        raise err  # noqa: B904 - pipeline_error set its __cause__ (or hid its context)
     return traced
 
 
@@ -388,21 +345,28 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
     The result runs in Python with the same results as eager on inputs that take the same path
     (guards raise on others); ``gm.meta["fxtrace"]`` holds the :class:`CaptureInfo`.
     """
-    _validate_callable(func)
-    is_kwarg = isinstance(example_kwarg_inputs, dict)
-    if example_inputs is None and not is_kwarg:
-        raise InvalidArgument("capture needs example inputs: pass example_inputs or "
-                              "example_kwarg_inputs" + _where())
-    example = example_kwarg_inputs if is_kwarg else example_inputs
+    A.validate_callable(func)
+    A.validate_options(MODES, mode=mode, guards=guards, fold_batchnorm=fold_batchnorm)
+    example, is_kwarg = A.example_of("capture", example_inputs, example_kwarg_inputs)
+    argument = "example_kwarg_inputs" if is_kwarg else "example_inputs"
     module = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
     if isinstance(module, torch.nn.Module):
+        A.validate_module(module)
         name = method if func is module else func.__name__
-        target = getattr(module, name)
-        args, kwargs = _method_args(target, example, is_kwarg)
-        return _capture(module, [(name, module if name == "forward" else target, args, kwargs)],
-                        type(module).__name__, mode=mode, guards=guards,
+        target = A.method_of(module, name, "method")
+        args, kwargs = A.method_args(target, example, is_kwarg, argument)
+        root, methods = module, [(name, module if name == "forward" else target, args, kwargs)]
+        label = type(module).__name__
+    else:
+        args, kwargs = A.method_args(func, example, is_kwarg, argument)
+        root, methods, label = None, [("forward", func, args, kwargs)], _function_name(func)
+    try:
+        return _capture(root, methods, label, mode=mode, guards=guards,
                         fold_batchnorm=fold_batchnorm)
-    args, kwargs = _method_args(func, example, is_kwarg)
-    return _capture(None, [("forward", func, args, kwargs)], _function_name(func), mode=mode,
-                    guards=guards, fold_batchnorm=fold_batchnorm)
+    except Exception as e:
+        err = A.pipeline_error(e, func, "capture")
+        if err is e:
+            raise
+        raise err  # noqa: B904 - pipeline_error set its __cause__ (or hid its context)
+
 

@@ -15,6 +15,12 @@ __all__ = [
     "TraceError",
     "InvalidArgument",
     "InvalidAttribute",
+    "InvalidInput",
+    "MissingForward",
+    "InvalidOption",
+    "UnknownArgumentName",
+    "RecursionTraceError",
+    "InternalError",
     "LoweringError",
     "PassError",
     "VerifyError",
@@ -56,6 +62,70 @@ class InvalidAttribute(InvalidArgument, AttributeError):
 
     Also an ``AttributeError``, the type torch.jit raises in the same situation.
     """
+
+
+class MissingForward(InvalidAttribute, NotImplementedError):
+    """The traced module's class defines no ``forward``.
+
+    Also a ``NotImplementedError``, which torch raises (and torch.jit passes on) when the
+    placeholder ``nn.Module.forward`` is called.
+    """
+
+
+class InvalidInput(InvalidArgument, RuntimeError):
+    """An example input fxtrace cannot trace with (missing, of an untraceable type, a list
+    mixing element types, ...), or ``func`` is not callable.
+
+    Also a ``RuntimeError``: torch.jit's tracer raises one in these situations ("Tracer cannot
+    infer type of ..."). The message names the input by its position and parameter name.
+    """
+
+
+class InvalidOption(InvalidArgument, RuntimeError):
+    """A keyword option of ``trace``/``trace_module``/``capture`` has the wrong type or value
+    (``strict="yes"``, ``check_tolerance="1e-3"``, ``check_inputs=x``, ``mode="fast"``).
+
+    A ``TypeError``/``ValueError`` as Python's convention asks, and a ``RuntimeError``, which
+    torch.jit raises for some of them. The message names the option and shows a valid value.
+    """
+
+
+class UnknownArgumentName(InvalidArgument, NameError):
+    """A key of ``example_kwarg_inputs`` names no parameter of the traced function.
+
+    A ``NameError`` as torch.jit raises for modules, and a ``TypeError`` as torch.jit (which
+    calls the function) raises for plain functions. The message lists the valid names.
+    """
+
+
+class RecursionTraceError(TraceError, RecursionError):
+    """Tracing recursed without end: a module tree that contains itself (``net.loop = net``),
+    or a forward or function that calls itself with no base case.
+
+    A ``RecursionError``, as torch.jit raises. The message names the cycle (``net.loop is
+    net``) or the recursive function and its line.
+    """
+
+
+class InternalError(FxTraceError):
+    """fxtrace failed inside its own code (or torch's), with no line of the user's program in
+    the traceback: a bug to report, not a mistake of the caller.
+
+    Raised as a class deriving from this one *and* from the builtin type of the original
+    exception (:meth:`of`), so handlers for that type still catch it; the message is the
+    original's, the original is the ``__cause__``, and a note says where fxtrace was.
+    """
+
+    _classes: Dict[type, type] = {}
+
+    @classmethod
+    def of(cls, base: type) -> type:
+        """The class deriving from both ``InternalError`` and ``base`` (made once per base)."""
+        made = cls._classes.get(base)
+        if made is None:
+            made = type(f"Internal{base.__name__}", (cls, base), {"__module__": __name__})
+            cls._classes[base] = made
+        return made
 
 
 class SymbolicTraceError(TraceError):

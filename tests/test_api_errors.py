@@ -9,6 +9,7 @@ function modes, grad mode, RNG state, warning filters, ``torch.jit.is_tracing()`
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import traceback
 import warnings
@@ -350,3 +351,98 @@ def test_successful_trace_leaves_no_state_behind() -> None:
         fxtrace.trace(m, x)
         fxtrace.capture(m, x)
         fxtrace.trace(f, x)
+
+
+# ------------------------------------------------------------- notes and converted errors
+
+def test_user_exception_gets_one_note_naming_the_call() -> None:
+    """trace() of a module runs through trace_module(): still one fxtrace note, not two."""
+    exc = UserError("once")
+    m = Raising().train()
+    m.forward = lambda x: (_ for _ in ()).throw(exc)  # type: ignore[method-assign]
+    with pytest.raises(UserError) as info:
+        fxtrace.trace(m, x)
+    assert info.value is exc
+    notes = [n for n in info.value.__notes__ if n.startswith("fxtrace: ")]
+    assert len(notes) == 1, notes
+    assert os.path.basename(__file__) in notes[0]
+
+
+def _fails_after_first_call() -> Callable[[Any], Any]:
+    calls: List[int] = []
+
+    def flaky(x):
+        calls.append(1)
+        if len(calls) > 1:
+            raise UserError("second call")
+        return x * 2
+    return flaky
+
+
+@pytest.mark.xfail(strict=True, reason="fxtrace/checking/trace_check.py (check_trace) wraps an "
+                   "exception of the check's re-trace into TracingCheckError; torch.jit's "
+                   "re-trace lets the program's exception through unchanged (reported)")
+def test_user_exception_in_check_retrace_passes_unchanged_like_jit() -> None:
+    assert jit_error(lambda lib: lib.trace(_fails_after_first_call(), x)) is UserError
+    with unchanged():
+        with pytest.raises(UserError, match="second call"):
+            fxtrace.trace(_fails_after_first_call(), x)
+
+
+def test_user_exception_in_check_is_an_error_naming_it() -> None:
+    """Today: the check's failure is a TracingCheckError (a torch.jit.TracingCheckError)
+    quoting the program's exception, chained to it, and nothing is left changed."""
+    with unchanged():
+        with pytest.raises(torch.jit.TracingCheckError, match="second call") as info:
+            fxtrace.trace(_fails_after_first_call(), x)
+    assert isinstance(info.value, fxtrace.FxTraceError)
+    assert isinstance(info.value.__cause__, UserError)
+
+
+def test_error_raised_without_user_frames_is_called_internal(monkeypatch: Any) -> None:
+    """An exception from fxtrace's own code (no user line in its traceback) becomes an
+    InternalError of the same builtin type, chained to it, and marked as a possible fxtrace
+    bug naming fxtrace's line."""
+    import fxtrace.api as api
+
+    # a builtin that fails when called with (gm, name): no Python frame of this file
+    monkeypatch.setattr(api, "lower_function", operator.itemgetter("nope"))
+    with pytest.raises(TypeError) as info:
+        fxtrace.trace(f, x)
+    err = info.value
+    assert isinstance(err, fxtrace.errors.InternalError) and isinstance(err, TypeError)
+    assert type(err.__cause__) is TypeError and str(err) == str(err.__cause__)
+    note = next(n for n in err.__notes__ if n.startswith("fxtrace: "))
+    assert "fxtrace bug" in note and "test_api_errors.py" in note and "api.py" in note
+
+
+def test_recursion_error_is_short_and_names_the_function() -> None:
+    def again(x):
+        return again(x * 1)
+
+    with unchanged():
+        with pytest.raises(RecursionError) as info:
+            fxtrace.trace(again, x)
+    err = info.value
+    assert isinstance(err, fxtrace.errors.RecursionTraceError)
+    assert "again()" in str(err) and os.path.basename(__file__) in str(err)
+    assert err.__cause__ is None and err.__suppress_context__, "the 1000 frames stay hidden"
+    # and the stack is usable afterwards: a normal trace works
+    torch.testing.assert_close(fxtrace.trace(f, x)(x), f(x))
+
+
+def test_argument_errors_raise_before_user_code_runs() -> None:
+    ran: List[int] = []
+
+    def g(x, y):
+        ran.append(1)
+        return x + y
+
+    for call in (lambda: fxtrace.trace(g, (x,)),
+                 lambda: fxtrace.trace(g, example_kwarg_inputs={"x": x, "z": x}),
+                 lambda: fxtrace.trace(g, (x, x), check_inputs=x),
+                 lambda: fxtrace.trace(g, (x, x), check_inputs=[(x,)]),
+                 lambda: fxtrace.trace(g, (x, x), strict="no")):
+        with pytest.raises(fxtrace.FxTraceError):
+            call()
+    assert ran == []
