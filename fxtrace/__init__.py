@@ -16,15 +16,21 @@ from typing import Any
 from .api import capture, trace, trace_module
 from .errors import (
     FxTraceError,
+    InternalError,
     InvalidArgument,
     InvalidAttribute,
+    InvalidInput,
+    InvalidOption,
     LoweringError,
+    MissingForward,
     PassError,
     PropertyCheckError,
+    RecursionTraceError,
     SymbolicTraceError,
     TraceError,
     TracerWarning,
     TracingCheckError,
+    UnknownArgumentName,
     VerifyError,
 )
 
@@ -32,7 +38,8 @@ __all__ = [
     "trace", "trace_module", "capture", "check", "probe_dynamic", "ProbeReport", "DimProbe",
     "CheckWarning", "FxTraceError", "TraceError", "SymbolicTraceError", "InvalidArgument",
     "InvalidAttribute", "LoweringError", "PassError", "VerifyError", "TracingCheckError",
-    "PropertyCheckError", "TracerWarning",
+    "PropertyCheckError", "TracerWarning", "InvalidInput", "InvalidOption", "UnknownArgumentName",
+    "MissingForward", "RecursionTraceError", "InternalError",
 ]
 __version__ = "0.1.0"
 

@@ -379,24 +379,11 @@ def _fails_after_first_call() -> Callable[[Any], Any]:
     return flaky
 
 
-@pytest.mark.xfail(strict=True, reason="fxtrace/checking/trace_check.py (check_trace) wraps an "
-                   "exception of the check's re-trace into TracingCheckError; torch.jit's "
-                   "re-trace lets the program's exception through unchanged (reported)")
 def test_user_exception_in_check_retrace_passes_unchanged_like_jit() -> None:
     assert jit_error(lambda lib: lib.trace(_fails_after_first_call(), x)) is UserError
     with unchanged():
         with pytest.raises(UserError, match="second call"):
             fxtrace.trace(_fails_after_first_call(), x)
-
-
-def test_user_exception_in_check_is_an_error_naming_it() -> None:
-    """Today: the check's failure is a TracingCheckError (a torch.jit.TracingCheckError)
-    quoting the program's exception, chained to it, and nothing is left changed."""
-    with unchanged():
-        with pytest.raises(torch.jit.TracingCheckError, match="second call") as info:
-            fxtrace.trace(_fails_after_first_call(), x)
-    assert isinstance(info.value, fxtrace.FxTraceError)
-    assert isinstance(info.value.__cause__, UserError)
 
 
 def test_error_raised_without_user_frames_is_called_internal(monkeypatch: Any) -> None:

@@ -703,9 +703,6 @@ def _jit_trace(func: Any, example: Any, **kwargs: Any) -> Any:
         return torch.jit.trace(func, example, **kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason="fxtrace/capture/concrete.py "
-                   "(ConcreteTracer._guard_constant_input) keeps a dict input's length guard "
-                   "with guards=False; torch.jit checks no dict length (reported to the lead)")
 def test_dict_input_extra_keys_ignored_with_guards_off_like_jit() -> None:
     x, y = x_(), x_() + 1
     model = ReadsA()

@@ -172,12 +172,13 @@ class Guards(Recorder):
     def _guard_constant_input(self, frame: Frame, node: fx.Node, name: str, value: Any) -> None:
         """A Python scalar or None given as a top-level input is baked into the trace (as in
         torch.jit): guard that later calls pass the same value. A list or dict input is
-        unpacked item by item: guard its length (structurally, as torch.jit does)."""
+        unpacked item by item: guard its length (a list's structurally, as torch.jit checks
+        it; a dict's only with guards on: torch.jit ignores keys the trace does not read)."""
         if isinstance(value, (list, dict)):
             kind = "list" if isinstance(value, list) else "dict"
             self.guard_equal(frame, ("call_function", len, (node,)), len(value), "length", None,
                              f"argument '{name}' a {kind} of {len(value)} items",
-                             structural=True)
+                             structural=isinstance(value, list))
             return
         if value is None:
             cond = self._create(frame, "call_function", operator.is_, (node, None), {}, True,

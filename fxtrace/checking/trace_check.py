@@ -36,7 +36,7 @@ import torch.fx as fx
 from .. import tree
 from ..capture.meta import GUARD_TEXT
 from ..capture.structure import GraphDiff
-from ..errors import TracerWarning, TracingCheckError
+from ..errors import FxTraceError, TracerWarning, TracingCheckError
 from ..state import StateSnapshot, preserved_state
 from .graphs import capture_of, describe_node, diff_report, random_nodes, retrace_diff
 from .refusals import guard_refusal
@@ -277,8 +277,10 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
                     diff = retrace_diff(gm, root, func, method, clone_inputs(args),
                                         clone_inputs(kwargs), snapshot=root_snapshot,
                                         cache=canon)
-                except Exception as e:  # noqa: BLE001 - reported with the run's own error
+                except FxTraceError as e:  # reported with the run's own error
                     retrace_error = e
+                # The user's own exception from the re-trace passes through unchanged, as
+                # torch.jit's re-trace lets it.
 
             def diagnostics(diff: Optional[GraphDiff] = diff) -> Tuple[Any, Any]:
                 if diff is None:
