@@ -30,9 +30,17 @@ import torch
 import torch.nn as nn
 
 import fxtrace
-from fxtrace.errors import (FxTraceError, InvalidArgument, InvalidAttribute, InvalidInput,
-                            InvalidOption, MissingForward, RecursionTraceError, TraceError,
-                            UnknownArgumentName)
+from fxtrace.errors import (
+    FxTraceError,
+    InvalidArgument,
+    InvalidAttribute,
+    InvalidInput,
+    InvalidOption,
+    MissingForward,
+    RecursionTraceError,
+    TraceError,
+    UnknownArgumentName,
+)
 
 Env = Dict[str, Any]
 HERE = os.path.basename(__file__)
