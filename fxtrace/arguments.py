@@ -270,7 +270,8 @@ def validate_options(modes: Sequence[str], **options: Any) -> None:
 
 
 def validate_module(root: torch.nn.Module) -> None:
-    """Every module in ``root``'s tree was initialised, and the tree contains no cycle.
+    """Every module in ``root``'s tree was initialised, has no backward hook (as torch.jit
+    requires), and the tree contains no cycle.
 
     A module whose ``__init__`` skipped ``super().__init__()`` has no ``_modules`` (torch.jit
     fails with an AttributeError); a module that is its own descendant (``net.loop = net``)
@@ -289,6 +290,15 @@ def validate_module(root: torch.nn.Module) -> None:
                 f"{at} ({type(module).__name__}) was never initialised: "
                 f"{type(module).__name__}.__init__ did not call super().__init__(), so it has no "
                 "'_modules'; call super().__init__() first in __init__" + where())
+        if module.__dict__.get("_backward_hooks"):
+            # torch.jit refuses them too (a trace has no place for a Python backward hook):
+            # traced silently, the hook would simply be absent from every later backward.
+            at = f"the submodule '{path}'" if path else "the module"
+            raise InvalidArgument(
+                f"Modules that have backward hooks assigned can't be compiled: {at} "
+                f"({type(module).__name__}) has a backward hook, which a trace cannot keep; "
+                "remove it (the handle register_full_backward_hook returned: .remove()) "
+                "before tracing and add it to the traced module's callers instead" + where())
         on_path[id(module)] = path
         stack.append((module, path, iter(list(children.items()))))
 

@@ -124,3 +124,20 @@ def test_nested_outputs_keep_their_structure(structure: str) -> None:
     torch.testing.assert_close(via_jit, want)
     assert list(tree.leaves_with_paths(got)) and [p for p, _ in tree.leaves_with_paths(got)] == [
         p for p, _ in tree.leaves_with_paths(want)]
+
+
+@pytest.mark.parametrize("where", ["root", "child"])
+def test_backward_hooks_are_refused_as_torch_jit_does(where: str) -> None:
+    """torch.jit raises ValueError for a module tree with backward hooks; a trace that
+    dropped them silently would change every later backward."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    (model if where == "root" else model[0]).register_full_backward_hook(
+        lambda *a: None)
+    x = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="backward hooks"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(model, x)
+    with pytest.raises(ValueError, match="backward hook") as info:
+        fxtrace.trace(model, x)
+    assert isinstance(info.value, fxtrace.FxTraceError)
+    assert ("'0'" in str(info.value)) == (where == "child")
