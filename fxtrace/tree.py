@@ -91,20 +91,32 @@ def _rebuild_mapping(cls: Any, items: dict) -> Any:
         return dict(items)
 
 
-def leaves(value: Any) -> Iterator[Any]:
-    """Every leaf of ``value``, depth first, in ``children`` order."""
+def leaves(value: Any) -> List[Any]:
+    """Every leaf of ``value``, depth first, in ``children`` order.
+
+    A list, not a generator: the capture asks this of every recorded call's arguments, and
+    appending through plain recursion costs far less than nested generator frames."""
+    out: List[Any] = []
+    _collect(value, out)
+    return out
+
+
+def _collect(value: Any, out: List[Any]) -> None:
     cls = type(value)
     if cls is tuple or cls is list:
         for v in value:
-            yield from leaves(v)
+            kind = type(v)
+            if kind is tuple or kind is list or kind is dict or is_container(v):
+                _collect(v, out)
+            else:
+                out.append(v)
     elif cls is dict:
-        for v in value.values():
-            yield from leaves(v)
+        _collect(tuple(value.values()), out)
     elif is_container(value):
         for _, v in children(value):
-            yield from leaves(v)
+            _collect(v, out)
     else:
-        yield value
+        out.append(value)
 
 
 def any_leaf(predicate: Callable[[Any], bool], value: Any) -> bool:
