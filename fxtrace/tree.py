@@ -75,16 +75,17 @@ def rebuild(like: Any, items: List[Any]) -> Any:
         return tuple(items)
 
 
-def _rebuild_mapping(cls: Any, items: dict) -> Any:
+def _rebuild_mapping(cls: type, items: dict) -> Any:
     """A ``cls`` (dict subclass) holding ``items``, or a plain dict where ``cls`` cannot be
     built from its items (a dataclass-based mapping such as transformers' ``ModelOutput``
     is built from keywords; a ``defaultdict`` keeps no factory: TorchScript has none)."""
     if cls is dict:
         return items
     try:
+        make: Any = cls
         if dataclasses.is_dataclass(cls):
-            return cls(**items)
-        new = cls()
+            return make(**items)
+        new = make()
         new.update(items)
         return new
     except Exception:  # noqa: BLE001 - any mapping the class refuses stays a plain dict
