@@ -352,10 +352,11 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
     module = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
     if isinstance(module, torch.nn.Module):
         A.validate_module(module)
-        name = method if func is module else func.__name__
+        name = str(method if func is module else func.__name__)
         target = A.method_of(module, name, "method")
         args, kwargs = A.method_args(target, example, is_kwarg, argument)
-        root, methods = module, [(name, module if name == "forward" else target, args, kwargs)]
+        methods: List[Method] = [(name, module if name == "forward" else target, args, kwargs)]
+        root = module
         label = type(module).__name__
     else:
         args, kwargs = A.method_args(func, example, is_kwarg, argument)

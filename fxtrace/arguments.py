@@ -424,7 +424,7 @@ def _container_kinds(value: Any, path: str) -> Set[type]:
                 f"{path} is a dict mixing value types ({listed}); a TorchScript dict holds one "
                 "value type (torch.jit.trace refuses this even with strict=False): return a "
                 "tuple or a NamedTuple instead, or make every value a tensor" + where())
-    found = {kind}
+    found: Set[type] = {kind}
     for k, item in items:
         found |= _container_kinds(item, f"{path}[{k!r}]" if kind is dict else f"{path}[{k}]")
     return found
