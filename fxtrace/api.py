@@ -352,8 +352,8 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
     module = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
     if isinstance(module, torch.nn.Module):
         A.validate_module(module)
-        name = str(method if func is module else func.__name__)
-        target = A.method_of(module, name, "method")
+        target = A.method_of(module, method if func is module else func.__name__, "method")
+        name = method if func is module and isinstance(method, str) else target.__name__
         args, kwargs = A.method_args(target, example, is_kwarg, argument)
         methods: List[Method] = [(name, module if name == "forward" else target, args, kwargs)]
         root = module
