@@ -182,8 +182,8 @@ def preserved_state(modules: Sequence[torch.nn.Module], *, always: bool,
     """Restore the state of ``modules`` (see the module docstring) on exit.
 
     Grad mode is always restored. The rest is restored on every exit when ``always`` is True,
-    and only when the body raises otherwise (a successful capture keeps its effects, as
-    torch.jit.trace's single run of the model does). ``parameters=True`` watches the
+    and only when the body raises otherwise (for a caller that decides itself whether a
+    successful body's effects stay). ``parameters=True`` watches the
     parameters for in-place writes (reported, not undone). ``snapshot``: a
     :class:`StateSnapshot` of the same modules to reuse instead of taking a new one.
     """
