@@ -27,8 +27,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from ..capture.meta import SOURCE, SourceLoc
+from ..capture.meta import SOURCE, TENSOR_META, SourceLoc, TensorMeta
 from ..errors import LoweringError
+from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
 
 __all__ = ["TorchScriptSource", "generate", "type_repr"]
 
@@ -163,6 +164,8 @@ class _Writer:
     def value(self, arg: Any) -> str:
         if isinstance(arg, fx.Node):
             return self.names[arg]
+        if isinstance(arg, Expr):
+            return arg.text.format(self.value(arg.node)) if arg.node is not None else arg.text
         if arg is None or isinstance(arg, bool):
             return repr(arg)
         if isinstance(arg, int):
@@ -271,18 +274,43 @@ class _Writer:
             data = self.value(rest[0]) if rest else self.value(kwargs.get("data"))
             merged.pop("data", None)
             return f"torch.tensor({data}, " + ", ".join(f"{k}={v}" for k, v in merged.items()) + ")"
+        if name in DTYPE_METHODS and _is_tensor(recv) and (rest or kwargs or name in _NO_BUILTIN):
+            # TorchScript's dtype methods take no arguments (or do not exist): .to(dtype)
+            extra = self.call_args(rest, kwargs)
+            return f"{self.value(recv)}.to({DTYPE_METHODS[name]}{', ' + extra if extra else ''})"
+        norm = normalise_call(f"aten::{name}", (recv, *rest), kwargs)
+        if norm is not None:
+            call = f"{self.value(norm.args[0])}.{name}({self.call_args(norm.args[1:], norm.kwargs)})"
+            return call + (".requires_grad_()" if norm.requires_grad else "")
         return f"{self.value(recv)}.{name}({self.call_args(rest, kwargs)})"
+
+    def subscript(self, node: fx.Node, base: Any, idx: Any) -> str:
+        """``base[idx]``; an Ellipsis followed by tensor indices (which TorchScript rejects)
+        is spelled out as the slices it stands for at the traced rank, checked at run time."""
+        fill = _ellipsis_fill(base, idx)
+        if fill is None:
+            return self.index(idx)
+        rank = len(base.meta[TENSOR_META].shape)
+        src = node.meta.get(SOURCE)
+        msg = (f"fxtrace guard failed at {src.short if src is not None else node.name}: "
+               f"indexing with '...' and a tensor was traced at rank {rank}")
+        self.emit(f"torch._assert({self.value(base)}.dim() == {rank}, {_string(msg)})", node)
+        expanded: List[Any] = []
+        for item in idx:
+            expanded.extend([slice(None)] * fill if item is Ellipsis else [item])
+        return self.index(tuple(expanded))
 
     def function(self, node: fx.Node, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[str]:
         if fn is operator.getitem:
-            return f"{self.value(args[0])}[{self.index(args[1])}]"
+            return f"{self.value(args[0])}[{self.subscript(node, args[0], args[1])}]"
         if fn is getattr and len(args) == 2 and isinstance(args[1], str) and _is_identifier(args[1]):
             return f"{self.value(args[0])}.{args[1]}"
         if fn in (operator.is_, operator.is_not):
             word = "is" if fn is operator.is_ else "is not"
             return f"{self.value(args[0])} {word} {self.value(args[1])}"
         if fn is operator.setitem:
-            self.emit(f"{self.value(args[0])}[{self.index(args[1])}] = {self.value(args[2])}", node)
+            target = f"{self.value(args[0])}[{self.subscript(node, args[0], args[1])}]"
+            self.emit(f"{target} = {self.value(args[2])}", node)
             return None
         if fn in _BINARY and not kwargs:
             return f"{self.value(args[0])} {_BINARY[fn]} {self.value(args[1])}"
@@ -291,8 +319,74 @@ class _Writer:
         if fn is torch._assert:
             self.emit(f"torch._assert({self.call_args(args, kwargs)})", node)
             return None
+        method = _tensor_method_name(fn)
+        if method is not None and args:  # Tensor.__pow__ and friends, called as functions
+            return self.method(method, args, kwargs)
+        qualified = aten_name(fn)
+        norm = normalise_call(qualified, args, kwargs) if qualified is not None else None
+        if norm is not None:
+            call = f"{self.callable_name(fn)}({self.call_args(norm.args, norm.kwargs)})"
+            return call + (".requires_grad_()" if norm.requires_grad else "")
         args, kwargs = _float_constants(fn, args, kwargs)
         return f"{self.callable_name(fn)}({self.call_args(args, kwargs)})"
+
+
+# TorchScript has no method for these dtype conversions, even without arguments.
+_NO_BUILTIN = frozenset({"bool", "bfloat16", "cfloat", "cdouble", "chalf"})
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, fx.Node) and isinstance(value.meta.get(TENSOR_META), TensorMeta)
+
+
+def _tensor_method_table() -> Dict[int, str]:
+    table: Dict[int, str] = {}
+    for cls in (torch._C.TensorBase, torch.Tensor):  # Tensor's own entries win
+        for attr, obj in vars(cls).items():
+            if callable(obj) and not isinstance(obj, type):
+                table[id(obj)] = attr
+    return table
+
+
+_TENSOR_METHODS = _tensor_method_table()
+
+
+def _tensor_method_name(fn: Any) -> Optional[str]:
+    """The Tensor attribute name under which ``fn`` is defined (``Tensor.__pow__`` is a
+    wrapper whose ``__name__`` is ``pow``), or None."""
+    name = _TENSOR_METHODS.get(id(fn))
+    if name is None:
+        return None
+    owner = torch.Tensor if name in vars(torch.Tensor) else torch._C.TensorBase
+    return name if vars(owner).get(name) is fn else None
+
+
+def _dims_consumed(item: Any) -> Optional[int]:
+    """How many dimensions of the indexed tensor one index entry consumes; None if unknown."""
+    if item is None:
+        return 0
+    if isinstance(item, (int, slice)) and not isinstance(item, bool):
+        return 1
+    if isinstance(item, fx.Node):
+        meta = item.meta.get(TENSOR_META)
+        if isinstance(meta, TensorMeta):
+            return len(meta.shape) if meta.dtype in (torch.bool, torch.uint8) else 1
+        return 1 if item.meta.get("fxtrace_value") is int else None
+    return None
+
+
+def _ellipsis_fill(base: Any, idx: Any) -> Optional[int]:
+    """The number of full slices ``...`` stands for in ``base[idx]``, when ``idx`` holds an
+    Ellipsis *and* a tensor; None when the subscript can be written as recorded."""
+    if not isinstance(idx, tuple) or Ellipsis not in idx or not _is_tensor(base):
+        return None
+    if not any(_is_tensor(i) for i in idx):
+        return None
+    used = [_dims_consumed(i) for i in idx if i is not Ellipsis]
+    if any(u is None for u in used) or sum(idx_i is Ellipsis for idx_i in idx) != 1:
+        return None
+    fill = len(base.meta[TENSOR_META].shape) - sum(used)  # type: ignore[arg-type]
+    return fill if fill >= 0 else None
 
 
 _FLOAT_PARAMS: Dict[Any, Optional[Tuple[inspect.Signature, frozenset]]] = {}
