@@ -208,12 +208,12 @@ def run_tracer(tracer: str, prog: Program, expected: Any, values: bool,
     if not _equal(expected, got, values):
         return Outcome("example", "output differs from eager on the example")
     try:
-        buf = io.BytesIO()
-        torch.jit.save(traced, buf)
-        buf.seek(0)
-        loaded = torch.jit.load(buf)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # torch.jit.save/load's deprecation notices
             warnings.simplefilter("ignore")
+            buf = io.BytesIO()
+            torch.jit.save(traced, buf)
+            buf.seek(0)
+            loaded = torch.jit.load(buf)
             again = _run(loaded, prog.tensors)
     except Exception as e:  # noqa: BLE001
         return Outcome("save", _first_line(e))

@@ -30,8 +30,9 @@ import torch.fx as fx
 from ..capture.meta import SOURCE, TENSOR_META, SourceLoc, TensorMeta
 from ..errors import LoweringError
 from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
+from .special import rewrite_python_call
 
-__all__ = ["TorchScriptSource", "generate", "type_repr"]
+__all__ = ["TorchScriptSource", "describe_call", "generate", "type_repr"]
 
 _RESERVED = {"self", "torch", "math", "Tensor", "Tuple", "List", "Dict", "Optional", "NoneType",
              "annotate", "ops", "Any", "Union", "Future", "device", "dtype", "inf", "nan"}
@@ -165,7 +166,7 @@ class _Writer:
         if isinstance(arg, fx.Node):
             return self.names[arg]
         if isinstance(arg, Expr):
-            return arg.text.format(self.value(arg.node)) if arg.node is not None else arg.text
+            return arg.text.format(*(self.value(v) for v in arg.values))
         if arg is None or isinstance(arg, bool):
             return repr(arg)
         if isinstance(arg, int):
@@ -217,6 +218,11 @@ class _Writer:
         name = getattr(fn, "__name__", None)
         if fn in (bool, int, float, len, abs, min, max):
             return fn.__name__
+        op = _op_packet(fn)
+        if op is not None:  # torch.ops.aten.slice.Tensor: TorchScript resolves the overload
+            ns, _, base = op._qualified_op_name.partition("::")
+            if _is_identifier(ns) and _is_identifier(base):
+                return f"torch.ops.{ns}.{base}"
         if name is not None:
             for prefix, ns in _NAMESPACES:
                 if getattr(ns, name, None) is fn:
@@ -239,12 +245,15 @@ class _Writer:
         if op == "call_module":
             return f"{_attr_chain('self', target)}({self.call_args(args, kwargs)})"  # type: ignore[arg-type]
         if op == "call_method":
-            return self.method(target, args, kwargs)  # type: ignore[arg-type]
+            if target == "nonzero" and kwargs.get("as_tuple") is True and len(args) == 1:
+                return self.nonzero_tuple(node, args[0])
+            return self.method(target, args, kwargs, node)  # type: ignore[arg-type]
         if op == "call_function":
             return self.function(node, target, args, kwargs)
         raise LoweringError(f"Node {node.name}: opcode {op!r} cannot be lowered")
 
-    def method(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
+    def method(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+               node: Optional[fx.Node] = None) -> str:
         recv, rest = args[0], args[1:]
         if name in _DUNDER_BINARY and len(rest) == 1 and not kwargs:
             return f"{self.value(recv)} {_DUNDER_BINARY[name]} {self.value(rest[0])}"
@@ -284,6 +293,20 @@ class _Writer:
             return call + (".requires_grad_()" if norm.requires_grad else "")
         return f"{self.value(recv)}.{name}({self.call_args(rest, kwargs)})"
 
+    def nonzero_tuple(self, node: fx.Node, x: Any) -> str:
+        """``nonzero(as_tuple=True)``: aten's ``nonzero_numpy`` gives the same tensors as a
+        list; the tuple the program saw has the traced rank's length, checked at run time."""
+        meta = node.meta.get(TENSOR_META)
+        if not isinstance(meta, tuple):
+            raise LoweringError("nonzero(as_tuple=True) without the traced tuple's length")
+        listed = self.ns.create(f"{node.name}_list")
+        self.emit(f"{listed} = torch.ops.aten.nonzero_numpy({self.value(x)})", node)
+        src = node.meta.get(SOURCE)
+        msg = (f"fxtrace guard failed at {src.short if src is not None else node.name}: "
+               f"nonzero(as_tuple=True) was traced with {len(meta)} dimension(s)")
+        self.emit(f"torch._assert(len({listed}) == {len(meta)}, {_string(msg)})", node)
+        return "(" + "".join(f"{listed}[{i}], " for i in range(len(meta))) + ")"
+
     def subscript(self, node: fx.Node, base: Any, idx: Any) -> str:
         """``base[idx]``; an Ellipsis followed by tensor indices (which TorchScript rejects)
         is spelled out as the slices it stands for at the traced rank, checked at run time."""
@@ -321,7 +344,12 @@ class _Writer:
             return None
         method = _tensor_method_name(fn)
         if method is not None and args:  # Tensor.__pow__ and friends, called as functions
-            return self.method(method, args, kwargs)
+            return self.method(method, args, kwargs, node)
+        if fn is torch.nonzero and kwargs.get("as_tuple") is True:
+            return self.nonzero_tuple(node, args[0] if args else kwargs["input"])
+        rewritten = rewrite_python_call(fn, args, kwargs)
+        if rewritten is not None:
+            args, kwargs = rewritten
         qualified = aten_name(fn)
         norm = normalise_call(qualified, args, kwargs) if qualified is not None else None
         if norm is not None:
@@ -329,6 +357,13 @@ class _Writer:
             return call + (".requires_grad_()" if norm.requires_grad else "")
         args, kwargs = _float_constants(fn, args, kwargs)
         return f"{self.callable_name(fn)}({self.call_args(args, kwargs)})"
+
+
+def _op_packet(fn: Any) -> Any:
+    """The ``torch.ops`` packet of an operator overload or packet, else None."""
+    if isinstance(fn, torch._ops.OpOverload):
+        return fn.overloadpacket
+    return fn if isinstance(fn, torch._ops.OpOverloadPacket) else None
 
 
 # TorchScript has no method for these dtype conversions, even without arguments.
@@ -447,6 +482,30 @@ def _float_constants(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     return new_args, new_kwargs
 
 
+def describe_call(node: fx.Node) -> str:
+    """A short spelling of the call ``node`` records (``x.view(...)``, ``torch.zeros(...)``)."""
+    target = node.target
+    if node.op == "call_method":
+        return f".{target}(...)"
+    if node.op == "call_module":
+        return f"self.{target}(...)"
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    module = getattr(target, "__module__", None) or ""
+    return f"{module + '.' if module else ''}{name or target}(...)"
+
+
+def _lower_node(w: _Writer, node: fx.Node) -> Optional[str]:
+    """``w.expression(node)``; any failure becomes a LoweringError naming the user's line."""
+    try:
+        return w.expression(node)
+    except Exception as e:  # noqa: BLE001 - a recorded call must fail as LoweringError
+        src = node.meta.get(SOURCE)
+        where = f" at {src}" if src is not None else ""
+        code = f" ({src.code.strip()})" if src is not None and src.code else ""
+        raise LoweringError(f"cannot write the call {describe_call(node)}{where}{code} as "
+                            f"TorchScript: {e}") from None
+
+
 def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> TorchScriptSource:
     """Write ``graph`` as a TorchScript function (``method=True``: a method taking ``self``).
 
@@ -455,7 +514,7 @@ def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> 
     """
     env: Dict[str, Any] = {"torch": torch, "math": math, "Tensor": torch.Tensor,
                            "Tuple": typing.Tuple, "List": typing.List, "Dict": typing.Dict,
-                           "Optional": typing.Optional}
+                           "Optional": typing.Optional, "annotate": torch.jit.annotate}
     w = _Writer(graph, env)
     params: List[str] = ["self"] if method else []
     ret = "None"
@@ -469,7 +528,7 @@ def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> 
         if node.op == "output":
             ret = w.value(node.args[0])
             continue
-        expr = w.expression(node)
+        expr = _lower_node(w, node)
         if expr is None:
             continue
         local = w.ns.create(node.name)

@@ -46,11 +46,12 @@ DTYPE_METHODS: Dict[str, torch.dtype] = {
 
 @dataclasses.dataclass(frozen=True)
 class Expr:
-    """TorchScript text standing for a value: ``text`` with ``{}`` replaced by the local of
-    ``node`` (``float({})`` for a traced int passed where a schema declares a float)."""
+    """TorchScript text standing for a value: ``text`` with each ``{}`` replaced by the
+    written form of the matching entry of ``values`` (``float({})`` for a traced int passed
+    where a schema declares a float)."""
 
     text: str
-    node: Optional[fx.Node] = None
+    values: Tuple[Any, ...] = ()
 
 
 @dataclasses.dataclass
@@ -80,6 +81,10 @@ def _schemas(qualified: str) -> Tuple[Any, ...]:
 
 def aten_name(fn: Any) -> Optional[str]:
     """``aten::name`` TorchScript compiles a torch callable to, or None (Python-defined)."""
+    if isinstance(fn, torch._ops.OpOverload):
+        fn = fn.overloadpacket
+    if isinstance(fn, torch._ops.OpOverloadPacket):
+        return fn._qualified_op_name
     try:
         from torch.jit._builtins import _find_builtin
         name = _find_builtin(fn)
@@ -134,7 +139,7 @@ def _fits(value: Any, kind: Any, t: Any, convert: bool, n: Optional[int]) -> Any
         if kind is float:
             return value
         if convert and kind is int:
-            return float(value) if not isinstance(value, fx.Node) else Expr("float({})", value)
+            return float(value) if not isinstance(value, fx.Node) else Expr("float({})", (value,))
         return _FAIL
     if k == "NumberType":
         return value if kind in (int, float, bool, complex) else _FAIL
@@ -162,6 +167,10 @@ def _fits_list(value: Any, kind: Any, elem: Any, convert: bool, n: Optional[int]
         items = [_fits(v, k, elem, convert, None) for v, k in zip(value, kind)]
         if any(i is _FAIL for i in items):
             return _FAIL
+        if elem.kind() == "OptionalType" and elem.getElementType().kind() == "TensorType" \
+                and type(None) not in kind:
+            # TorchScript types [a, b] as List[Tensor], which Tensor?[] does not accept
+            return Expr("annotate(List[Optional[Tensor]], {})", (list(items),)) if convert else _FAIL
         return list(items) if convert else value
     if n is not None and elem.kind() in ("IntType", "SymIntType") and kind is int:
         return value  # int[2] stride=1: TorchScript broadcasts a single int

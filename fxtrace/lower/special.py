@@ -1,0 +1,77 @@
+"""Python-level torch functions whose recorded arguments TorchScript's version does not take.
+
+TorchScript compiles ``torch.nn.functional`` functions from their (annotated) Python source,
+which declares narrower types than the Python code accepts. The rewrites here pass the same
+values in the declared types, so the compiled function computes what the recorded call did:
+
+* adaptive pooling with ``None`` in ``output_size`` (keep that input size): TorchScript's
+  ``BroadcastingList[int]`` has no ``None``; each ``None`` becomes ``input.size(d)``, which is
+  what ``F._list_with_default`` computes in Python;
+* ``F.ctc_loss`` with Python lists of lengths: TorchScript declares Tensors; the lists become
+  ``torch.tensor(lengths)`` (aten's Tensor overload reads them back as the same ints).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch.nn.functional as F
+
+from .schema import Expr
+
+__all__ = ["rewrite_python_call"]
+
+Args = Tuple[Any, ...]
+Kwargs = Dict[str, Any]
+
+
+def _argument(args: Args, kwargs: Kwargs, index: int, name: str) -> Tuple[bool, Any]:
+    if len(args) > index:
+        return True, args[index]
+    return (name in kwargs), kwargs.get(name)
+
+
+def _replace(args: Args, kwargs: Kwargs, index: int, name: str, value: Any) -> Tuple[Args, Kwargs]:
+    if len(args) > index:
+        return (*args[:index], value, *args[index + 1:]), kwargs
+    return args, {**kwargs, name: value}
+
+
+def _adaptive_pool(args: Args, kwargs: Kwargs) -> Optional[Tuple[Args, Kwargs]]:
+    has_x, x = _argument(args, kwargs, 0, "input")
+    has_size, size = _argument(args, kwargs, 1, "output_size")
+    if not (has_x and has_size) or not isinstance(size, (list, tuple)) or None not in size:
+        return None
+    k = len(size)
+    filled = [Expr("{}.size(%d)" % (j - k), (x,)) if s is None else s for j, s in enumerate(size)]
+    return _replace(args, kwargs, 1, "output_size", filled)
+
+
+def _ctc_loss(args: Args, kwargs: Kwargs) -> Optional[Tuple[Args, Kwargs]]:
+    changed = False
+    for index, name in ((2, "input_lengths"), (3, "target_lengths")):
+        present, value = _argument(args, kwargs, index, name)
+        if present and isinstance(value, (list, tuple)) and all(type(v) is int for v in value):
+            args, kwargs = _replace(args, kwargs, index, name,
+                                    Expr("torch.tensor({}, dtype=torch.long)", (list(value),)))
+            changed = True
+    return (args, kwargs) if changed else None
+
+
+_REWRITES: Dict[Any, Callable[[Args, Kwargs], Optional[Tuple[Args, Kwargs]]]] = {
+    F.ctc_loss: _ctc_loss,
+    **{getattr(F, name): _adaptive_pool for name in (
+        "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+        "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices",
+        "adaptive_max_pool3d_with_indices", "adaptive_avg_pool2d", "adaptive_avg_pool3d")
+       if hasattr(F, name)},
+}
+
+
+def rewrite_python_call(fn: Any, args: Args, kwargs: Kwargs) -> Optional[Tuple[Args, Kwargs]]:
+    """The arguments of a call to a Python-defined torch function in the types its
+    TorchScript version declares, or None when they need no change."""
+    try:
+        rewrite = _REWRITES.get(fn)
+    except TypeError:  # unhashable callable
+        return None
+    return rewrite(args, kwargs) if rewrite is not None else None
