@@ -26,11 +26,7 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import fxtrace  # noqa: E402,F401
-from test_opinfo import QUICK_OPS, SampleResult, load_op_db, sweep_op  # noqa: E402
-
-
-def _op_name(op: Any) -> str:
-    return f"{op.name}.{op.variant_test_name}" if op.variant_test_name else op.name
+from test_opinfo import QUICK_OPS, SampleResult, load_op_db, op_name, sweep_op  # noqa: E402
 
 
 def _cause(error: str) -> str:
@@ -89,17 +85,19 @@ def main() -> None:
     parser.add_argument("--ops", default="", help="comma-separated op names")
     parser.add_argument("--samples", type=int, default=2, help="samples per op (default 2)")
     parser.add_argument("--verbose", action="store_true", help="list every failing sample")
+    parser.add_argument("--no-inplace", action="store_true",
+                        help="skip the in-place variants (reported as name_)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.time()
     ops = load_op_db()
     wanted = set(args.ops.split(",")) if args.ops else set(QUICK_OPS) if args.quick else None
     if wanted is not None:
-        ops = [op for op in ops if _op_name(op) in wanted]
+        ops = [op for op in ops if op_name(op) in wanted]
     results: List[SampleResult] = []
     for i, op in enumerate(ops):
-        print(f"\r[{i + 1}/{len(ops)}] {_op_name(op):40s}", end="", file=sys.stderr, flush=True)
-        results.extend(sweep_op(op, args.samples))
+        print(f"\r[{i + 1}/{len(ops)}] {op_name(op):40s}", end="", file=sys.stderr, flush=True)
+        results.extend(sweep_op(op, args.samples, inplace=not args.no_inplace))
     print(file=sys.stderr)
     print(f"torch {torch.__version__}, {len(ops)} ops, {args.samples} samples per op, "
           f"float32, CPU; {time.time() - start:.0f} s")
