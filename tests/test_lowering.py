@@ -250,3 +250,13 @@ def test_normalise_refuses_what_it_cannot_reproduce() -> None:
     assert normalise_call("aten::nonzero", (x,), {"as_tuple": True}) is None
     assert normalise_call("aten::zeros", (2, 3), {"requires_grad": x}) is None
     assert normalise_call("aten::no_such_op", (x,), {}) is None
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: x.norm(), lambda x: x.norm(p=2, dim=1), lambda x: x.norm(p="fro"),
+    lambda x: x.norm(dim=1, dtype=torch.float64), lambda x: x.split(2, 1),
+    lambda x: x.unflatten(1, (2, 2)),
+])
+def test_python_tensor_methods_with_none_defaults(call: Callable[[torch.Tensor], Any]) -> None:
+    # Tensor.norm is a Python wrapper: the capture records its defaults (dim=None, dtype=None)
+    _check(call, (torch.rand(3, 4),), (torch.rand(5, 4),))

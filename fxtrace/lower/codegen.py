@@ -29,7 +29,7 @@ import torch.fx as fx
 
 from ..capture.meta import SOURCE, TENSOR_META, SourceLoc, TensorMeta
 from ..errors import LoweringError
-from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
+from .schema import DTYPE_METHODS, Expr, aten_name, binds_as_recorded, normalise_call
 from .special import rewrite_python_call
 
 __all__ = ["TorchScriptSource", "describe_call", "generate", "type_repr"]
@@ -291,6 +291,10 @@ class _Writer:
         if norm is not None:
             call = f"{self.value(norm.args[0])}.{name}({self.call_args(norm.args[1:], norm.kwargs)})"
             return call + (".requires_grad_()" if norm.requires_grad else "")
+        if _python_method_of_function(name) and not _binds(name, (recv, *rest), kwargs):
+            # Tensor.norm & co. are Python wrappers of torch.norm & co., whose Python source
+            # TorchScript compiles with every argument the wrapper passes (p="fro", dim=None)
+            return f"torch.{name}({self.call_args((recv, *rest), kwargs)})"
         return f"{self.value(recv)}.{name}({self.call_args(rest, kwargs)})"
 
     def nonzero_tuple(self, node: fx.Node, x: Any) -> str:
@@ -357,6 +361,16 @@ class _Writer:
             return call + (".requires_grad_()" if norm.requires_grad else "")
         args, kwargs = _float_constants(fn, args, kwargs)
         return f"{self.callable_name(fn)}({self.call_args(args, kwargs)})"
+
+
+def _python_method_of_function(name: str) -> bool:
+    """``Tensor.name`` is Python code and ``torch.name`` a Python function of the same name."""
+    return inspect.isfunction(vars(torch.Tensor).get(name)) and inspect.isfunction(
+        getattr(torch, name, None))
+
+
+def _binds(name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
+    return binds_as_recorded(f"aten::{name}", args, kwargs)
 
 
 def _op_packet(fn: Any) -> Any:

@@ -32,7 +32,8 @@ import torch.fx as fx
 
 from ..capture.meta import TENSOR_META, VALUE_TYPE, TensorMeta
 
-__all__ = ["Expr", "Normalised", "normalise_call", "DTYPE_METHODS", "aten_name"]
+__all__ = ["Expr", "Normalised", "binds_as_recorded", "normalise_call", "DTYPE_METHODS",
+           "aten_name"]
 
 #: Tensor methods that convert the dtype; TorchScript has some only as argument-less
 #: builtins and some (``bool``, ``bfloat16``, ``cfloat``, ...) not at all.
@@ -188,6 +189,11 @@ def _bind(schema: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], convert: b
         requires_grad = _python_only(kwargs, {p.name for p in params})
         if requires_grad is None:
             return None
+        # Python wrappers (Tensor.norm, ...) pass None for "not given"; a schema argument
+        # that cannot be None is then simply not given
+        declared = {p.name: p.type.kind() for p in params}
+        kwargs = {k: v for k, v in kwargs.items()
+                  if not (v is None and declared.get(k) != "OptionalType")}
         if "input" in kwargs and "input" not in {p.name for p in params} and positional \
                 and positional[0].name == "self":
             kwargs["self"] = kwargs.pop("input")
@@ -254,6 +260,11 @@ def _pack_sizes(positional: List[Any], args: Tuple[Any, ...], last_only: bool
     return args
 
 
+def binds_as_recorded(qualified: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
+    """Whether the call binds to one of ``qualified``'s schemas as it is spelled."""
+    return any(_bind(s, args, kwargs, convert=False) is not None for s in _schemas(qualified))
+
+
 def normalise_call(qualified: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]
                    ) -> Optional[Normalised]:
     """``args``/``kwargs`` of a call to ``qualified`` (``aten::name``) in the spelling of
@@ -261,7 +272,7 @@ def normalise_call(qualified: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     schemas = _schemas(qualified)
     if not schemas:
         return None
-    if any(_bind(s, args, kwargs, convert=False) is not None for s in schemas):
+    if binds_as_recorded(qualified, args, kwargs):
         return None
     for s in schemas:
         bound = _bind(s, args, kwargs, convert=True)
