@@ -378,6 +378,24 @@ def test_opinfo_quick(name: str) -> None:
     _check_op(name, 2)
 
 
+@pytest.mark.parametrize("name", QUICK_OPS[::3])
+def test_opinfo_default_check(name: str) -> None:
+    """``fxtrace.trace`` with its default ``check_trace=True`` accepts the first sample (a
+    third of the quick ops: the check re-traces, so it costs a second capture)."""
+    op = _ops_by_name()[name]
+    if not _compare_values(op):
+        pytest.skip("uninitialised or reseeded outputs: no check can compare their values")
+    prog = _program(op, _samples(op, 1, probe=False)[0])
+    if (name, 0) in KNOWN_FAILURES:
+        pytest.skip(KNOWN_FAILURES[(name, 0)])
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = fxtrace.trace(prog.fn, _clone(prog.tensors))
+        expected, got = _run(prog.fn, prog.tensors), _run(traced, prog.tensors)
+    assert _equal(expected, got)
+
+
 @pytest.mark.parametrize("name", sorted({op for op, _ in KNOWN_FAILURES} - set(QUICK_OPS)))
 def test_known_failures_still_fail(name: str) -> None:
     """Every listed failure is checked in the default run, in or out of ``QUICK_OPS``
