@@ -27,10 +27,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from ..capture.meta import SOURCE, TENSOR_META, SourceLoc, TensorMeta
+from ..capture.meta import SOURCE, TENSOR_META, SourceLoc
 from ..errors import LoweringError
-from .schema import DTYPE_METHODS, Expr, aten_name, binds_as_recorded, normalise_call
+from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
 from .special import rewrite_python_call
+from .targets import (NO_BUILTIN_DTYPE_METHODS, binds, ellipsis_fill, is_tensor, op_packet,
+                      python_method_of_function, tensor_method_name)
 
 __all__ = ["TorchScriptSource", "describe_call", "generate", "type_repr"]
 
@@ -218,7 +220,7 @@ class _Writer:
         name = getattr(fn, "__name__", None)
         if fn in (bool, int, float, len, abs, min, max):
             return fn.__name__
-        op = _op_packet(fn)
+        op = op_packet(fn)
         if op is not None:  # torch.ops.aten.slice.Tensor: TorchScript resolves the overload
             ns, _, base = op._qualified_op_name.partition("::")
             if _is_identifier(ns) and _is_identifier(base):
@@ -283,7 +285,7 @@ class _Writer:
             data = self.value(rest[0]) if rest else self.value(kwargs.get("data"))
             merged.pop("data", None)
             return f"torch.tensor({data}, " + ", ".join(f"{k}={v}" for k, v in merged.items()) + ")"
-        if name in DTYPE_METHODS and _is_tensor(recv) and (rest or kwargs or name in _NO_BUILTIN):
+        if name in DTYPE_METHODS and is_tensor(recv) and (rest or kwargs or name in NO_BUILTIN_DTYPE_METHODS):
             # TorchScript's dtype methods take no arguments (or do not exist): .to(dtype)
             extra = self.call_args(rest, kwargs)
             return f"{self.value(recv)}.to({DTYPE_METHODS[name]}{', ' + extra if extra else ''})"
@@ -291,7 +293,7 @@ class _Writer:
         if norm is not None:
             call = f"{self.value(norm.args[0])}.{name}({self.call_args(norm.args[1:], norm.kwargs)})"
             return call + (".requires_grad_()" if norm.requires_grad else "")
-        if _python_method_of_function(name) and not _binds(name, (recv, *rest), kwargs):
+        if python_method_of_function(name) and not binds(name, (recv, *rest), kwargs):
             # Tensor.norm & co. are Python wrappers of torch.norm & co., whose Python source
             # TorchScript compiles with every argument the wrapper passes (p="fro", dim=None)
             return f"torch.{name}({self.call_args((recv, *rest), kwargs)})"
@@ -314,7 +316,7 @@ class _Writer:
     def subscript(self, node: fx.Node, base: Any, idx: Any) -> str:
         """``base[idx]``; an Ellipsis followed by tensor indices (which TorchScript rejects)
         is spelled out as the slices it stands for at the traced rank, checked at run time."""
-        fill = _ellipsis_fill(base, idx)
+        fill = ellipsis_fill(base, idx)
         if fill is None:
             return self.index(idx)
         rank = len(base.meta[TENSOR_META].shape)
@@ -346,7 +348,7 @@ class _Writer:
         if fn is torch._assert:
             self.emit(f"torch._assert({self.call_args(args, kwargs)})", node)
             return None
-        method = _tensor_method_name(fn)
+        method = tensor_method_name(fn)
         if method is not None and args:  # Tensor.__pow__ and friends, called as functions
             return self.method(method, args, kwargs, node)
         if fn is torch.nonzero and kwargs.get("as_tuple") is True:
@@ -361,81 +363,6 @@ class _Writer:
             return call + (".requires_grad_()" if norm.requires_grad else "")
         args, kwargs = _float_constants(fn, args, kwargs)
         return f"{self.callable_name(fn)}({self.call_args(args, kwargs)})"
-
-
-def _python_method_of_function(name: str) -> bool:
-    """``Tensor.name`` is Python code and ``torch.name`` a Python function of the same name."""
-    return inspect.isfunction(vars(torch.Tensor).get(name)) and inspect.isfunction(
-        getattr(torch, name, None))
-
-
-def _binds(name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
-    return binds_as_recorded(f"aten::{name}", args, kwargs)
-
-
-def _op_packet(fn: Any) -> Any:
-    """The ``torch.ops`` packet of an operator overload or packet, else None."""
-    if isinstance(fn, torch._ops.OpOverload):
-        return fn.overloadpacket
-    return fn if isinstance(fn, torch._ops.OpOverloadPacket) else None
-
-
-# TorchScript has no method for these dtype conversions, even without arguments.
-_NO_BUILTIN = frozenset({"bool", "bfloat16", "cfloat", "cdouble", "chalf"})
-
-
-def _is_tensor(value: Any) -> bool:
-    return isinstance(value, fx.Node) and isinstance(value.meta.get(TENSOR_META), TensorMeta)
-
-
-def _tensor_method_table() -> Dict[int, str]:
-    table: Dict[int, str] = {}
-    for cls in (torch._C.TensorBase, torch.Tensor):  # Tensor's own entries win
-        for attr, obj in vars(cls).items():
-            if callable(obj) and not isinstance(obj, type):
-                table[id(obj)] = attr
-    return table
-
-
-_TENSOR_METHODS = _tensor_method_table()
-
-
-def _tensor_method_name(fn: Any) -> Optional[str]:
-    """The Tensor attribute name under which ``fn`` is defined (``Tensor.__pow__`` is a
-    wrapper whose ``__name__`` is ``pow``), or None."""
-    name = _TENSOR_METHODS.get(id(fn))
-    if name is None:
-        return None
-    owner = torch.Tensor if name in vars(torch.Tensor) else torch._C.TensorBase
-    return name if vars(owner).get(name) is fn else None
-
-
-def _dims_consumed(item: Any) -> Optional[int]:
-    """How many dimensions of the indexed tensor one index entry consumes; None if unknown."""
-    if item is None:
-        return 0
-    if isinstance(item, (int, slice)) and not isinstance(item, bool):
-        return 1
-    if isinstance(item, fx.Node):
-        meta = item.meta.get(TENSOR_META)
-        if isinstance(meta, TensorMeta):
-            return len(meta.shape) if meta.dtype in (torch.bool, torch.uint8) else 1
-        return 1 if item.meta.get("fxtrace_value") is int else None
-    return None
-
-
-def _ellipsis_fill(base: Any, idx: Any) -> Optional[int]:
-    """The number of full slices ``...`` stands for in ``base[idx]``, when ``idx`` holds an
-    Ellipsis *and* a tensor; None when the subscript can be written as recorded."""
-    if not isinstance(idx, tuple) or Ellipsis not in idx or not _is_tensor(base):
-        return None
-    if not any(_is_tensor(i) for i in idx):
-        return None
-    used = [_dims_consumed(i) for i in idx if i is not Ellipsis]
-    if any(u is None for u in used) or sum(idx_i is Ellipsis for idx_i in idx) != 1:
-        return None
-    fill = len(base.meta[TENSOR_META].shape) - sum(used)  # type: ignore[arg-type]
-    return fill if fill >= 0 else None
 
 
 _FLOAT_PARAMS: Dict[Any, Optional[Tuple[inspect.Signature, frozenset]]] = {}
