@@ -260,3 +260,25 @@ def test_normalise_refuses_what_it_cannot_reproduce() -> None:
 def test_python_tensor_methods_with_none_defaults(call: Callable[[torch.Tensor], Any]) -> None:
     # Tensor.norm is a Python wrapper: the capture records its defaults (dim=None, dtype=None)
     _check(call, (torch.rand(3, 4),), (torch.rand(5, 4),))
+
+
+def test_embedding_max_norm_renormalises_the_weight() -> None:
+    # TorchScript's own F.embedding skips the renormalisation: written out by lowering
+    idx = torch.tensor([[0, 2], [2, 1]])
+
+    def f(w: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return F.embedding(i, w, max_norm=1.0)
+
+    _check(f, (torch.randn(4, 3) * 10, idx), (torch.randn(6, 5) * 10, idx))
+    module = torch.nn.Embedding(4, 3, max_norm=0.5)
+    with torch.no_grad():
+        module.weight.mul_(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = fxtrace.trace(module, idx, check_trace=False)
+    with torch.no_grad():
+        module.weight.mul_(10)  # the capture renormalised in eager: make the rows long again
+    assert module.weight[idx.unique()].norm(dim=-1).min() > 0.5
+    out = traced(idx)
+    assert out.norm(dim=-1).max() <= 0.5 + 1e-5
+    assert module.weight[idx.unique()].norm(dim=-1).max() <= 0.5 + 1e-5  # renormalised in place

@@ -355,7 +355,9 @@ class _Writer:
             return self.nonzero_tuple(node, args[0] if args else kwargs["input"])
         rewritten = rewrite_python_call(fn, args, kwargs)
         if rewritten is not None:
-            args, kwargs = rewritten
+            args, kwargs, before = rewritten
+            for statement in before:
+                self.emit(self.value(statement), node)
         qualified = aten_name(fn)
         norm = normalise_call(qualified, args, kwargs) if qualified is not None else None
         if norm is not None:
