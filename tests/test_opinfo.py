@@ -373,9 +373,14 @@ def _check_op(name: str, n: int) -> None:
     assert not problems, "\n".join(problems)
 
 
+#: Quick ops swept with more samples, where a later sample exercises a fixed lowering
+#: (sample 5 of embedding passes max_norm=).
+QUICK_SAMPLES = {"nn.functional.embedding": 6}
+
+
 @pytest.mark.parametrize("name", QUICK_OPS)
 def test_opinfo_quick(name: str) -> None:
-    _check_op(name, 2)
+    _check_op(name, QUICK_SAMPLES.get(name, 2))
 
 
 @pytest.mark.parametrize("name", QUICK_OPS[::3])
