@@ -282,3 +282,20 @@ def test_embedding_max_norm_renormalises_the_weight() -> None:
     out = traced(idx)
     assert out.norm(dim=-1).max() <= 0.5 + 1e-5
     assert module.weight[idx.unique()].norm(dim=-1).max() <= 0.5 + 1e-5  # renormalised in place
+
+
+class _GaussianLoss(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.gaussian_nll_loss(a, b, v, reduction="none")
+
+
+def test_module_lowering_error_names_user_line_and_module() -> None:
+    line = inspect.getsourcelines(_GaussianLoss.forward)[1] + 1
+    with pytest.raises(LoweringError) as info:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            fxtrace.trace(_GaussianLoss(), (torch.rand(3), torch.rand(3), torch.rand(3) + 1),
+                          check_trace=False)
+    first = str(info.value).splitlines()[0]
+    assert "_GaussianLoss.forward" in first
+    assert f"test_lowering.py:{line}" in first and "gaussian_nll_loss" in first
