@@ -249,13 +249,12 @@ class _Writer:
         if op == "call_method":
             if target == "nonzero" and kwargs.get("as_tuple") is True and len(args) == 1:
                 return self.nonzero_tuple(node, args[0])
-            return self.method(target, args, kwargs, node)  # type: ignore[arg-type]
+            return self.method(target, args, kwargs)  # type: ignore[arg-type]
         if op == "call_function":
             return self.function(node, target, args, kwargs)
         raise LoweringError(f"Node {node.name}: opcode {op!r} cannot be lowered")
 
-    def method(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any],
-               node: Optional[fx.Node] = None) -> str:
+    def method(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
         recv, rest = args[0], args[1:]
         if name in _DUNDER_BINARY and len(rest) == 1 and not kwargs:
             return f"{self.value(recv)} {_DUNDER_BINARY[name]} {self.value(rest[0])}"
@@ -285,7 +284,8 @@ class _Writer:
             data = self.value(rest[0]) if rest else self.value(kwargs.get("data"))
             merged.pop("data", None)
             return f"torch.tensor({data}, " + ", ".join(f"{k}={v}" for k, v in merged.items()) + ")"
-        if name in DTYPE_METHODS and is_tensor(recv) and (rest or kwargs or name in NO_BUILTIN_DTYPE_METHODS):
+        if name in DTYPE_METHODS and is_tensor(recv) and (
+                rest or kwargs or name in NO_BUILTIN_DTYPE_METHODS):
             # TorchScript's dtype methods take no arguments (or do not exist): .to(dtype)
             extra = self.call_args(rest, kwargs)
             return f"{self.value(recv)}.to({DTYPE_METHODS[name]}{', ' + extra if extra else ''})"
@@ -350,7 +350,7 @@ class _Writer:
             return None
         method = tensor_method_name(fn)
         if method is not None and args:  # Tensor.__pow__ and friends, called as functions
-            return self.method(method, args, kwargs, node)
+            return self.method(method, args, kwargs)
         if fn is torch.nonzero and kwargs.get("as_tuple") is True:
             return self.nonzero_tuple(node, args[0] if args else kwargs["input"])
         rewritten = rewrite_python_call(fn, args, kwargs)
