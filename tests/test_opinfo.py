@@ -347,14 +347,21 @@ def _ops_by_name() -> Dict[str, Any]:
     return _OP_DB
 
 
-def _check_op(name: str, n: int) -> None:
+def _check_op(name: str, n: int, require: bool = True) -> None:
+    """fxtrace is right on every sample of ``name`` that torch.jit.trace gets right, except
+    the listed KNOWN_FAILURES, which must still fail. ``require``: at least one such sample
+    (a quick op that sweeps nothing tests nothing); else an op none of whose samples eager
+    or torch.jit.trace handles (``torch.equal``'s bool, ``resize_``) is skipped."""
     op = _ops_by_name().get(name)
     if op is None:
         pytest.skip(f"{name} is not in this torch's op_db for float32/CPU")
     problems = []
     results = sweep_op(op, n)
     swept = {(res.op, res.index) for res in results if res.counted}
-    assert swept, f"no sample of {name} runs in eager and traces correctly with torch.jit.trace"
+    if not swept:
+        message = f"no sample of {name} runs in eager and traces correctly with torch.jit.trace"
+        assert not require, message
+        pytest.skip(message)
     problems += [f"{key} is in KNOWN_FAILURES but was not swept (eager or torch.jit.trace "
                  f"fails on it): remove it" for key in KNOWN_FAILURES
                  if key[0] in (name, name + "_") and key not in swept]
@@ -420,4 +427,4 @@ def pytest_generate_tests(metafunc: Any) -> None:
 
 @pytest.mark.slow
 def test_opinfo_all(name: str) -> None:
-    _check_op(name, 2)
+    _check_op(name, 2, require=False)
