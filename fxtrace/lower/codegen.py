@@ -27,10 +27,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from ..capture.meta import SOURCE, SourceLoc
+from ..capture.meta import SOURCE, TENSOR_META, SourceLoc
 from ..errors import LoweringError
+from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
+from .special import rewrite_python_call
+from .targets import (NO_BUILTIN_DTYPE_METHODS, binds, ellipsis_fill, is_tensor, op_packet,
+                      python_method_of_function, tensor_method_name)
 
-__all__ = ["TorchScriptSource", "generate", "type_repr"]
+__all__ = ["TorchScriptSource", "describe_call", "generate", "type_repr"]
 
 _RESERVED = {"self", "torch", "math", "Tensor", "Tuple", "List", "Dict", "Optional", "NoneType",
              "annotate", "ops", "Any", "Union", "Future", "device", "dtype", "inf", "nan"}
@@ -163,6 +167,8 @@ class _Writer:
     def value(self, arg: Any) -> str:
         if isinstance(arg, fx.Node):
             return self.names[arg]
+        if isinstance(arg, Expr):
+            return arg.text.format(*(self.value(v) for v in arg.values))
         if arg is None or isinstance(arg, bool):
             return repr(arg)
         if isinstance(arg, int):
@@ -214,6 +220,11 @@ class _Writer:
         name = getattr(fn, "__name__", None)
         if fn in (bool, int, float, len, abs, min, max):
             return fn.__name__
+        op = op_packet(fn)
+        if op is not None:  # torch.ops.aten.slice.Tensor: TorchScript resolves the overload
+            ns, _, base = op._qualified_op_name.partition("::")
+            if _is_identifier(ns) and _is_identifier(base):
+                return f"torch.ops.{ns}.{base}"
         if name is not None:
             for prefix, ns in _NAMESPACES:
                 if getattr(ns, name, None) is fn:
@@ -236,6 +247,8 @@ class _Writer:
         if op == "call_module":
             return f"{_attr_chain('self', target)}({self.call_args(args, kwargs)})"  # type: ignore[arg-type]
         if op == "call_method":
+            if target == "nonzero" and kwargs.get("as_tuple") is True and len(args) == 1:
+                return self.nonzero_tuple(node, args[0])
             return self.method(target, args, kwargs)  # type: ignore[arg-type]
         if op == "call_function":
             return self.function(node, target, args, kwargs)
@@ -271,18 +284,62 @@ class _Writer:
             data = self.value(rest[0]) if rest else self.value(kwargs.get("data"))
             merged.pop("data", None)
             return f"torch.tensor({data}, " + ", ".join(f"{k}={v}" for k, v in merged.items()) + ")"
+        if name in DTYPE_METHODS and is_tensor(recv) and (
+                rest or kwargs or name in NO_BUILTIN_DTYPE_METHODS):
+            # TorchScript's dtype methods take no arguments (or do not exist): .to(dtype)
+            extra = self.call_args(rest, kwargs)
+            return f"{self.value(recv)}.to({DTYPE_METHODS[name]}{', ' + extra if extra else ''})"
+        norm = normalise_call(f"aten::{name}", (recv, *rest), kwargs)
+        if norm is not None:
+            call = f"{self.value(norm.args[0])}.{name}({self.call_args(norm.args[1:], norm.kwargs)})"
+            return call + (".requires_grad_()" if norm.requires_grad else "")
+        if python_method_of_function(name) and not binds(name, (recv, *rest), kwargs):
+            # Tensor.norm & co. are Python wrappers of torch.norm & co., whose Python source
+            # TorchScript compiles with every argument the wrapper passes (p="fro", dim=None)
+            return f"torch.{name}({self.call_args((recv, *rest), kwargs)})"
         return f"{self.value(recv)}.{name}({self.call_args(rest, kwargs)})"
+
+    def nonzero_tuple(self, node: fx.Node, x: Any) -> str:
+        """``nonzero(as_tuple=True)``: aten's ``nonzero_numpy`` gives the same tensors as a
+        list; the tuple the program saw has the traced rank's length, checked at run time."""
+        meta = node.meta.get(TENSOR_META)
+        if not isinstance(meta, tuple):
+            raise LoweringError("nonzero(as_tuple=True) without the traced tuple's length")
+        listed = self.ns.create(f"{node.name}_list")
+        self.emit(f"{listed} = torch.ops.aten.nonzero_numpy({self.value(x)})", node)
+        src = node.meta.get(SOURCE)
+        msg = (f"fxtrace guard failed at {src.short if src is not None else node.name}: "
+               f"nonzero(as_tuple=True) was traced with {len(meta)} dimension(s)")
+        self.emit(f"torch._assert(len({listed}) == {len(meta)}, {_string(msg)})", node)
+        return "(" + "".join(f"{listed}[{i}], " for i in range(len(meta))) + ")"
+
+    def subscript(self, node: fx.Node, base: Any, idx: Any) -> str:
+        """``base[idx]``; an Ellipsis followed by tensor indices (which TorchScript rejects)
+        is spelled out as the slices it stands for at the traced rank, checked at run time."""
+        fill = ellipsis_fill(base, idx)
+        if fill is None:
+            return self.index(idx)
+        rank = len(base.meta[TENSOR_META].shape)
+        src = node.meta.get(SOURCE)
+        msg = (f"fxtrace guard failed at {src.short if src is not None else node.name}: "
+               f"indexing with '...' and a tensor was traced at rank {rank}")
+        self.emit(f"torch._assert({self.value(base)}.dim() == {rank}, {_string(msg)})", node)
+        expanded: List[Any] = []
+        for item in idx:
+            expanded.extend([slice(None)] * fill if item is Ellipsis else [item])
+        return self.index(tuple(expanded))
 
     def function(self, node: fx.Node, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[str]:
         if fn is operator.getitem:
-            return f"{self.value(args[0])}[{self.index(args[1])}]"
+            return f"{self.value(args[0])}[{self.subscript(node, args[0], args[1])}]"
         if fn is getattr and len(args) == 2 and isinstance(args[1], str) and _is_identifier(args[1]):
             return f"{self.value(args[0])}.{args[1]}"
         if fn in (operator.is_, operator.is_not):
             word = "is" if fn is operator.is_ else "is not"
             return f"{self.value(args[0])} {word} {self.value(args[1])}"
         if fn is operator.setitem:
-            self.emit(f"{self.value(args[0])}[{self.index(args[1])}] = {self.value(args[2])}", node)
+            target = f"{self.value(args[0])}[{self.subscript(node, args[0], args[1])}]"
+            self.emit(f"{target} = {self.value(args[2])}", node)
             return None
         if fn in _BINARY and not kwargs:
             return f"{self.value(args[0])} {_BINARY[fn]} {self.value(args[1])}"
@@ -291,6 +348,21 @@ class _Writer:
         if fn is torch._assert:
             self.emit(f"torch._assert({self.call_args(args, kwargs)})", node)
             return None
+        method = tensor_method_name(fn)
+        if method is not None and args:  # Tensor.__pow__ and friends, called as functions
+            return self.method(method, args, kwargs)
+        if fn is torch.nonzero and kwargs.get("as_tuple") is True:
+            return self.nonzero_tuple(node, args[0] if args else kwargs["input"])
+        rewritten = rewrite_python_call(fn, args, kwargs)
+        if rewritten is not None:
+            args, kwargs, before = rewritten
+            for statement in before:
+                self.emit(self.value(statement), node)
+        qualified = aten_name(fn)
+        norm = normalise_call(qualified, args, kwargs) if qualified is not None else None
+        if norm is not None:
+            call = f"{self.callable_name(fn)}({self.call_args(norm.args, norm.kwargs)})"
+            return call + (".requires_grad_()" if norm.requires_grad else "")
         args, kwargs = _float_constants(fn, args, kwargs)
         return f"{self.callable_name(fn)}({self.call_args(args, kwargs)})"
 
@@ -353,6 +425,30 @@ def _float_constants(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     return new_args, new_kwargs
 
 
+def describe_call(node: fx.Node) -> str:
+    """A short spelling of the call ``node`` records (``x.view(...)``, ``torch.zeros(...)``)."""
+    target = node.target
+    if node.op == "call_method":
+        return f".{target}(...)"
+    if node.op == "call_module":
+        return f"self.{target}(...)"
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    module = getattr(target, "__module__", None) or ""
+    return f"{module + '.' if module else ''}{name or target}(...)"
+
+
+def _lower_node(w: _Writer, node: fx.Node) -> Optional[str]:
+    """``w.expression(node)``; any failure becomes a LoweringError naming the user's line."""
+    try:
+        return w.expression(node)
+    except Exception as e:  # noqa: BLE001 - a recorded call must fail as LoweringError
+        src = node.meta.get(SOURCE)
+        where = f" at {src}" if src is not None else ""
+        code = f" ({src.code.strip()})" if src is not None and src.code else ""
+        raise LoweringError(f"cannot write the call {describe_call(node)}{where}{code} as "
+                            f"TorchScript: {e}") from None
+
+
 def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> TorchScriptSource:
     """Write ``graph`` as a TorchScript function (``method=True``: a method taking ``self``).
 
@@ -361,7 +457,7 @@ def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> 
     """
     env: Dict[str, Any] = {"torch": torch, "math": math, "Tensor": torch.Tensor,
                            "Tuple": typing.Tuple, "List": typing.List, "Dict": typing.Dict,
-                           "Optional": typing.Optional}
+                           "Optional": typing.Optional, "annotate": torch.jit.annotate}
     w = _Writer(graph, env)
     params: List[str] = ["self"] if method else []
     ret = "None"
@@ -375,7 +471,7 @@ def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> 
         if node.op == "output":
             ret = w.value(node.args[0])
             continue
-        expr = w.expression(node)
+        expr = _lower_node(w, node)
         if expr is None:
             continue
         local = w.ns.create(node.name)

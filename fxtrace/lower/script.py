@@ -10,6 +10,7 @@ shell compiles nothing of the original classes, and the methods are fxtrace's ow
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -17,8 +18,9 @@ import torch
 import torch.fx as fx
 
 from ..capture.assemble import METHODS
+from ..capture.meta import SOURCE
 from ..errors import LoweringError
-from .codegen import TorchScriptSource, generate
+from .codegen import TorchScriptSource, describe_call, generate
 
 __all__ = ["lower_module", "lower_function", "quiet_jit"]
 
@@ -37,10 +39,38 @@ def _compile_error(what: str, source: TorchScriptSource, error: Exception) -> Lo
                     if n is not None and n.meta.get("fxtrace_source") is not None})
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return LoweringError(
-        f"TorchScript could not compile the code generated for {what}: {first_line}\n\n"
+        f"TorchScript could not compile the code generated for {what}: {first_line}"
+        f"{_failing_call(source, error)}\n\n"
         f"Generated source (user lines in comments):\n{source.numbered()}\n\n"
         f"TorchScript said:\n{error}\n"
         + (f"User lines involved: {', '.join(users[:10])}" if users else ""))
+
+
+def _failing_call(source: TorchScriptSource, error: Exception) -> str:
+    """`` (at file.py:12, call torch.zeros(...))`` for the generated line TorchScript blames."""
+    found = re.search(r'File "<string>", line (\d+)', str(error))
+    node: Optional[fx.Node] = None
+    if found is not None:
+        index = int(found.group(1)) - 1
+        node = source.line_nodes[index] if 0 <= index < len(source.line_nodes) else None
+    else:  # the error is inside a Python function the generated code calls: find the call
+        where = re.search(r'File "([^"]+)", line \d+', str(error))
+        node = next((n for n in source.line_nodes if n is not None and where is not None
+                     and getattr(getattr(n.target, "__code__", None), "co_filename", None)
+                     == where.group(1)), None)
+    if node is None:
+        return ""
+    src = node.meta.get(SOURCE)
+    return f" (at {src if src is not None else node.name}, call {describe_call(node)})"
+
+
+def _define(define: Any, what: str, source: TorchScriptSource) -> None:
+    """Compile ``source``; whatever TorchScript raises (a RuntimeError, or a frontend error
+    or TypeError from a Python function it tried to compile) becomes a LoweringError."""
+    try:
+        define()
+    except Exception as e:  # noqa: BLE001
+        raise _compile_error(what, source, e) from None
 
 
 def _submodule(root: torch.nn.Module, path: str) -> Any:
@@ -108,11 +138,9 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
             methods.update({k: v.graph for k, v in gm.meta.get(METHODS, {}).items()})
             for name, graph in methods.items():
                 source = generate(graph, name)
-                try:
-                    sub._c._define(sub._concrete_type, source.src, source.rcb)
-                except RuntimeError as e:
-                    what = f"{type(gm).__name__}.{name}" + (f" (module '{path}')" if path else "")
-                    raise _compile_error(what, source, e) from None
+                what = f"{type(gm).__name__}.{name}" + (f" (module '{path}')" if path else "")
+                _define(lambda: sub._c._define(sub._concrete_type, source.src, source.rcb),
+                        what, source)
     return script
 
 
@@ -123,10 +151,7 @@ def lower_function(gm: fx.GraphModule, name: str) -> torch.jit.ScriptFunction:
         if not constants:
             source = generate(gm.graph, name, method=False)
             cu = torch.jit.CompilationUnit()
-            try:
-                cu.define(source.src, rcb=source.rcb)
-            except RuntimeError as e:
-                raise _compile_error(f"function {name}", source, e) from None
+            _define(lambda: cu.define(source.src, rcb=source.rcb), f"function {name}", source)
             return cu.find_function(name)
         # Constants live on a module shell first; then each read of one is replaced by the
         # constant itself and the module argument is dropped, leaving a plain function graph.
