@@ -18,15 +18,16 @@ import os
 import re
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Dict, List
 
 import torch
 from tabulate import tabulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import fxtrace  # noqa: E402,F401
 from test_opinfo import QUICK_OPS, SampleResult, load_op_db, op_name, sweep_op  # noqa: E402
+
+import fxtrace  # noqa: E402,F401
 
 
 def _cause(error: str) -> str:

@@ -17,8 +17,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 import fxtrace
-from fxtrace.errors import LoweringError
 from fxtrace.capture.meta import TensorMeta
+from fxtrace.errors import LoweringError
 from fxtrace.lower.schema import normalise_call
 
 

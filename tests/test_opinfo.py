@@ -34,7 +34,6 @@ import torch
 import torch.utils._pytree as pytree
 
 import fxtrace
-from fxtrace.errors import FxTraceError
 
 __all__ = ["Outcome", "SampleResult", "load_op_db", "op_name", "sweep_op", "QUICK_OPS",
            "KNOWN_FAILURES"]

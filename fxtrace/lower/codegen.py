@@ -31,8 +31,15 @@ from ..capture.meta import SOURCE, TENSOR_META, SourceLoc
 from ..errors import LoweringError
 from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
 from .special import rewrite_python_call
-from .targets import (NO_BUILTIN_DTYPE_METHODS, binds, ellipsis_fill, is_tensor, op_packet,
-                      python_method_of_function, tensor_method_name)
+from .targets import (
+    NO_BUILTIN_DTYPE_METHODS,
+    binds,
+    ellipsis_fill,
+    is_tensor,
+    op_packet,
+    python_method_of_function,
+    tensor_method_name,
+)
 
 __all__ = ["TorchScriptSource", "describe_call", "generate", "type_repr"]
 
@@ -60,8 +67,10 @@ _DUNDER_UNARY = {"__neg__": "-", "__invert__": "~", "__pos__": "+", "__abs__": "
 _NAMESPACES: Tuple[Tuple[str, Any], ...] = (
     ("torch", torch), ("torch.nn.functional", torch.nn.functional), ("torch.special", torch.special),
     ("torch.linalg", torch.linalg), ("torch.fft", torch.fft), ("torch._C._nn", torch._C._nn),
-    ("torch._C._special", torch._C._special), ("torch._C._linalg", torch._C._linalg),
-    ("torch._C._fft", torch._C._fft), ("math", math),
+    # (private C modules the stubs do not declare)
+    ("torch._C._special", torch._C._special),  # type: ignore[attr-defined]
+    ("torch._C._linalg", torch._C._linalg),  # type: ignore[attr-defined]
+    ("torch._C._fft", torch._C._fft), ("math", math),  # type: ignore[attr-defined]
 )
 
 
@@ -287,8 +296,8 @@ class _Writer:
         if name in DTYPE_METHODS and is_tensor(recv) and (
                 rest or kwargs or name in NO_BUILTIN_DTYPE_METHODS):
             # TorchScript's dtype methods take no arguments (or do not exist): .to(dtype)
-            extra = self.call_args(rest, kwargs)
-            return f"{self.value(recv)}.to({DTYPE_METHODS[name]}{', ' + extra if extra else ''})"
+            more = self.call_args(rest, kwargs)
+            return f"{self.value(recv)}.to({DTYPE_METHODS[name]}{', ' + more if more else ''})"
         norm = normalise_call(f"aten::{name}", (recv, *rest), kwargs)
         if norm is not None:
             call = f"{self.value(norm.args[0])}.{name}({self.call_args(norm.args[1:], norm.kwargs)})"

@@ -184,7 +184,7 @@ def _bind(schema: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], convert: b
     params = list(schema.arguments)
     positional = [p for p in params if not p.kwarg_only]
     kwargs = dict(kwargs)
-    requires_grad = False
+    requires_grad: Optional[bool] = False
     if convert:
         requires_grad = _python_only(kwargs, {p.name for p in params})
         if requires_grad is None:
@@ -222,7 +222,7 @@ def _bind(schema: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], convert: b
             out_args.append(fitted)
     if kwargs:
         return None
-    return Normalised(tuple(out_args), out_kwargs, requires_grad)
+    return Normalised(tuple(out_args), out_kwargs, bool(requires_grad))
 
 
 def _python_only(kwargs: Dict[str, Any], names: set) -> Optional[bool]:

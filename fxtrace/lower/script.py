@@ -139,8 +139,8 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
             for name, graph in methods.items():
                 source = generate(graph, name)
                 what = f"{type(gm).__name__}.{name}" + (f" (module '{path}')" if path else "")
-                _define(lambda: sub._c._define(sub._concrete_type, source.src, source.rcb),
-                        what, source)
+                _define(lambda sub=sub, source=source: sub._c._define(
+                    sub._concrete_type, source.src, source.rcb), what, source)
     return script
 
 
@@ -156,7 +156,7 @@ def lower_function(gm: fx.GraphModule, name: str) -> torch.jit.ScriptFunction:
         # Constants live on a module shell first; then each read of one is replaced by the
         # constant itself and the module argument is dropped, leaving a plain function graph.
         script = lower_module(gm)
-        graph = script.forward.graph.copy()
+        graph = script.forward.graph.copy()  # type: ignore[attr-defined]  # a ScriptMethod
         self_value = next(graph.inputs())
         for use in list(self_value.uses()):
             node = use.user
