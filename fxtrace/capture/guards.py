@@ -27,7 +27,8 @@ __all__ = ["Guards", "LIST_RESULTS"]
 # Calls returning a list whose length depends on the input's values or sizes.
 LIST_RESULTS = frozenset({
     "split", "split_with_sizes", "chunk", "unbind", "tensor_split", "unsafe_split",
-    "unsafe_chunk", "hsplit", "vsplit", "dsplit", "unsafe_split_with_sizes",
+    "unsafe_chunk", "hsplit", "vsplit", "dsplit", "unsafe_split_with_sizes", "unbind_copy",
+    "split_copy", "split_with_sizes_copy",
 })
 
 

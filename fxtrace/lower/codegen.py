@@ -156,6 +156,31 @@ def _expressible_namedtuple(value: tuple) -> bool:
     return all(isinstance(v, fx.Node) and v.meta.get("fxtrace_value") is None for v in value)
 
 
+_RESOLVED_NAMEDTUPLES: Dict[type, type] = {}
+
+
+def _scriptable_namedtuple(cls: type) -> type:
+    """``cls``, or a twin whose annotations are types, not strings: TorchScript cannot read a
+    NamedTuple declared under ``from __future__ import annotations``."""
+    annotations = getattr(cls, "__annotations__", {})
+    if not any(isinstance(v, (str, typing.ForwardRef)) for v in annotations.values()):
+        return cls
+    known = _RESOLVED_NAMEDTUPLES.get(cls)
+    if known is not None:
+        return known
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - unresolvable: TorchScript will say what it lacks
+        return cls
+    fields = [(f, hints.get(f, torch.Tensor)) for f in getattr(cls, "_fields", ())]
+    twin: Any = typing.NamedTuple(cls.__name__, fields)  # type: ignore[misc]
+    # a qualified name of its own: TorchScript keys NamedTuple types by it
+    twin.__module__ = cls.__module__
+    twin.__qualname__ = f"{cls.__qualname__}_fxtrace{len(_RESOLVED_NAMEDTUPLES)}"
+    _RESOLVED_NAMEDTUPLES[cls] = twin
+    return twin
+
+
 def _string(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
@@ -196,7 +221,7 @@ class _Writer:
             return f"torch.device({_string(str(arg))})"
         if isinstance(arg, tuple) and hasattr(arg, "_fields") and _expressible_namedtuple(arg):
             alias = self.ns.create(f"_nt_{type(arg).__name__}")
-            self.env[alias] = type(arg)
+            self.env[alias] = _scriptable_namedtuple(type(arg))
             return f"{alias}({', '.join(self.value(a) for a in arg)})"
         if isinstance(arg, tuple):
             inner = ", ".join(self.value(a) for a in arg)
