@@ -14,7 +14,7 @@ import torch
 import torch.fx as fx
 
 from .concrete import ConcreteTracer, ModuleTrace
-from .meta import METHODS, CaptureInfo
+from .meta import HAS_FORWARD, METHODS, ORIGINAL, ORIGINAL_TYPE, UNTRACED, CaptureInfo
 
 __all__ = ["assemble", "graph_module", "untraced_container", "METHODS", "ORIGINAL", "ORIGINAL_TYPE"]
 
@@ -32,10 +32,6 @@ def graph_module(root: torch.nn.Module, graph: fx.Graph, class_name: str) -> fx.
     capture time. Calling the module, ``.code`` or ``print`` generate it as usual."""
     return _GraphModuleClass(root, graph, class_name=class_name)
 
-#: ``gm.meta[ORIGINAL]``: the user's module this GraphModule was traced from.
-ORIGINAL = "fxtrace_original"
-#: ``gm.meta[ORIGINAL_TYPE]``: the qualified class name of that module, for tables.
-ORIGINAL_TYPE = "fxtrace_original_type"
 
 
 def _rename_class(gm: fx.GraphModule, cls: type) -> None:
@@ -80,7 +76,7 @@ def _graph_module(module: torch.nn.Module, trace: ModuleTrace,
         methods[method_name] = variant
         object.__setattr__(gm, method_name, variant.forward)
     gm.meta[METHODS] = methods
-    gm.meta["fxtrace_has_forward"] = not trace.named or "forward" in trace.named
+    gm.meta[HAS_FORWARD] = not trace.named or "forward" in trace.named
     gm.meta[ORIGINAL] = module
     gm.meta[ORIGINAL_TYPE] = f"{type(module).__module__}.{type(module).__qualname__}"
     return gm
@@ -100,7 +96,7 @@ def untraced_container(module: torch.nn.Module,
     holder.meta[ORIGINAL] = module
     holder.meta[ORIGINAL_TYPE] = f"{type(module).__module__}.{type(module).__qualname__}"
     holder.meta[METHODS] = {}
-    holder.meta["fxtrace_untraced"] = True
+    holder.meta[UNTRACED] = True
     return holder
 
 

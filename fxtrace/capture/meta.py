@@ -56,6 +56,12 @@ __all__ = [
     "STATE_WRITE",
     "METHODS",
     "INFO",
+    "IMPURE",
+    "ORIGINAL",
+    "ORIGINAL_TYPE",
+    "HAS_FORWARD",
+    "UNTRACED",
+    "FOLDED_FROM",
     "GUARD_TEXT",
     "guard_message",
 ]
@@ -65,9 +71,18 @@ MODULE = "fxtrace_module"
 TENSOR_META = "tensor_meta"
 VALUE_TYPE = "fxtrace_value"
 GUARD = "fxtrace_guard"
+IMPURE = "fxtrace_impure"
 STATE_WRITE = "fxtrace_state_write"
 METHODS = "fxtrace_methods"
 INFO = "fxtrace"
+#: ``gm.meta`` of each GraphModule: the user's module it was traced from, its class's
+#: qualified name, whether it has a traced ``forward``, that it is a graph-less container
+#: (a module only holding submodules, never called), and the modules a fold replaced.
+ORIGINAL = "fxtrace_original"
+ORIGINAL_TYPE = "fxtrace_original_type"
+HAS_FORWARD = "fxtrace_has_forward"
+UNTRACED = "fxtrace_untraced"
+FOLDED_FROM = "fxtrace_folded_from"
 
 #: The text every fxtrace guard failure starts with (a refusal, not a wrong result).
 GUARD_TEXT = "fxtrace guard failed"

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from ..capture.meta import SOURCE, TENSOR_META, SourceLoc
+from ..capture.meta import SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc
 from ..errors import LoweringError
 from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
 from .special import rewrite_python_call
@@ -153,7 +153,7 @@ def _expressible_namedtuple(value: tuple) -> bool:
     ``collections.namedtuple`` has none and is taken as all-Tensor fields."""
     if getattr(type(value), "__annotations__", None):
         return True
-    return all(isinstance(v, fx.Node) and v.meta.get("fxtrace_value") is None for v in value)
+    return all(isinstance(v, fx.Node) and v.meta.get(VALUE_TYPE) is None for v in value)
 
 
 _RESOLVED_NAMEDTUPLES: Dict[type, type] = {}

@@ -17,8 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from ..capture.assemble import METHODS
-from ..capture.meta import SOURCE
+from ..capture.meta import HAS_FORWARD, METHODS, SOURCE, UNTRACED
 from ..errors import LoweringError
 from .codegen import TorchScriptSource, describe_call, generate
 
@@ -35,8 +34,8 @@ def quiet_jit() -> Iterator[None]:
 
 
 def _compile_error(what: str, source: TorchScriptSource, error: Exception) -> LoweringError:
-    users = sorted({str(n.meta.get("fxtrace_source")) for n in source.line_nodes
-                    if n is not None and n.meta.get("fxtrace_source") is not None})
+    users = sorted({str(n.meta.get(SOURCE)) for n in source.line_nodes
+                    if n is not None and n.meta.get(SOURCE) is not None})
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return LoweringError(
         f"TorchScript could not compile the code generated for {what}: {first_line}"
@@ -110,7 +109,7 @@ def _graph_modules(root: fx.GraphModule) -> List[Tuple[str, fx.GraphModule]]:
     """Every traced GraphModule by qualified name (a shared one at each of its names),
     deepest first, so callees are compiled before their callers."""
     found = [(name, m) for name, m in root.named_modules(remove_duplicate=False)
-             if isinstance(m, fx.GraphModule) and not m.meta.get("fxtrace_untraced")]
+             if isinstance(m, fx.GraphModule) and not m.meta.get(UNTRACED)]
     return sorted(found, key=lambda item: -item[0].count(".") - (1 if item[0] else 0))
 
 
@@ -134,7 +133,7 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
             sub = _submodule(script, path)
             _register_constants(gm, sub)
             methods: Dict[str, fx.Graph] = {"forward": gm.graph} if gm.meta.get(
-                "fxtrace_has_forward", True) else {}
+                HAS_FORWARD, True) else {}
             methods.update({k: v.graph for k, v in gm.meta.get(METHODS, {}).items()})
             for name, graph in methods.items():
                 source = generate(graph, name)

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from ..capture.meta import TENSOR_META, TensorMeta
+from ..capture.meta import TENSOR_META, VALUE_TYPE, TensorMeta
 from .schema import binds_as_recorded
 
 __all__ = ["NO_BUILTIN_DTYPE_METHODS", "binds", "ellipsis_fill", "is_tensor", "op_packet",
@@ -75,7 +75,7 @@ def _dims_consumed(item: Any) -> Optional[int]:
         meta = item.meta.get(TENSOR_META)
         if isinstance(meta, TensorMeta):
             return len(meta.shape) if meta.dtype in (torch.bool, torch.uint8) else 1
-        return 1 if item.meta.get("fxtrace_value") is int else None
+        return 1 if item.meta.get(VALUE_TYPE) is int else None
     return None
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from ..capture.meta import FOLDED_FROM, METHODS, ORIGINAL, ORIGINAL_TYPE
 from ..errors import InvalidArgument
 from .result import PassResult
 
@@ -18,12 +19,12 @@ __all__ = ["fold_batchnorm", "ORIGINAL_META", "FOLDED_META", "require_eval_for_f
 
 #: ``GraphModule.meta`` key under which capture may record the module a traced submodule
 #: GraphModule was made from (``sub_gm.meta["fxtrace_original"] = original_module``).
-ORIGINAL_META = "fxtrace_original"
+ORIGINAL_META = ORIGINAL
 #: ``GraphModule.meta`` key of a GraphModule this pass built: ``(layer path, bn path)`` of the
 #: two call targets (relative to the parent GraphModule) it replaces.
-FOLDED_META = "fxtrace_folded_from"
-_ORIGINAL_TYPE_META = "fxtrace_original_type"
-_METHODS_META = "fxtrace_methods"
+FOLDED_META = FOLDED_FROM
+_ORIGINAL_TYPE_META = ORIGINAL_TYPE
+_METHODS_META = METHODS
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

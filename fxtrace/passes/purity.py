@@ -44,6 +44,8 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 import torch
 import torch.fx as fx
 
+from ..capture.meta import GUARD, IMPURE
+
 __all__ = [
     "Effects",
     "effects_of",
@@ -62,9 +64,9 @@ __all__ = [
 ]
 
 #: ``node.meta`` key capture sets on runtime guards.
-GUARD_META = "fxtrace_guard"
+GUARD_META = GUARD
 #: ``node.meta`` key capture may set on any node it knows to have a side effect.
-IMPURE_META = "fxtrace_impure"
+IMPURE_META = IMPURE
 
 #: Python builtins that may be a ``call_function`` target (TorchScript knows them).
 LOWERABLE_BUILTINS = frozenset({

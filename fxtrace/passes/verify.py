@@ -7,7 +7,7 @@ from typing import Any, Iterator, List, Tuple
 import torch
 import torch.fx as fx
 
-from ..capture.meta import SOURCE, SourceLoc
+from ..capture.meta import SOURCE, UNTRACED, SourceLoc
 from ..errors import VerifyError
 from .purity import function_namespace
 from .result import PassResult
@@ -21,7 +21,7 @@ _LEGAL_OPS = ("placeholder", "get_attr", "call_function", "call_method", "call_m
 #: ``GraphModule.meta`` key capture sets on a plain container it built for a module that was
 #: never called itself (a ``ModuleList`` holding traced layers): it has no graph to check, and
 #: lowering compiles nothing for it.
-UNTRACED_META = "fxtrace_untraced"
+UNTRACED_META = UNTRACED
 
 
 def _graph_modules(gm: fx.GraphModule) -> Iterator[Tuple[str, fx.GraphModule]]:
