@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Any, Dict, Set
+from typing import Any, Dict, List, Set, Tuple
 
 import torch
 import torch.fx as fx
@@ -133,11 +133,27 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
     effects = effects_of(graph)  # nothing is added or rewired until step 4
     mutated = possibly_mutated(graph, effects)
     output = next((n for n in graph.nodes if n.op == "output"), None)
+    env, const_attrs = _evaluate_constants(gm, effects, mutated)  # 1.
+    computed = [n for n in graph.nodes if n in env and n not in const_attrs]
+    if not computed:
+        return PassResult(gm, False)
+    # 2. Values that may reach the output, directly or through views.
+    escaping = close_over_aliases(output.all_input_nodes if output is not None else [], effects)
+    stored = _choose_stored(env, const_attrs, computed, escaping)  # 3.
+    if not stored:
+        return PassResult(gm, False)
+    had_users = {n for n in env if n.users}
+    _store(gm, env, const_attrs, stored)  # 4.
+    _erase_dead(gm, had_users)  # 5.
+    return PassResult(gm, True)
 
-    # 1. Values of constants and of nodes computed only from constants.
+
+def _evaluate_constants(gm: fx.GraphModule, effects: Any, mutated: Set[fx.Node]
+                        ) -> Tuple[Dict[fx.Node, Any], Set[fx.Node]]:
+    """1. Values of constants and of nodes computed only from constants."""
     env: Dict[fx.Node, Any] = {}
     const_attrs: Set[fx.Node] = set()
-    for node in graph.nodes:
+    for node in gm.graph.nodes:
         if node in mutated:
             continue
         if node.op == "get_attr":
@@ -166,14 +182,12 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
         except Exception:
             continue
         env[node] = value
-    computed = [n for n in graph.nodes if n in env and n not in const_attrs]
-    if not computed:
-        return PassResult(gm, False)
+    return env, const_attrs
 
-    # 2. Values that may reach the output, directly or through views.
-    escaping = close_over_aliases(output.all_input_nodes if output is not None else [], effects)
 
-    # 3. Decide, users first, which evaluated nodes are stored and which stay computed.
+def _choose_stored(env: Dict[fx.Node, Any], const_attrs: Set[fx.Node],
+                   computed: List[fx.Node], escaping: Set[fx.Node]) -> Dict[fx.Node, Any]:
+    """3. Decide, users first, which evaluated nodes are stored (the rest stay computed)."""
     sources: Dict[fx.Node, Set[fx.Node]] = {n: {n} for n in const_attrs}
     for node in computed:
         sources[node] = set().union(*(sources[i] for i in node.all_input_nodes))
@@ -193,11 +207,13 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
             stored[node] = value
         else:
             kept.add(node)
-    if not stored:
-        return PassResult(gm, False)
-    had_users = {n for n in env if n.users}
+    return stored
 
-    # 4. Rewrite.
+
+def _store(gm: fx.GraphModule, env: Dict[fx.Node, Any], const_attrs: Set[fx.Node],
+           stored: Dict[fx.Node, Any]) -> None:
+    """4. Rewrite: stored tensors become constant attributes, numbers are inlined."""
+    graph = gm.graph
     attr_values = {id(env[n]): n for n in const_attrs}
     for node, value in stored.items():
         if isinstance(value, torch.Tensor):
@@ -215,7 +231,10 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
         else:
             _inline_into_users(node, value)
 
-    # 5. Erase what became dead: evaluated nodes and the constants they read.
+
+def _erase_dead(gm: fx.GraphModule, had_users: Set[fx.Node]) -> None:
+    """5. Erase what became dead: evaluated nodes and the constants they read."""
+    graph = gm.graph
     erased_targets: Set[str] = set()
     for node in reversed(list(graph.nodes)):
         if node in had_users and not node.users:
@@ -229,4 +248,3 @@ def fold_constants(gm: fx.GraphModule) -> PassResult:
                 del gm._buffers[name]
             elif name in gm.__dict__:
                 delattr(gm, name)
-    return PassResult(gm, True)
