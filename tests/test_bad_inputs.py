@@ -536,10 +536,7 @@ CASES: List[Case] = [
                "a non-ASCII submodule name (torch.jit traces it)"),
     Case("factory-requires-grad", lambda L, e: L.trace(
         lambda a: a * torch.ones(3, requires_grad=True), (e["x"],)), None,
-        eager=same_as_eager(lambda t, e: t(e["y"]), lambda e: e["y"] * torch.ones(3)),
-        xfail="fxtrace/lower/codegen.py: torch.ones(3, requires_grad=True) lowers to a call "
-              "TorchScript rejects (LoweringError 'Arguments for call are not valid'); "
-              "torch.jit traces it"),
+        eager=same_as_eager(lambda t, e: t(e["y"]), lambda e: e["y"] * torch.ones(3))),
     Case("hostile-class-name", lambda L, e: L.trace(e["m"], e["x"]), None,
          make=env_of(m=lambda: type("def", (nn.Module,), {"forward": lambda s, x: x * 2})()),
          eager=same_as_eager(lambda t, e: t(e["y"]), lambda e: e["y"] * 2)),

@@ -327,10 +327,6 @@ KNOWN_FAILURES: Dict[Tuple[str, int], str] = {
     # the whole call becomes a constant (warned) -- wrong at other sizes.
     ("nn.functional.triplet_margin_with_distance_loss", 0): "capture: module argument -> constant",
     ("nn.functional.triplet_margin_with_distance_loss", 1): "capture: module argument -> constant",
-    # Capture: the number of tensors unbind_copy returns is frozen without a guard (unbind
-    # has one), so a probe with another size silently returns the traced count.
-    ("unbind_copy", 0): "capture: unguarded output count",
-    ("unbind_copy", 1): "capture: unguarded output count",
 }
 
 _OP_DB: Optional[Dict[str, Any]] = None

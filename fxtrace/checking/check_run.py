@@ -15,7 +15,7 @@ from .. import tree
 from ..state import StateSnapshot
 from .calls import Call, describe_inputs, input_leaves
 from .check_report import Failure, Stats, add_agreed_leaves
-from .graphs import retrace_diff
+from .graphs import diff_report, retrace_diff
 from .refusals import error_text, guard_refusal
 from .trace_check import compare_outputs, run_isolated
 
@@ -172,4 +172,4 @@ class InputChecker:
                           detail=f"{type(e).__name__}: {e}") from e
         if diff is not None:
             raise Failure("graph changes with the input but no guard fired", call, got=got,
-                          want=want, detail=diff.message("trace", "re-trace"))
+                          want=want, detail=diff_report(diff, "trace", "re-trace"))
