@@ -141,3 +141,21 @@ def test_backward_hooks_are_refused_as_torch_jit_does(where: str) -> None:
         fxtrace.trace(model, x)
     assert isinstance(info.value, fxtrace.FxTraceError)
     assert ("'0'" in str(info.value)) == (where == "child")
+
+
+def test_a_module_calling_a_traced_function_saves_and_loads() -> None:
+    """The traced callee carries torch.jit's ``__torch__.`` qualified name, so the loader of
+    the caller finds it."""
+    import io
+
+    inner = fxtrace.trace(lambda a: a * 2, (torch.randn(3),))
+    assert inner.qualified_name.startswith("__torch__.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outer = fxtrace.trace(lambda a: inner(a) + 1, (torch.randn(3),))
+        buf = io.BytesIO()
+        torch.jit.save(outer, buf)
+        buf.seek(0)
+        loaded = torch.jit.load(buf)
+    y = torch.randn(5)
+    torch.testing.assert_close(loaded(y), y * 2 + 1)

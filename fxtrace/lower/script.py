@@ -151,7 +151,8 @@ def lower_function(gm: fx.GraphModule, name: str) -> torch.jit.ScriptFunction:
             source = generate(gm.graph, name, method=False)
             cu = torch.jit.CompilationUnit()
             _define(lambda: cu.define(source.src, rcb=source.rcb), f"function {name}", source)
-            return cu.find_function(name)
+            return torch._C._create_function_from_graph(
+                _qualified_name(name), cu.find_function(name).graph)
         # Constants live on a module shell first; then each read of one is replaced by the
         # constant itself and the module argument is dropped, leaving a plain function graph.
         script = lower_module(gm)
@@ -166,4 +167,16 @@ def lower_function(gm: fx.GraphModule, name: str) -> torch.jit.ScriptFunction:
             node.output().replaceAllUsesWith(constant)
             node.destroy()
         graph.eraseInput(0)
-        return torch._C._create_function_from_graph(name, graph)
+        return torch._C._create_function_from_graph(_qualified_name(name), graph)
+
+
+_QUALIFIED: Dict[str, int] = {}
+
+
+def _qualified_name(name: str) -> str:
+    """A function's qualified name as torch.jit gives its traces (``__torch__.``...): a
+    module that calls the function can then be saved and loaded (the loader resolves the
+    callee by it). Unique per process: two traced functions named alike stay apart."""
+    count = _QUALIFIED.get(name, 0)
+    _QUALIFIED[name] = count + 1
+    return f"__torch__.{name}" if count == 0 else f"__torch__.{name}___{count}"
