@@ -106,6 +106,7 @@ def first_divergence(gm: fx.GraphModule, original: Any, root: Optional[torch.nn.
         except Exception as e:  # noqa: BLE001 - fall back to module boundaries
             return _by_module_boundaries(gm, original, root, args, kwargs, tolerance,
                                          f"re-trace failed ({type(e).__name__}: {e}); ")
+        assert again is not None  # retrace returns None only when given same_as=
         from ..state import preserved_state
         stateful = [root] if root is not None else []
         with preserved_state(stateful, always=True, parameters=True), torch.random.fork_rng():
@@ -124,19 +125,19 @@ def first_divergence(gm: fx.GraphModule, original: Any, root: Optional[torch.nn.
                     return name, (f"first divergence: {name} = {_call(na)}: its value differs "
                                   f"from a re-trace on this input ({why})")
         else:
-            na = a[i1] if i1 < i2 else None
-            nb = b[j1] if j1 < j2 else None
-            if na is not None:
-                name = _where(na[0], na[1])
-                other = (f"the re-trace on this input has {_where(nb[0], nb[1])} = {_call(nb[1])}"
-                         if nb is not None else "the re-trace on this input has no such node")
-                return name, (f"first divergence: {name} = {_call(na[1])} is where the graph "
+            ea = a[i1] if i1 < i2 else None
+            eb = b[j1] if j1 < j2 else None
+            if ea is not None:
+                name = _where(ea[0], ea[1])
+                other = (f"the re-trace on this input has {_where(eb[0], eb[1])} = {_call(eb[1])}"
+                         if eb is not None else "the re-trace on this input has no such node")
+                return name, (f"first divergence: {name} = {_call(ea[1])} is where the graph "
                               f"taken at the example inputs leaves the path of this input; "
                               f"{other}")
-            assert nb is not None
-            return (_where(nb[0], nb[1]) + " (re-trace only)",
-                    f"first divergence: the re-trace on this input runs {_where(nb[0], nb[1])} = "
-                    f"{_call(nb[1])}, which the trace does not have")
+            assert eb is not None
+            return (_where(eb[0], eb[1]) + " (re-trace only)",
+                    f"first divergence: the re-trace on this input runs {_where(eb[0], eb[1])} = "
+                    f"{_call(eb[1])}, which the trace does not have")
     if len(a) < len(gm.graph.nodes):
         return None, "the captured fx graph raised while running on this input"
     return None, ("no fx node diverges: the captured fx graph agrees with eager on this input, "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn, Optional
+from typing import Any, Dict, NoReturn, Optional
 
 from .check_cmd import cmd_check
 from .common import EXIT_USAGE, PRINTABLE_TABLES, PROG
@@ -58,7 +58,7 @@ def _add_common(p: argparse.ArgumentParser, tables_default: Optional[str]) -> No
 
 
 def _add_pictures(p: argparse.ArgumentParser, dot_optional: bool) -> None:
-    extra = {"nargs": "?", "const": "-"} if dot_optional else {}
+    extra: Dict[str, Any] = {"nargs": "?", "const": "-"} if dot_optional else {}
     p.add_argument("--dot", metavar="FILE" if not dot_optional else "FILE|-", **extra,
                    help="write the graph as Graphviz DOT text to FILE ('-': stdout, "
                         + ("the default; " if dot_optional else "") + "then only the DOT "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect as pyinspect
-from typing import Any, List, Tuple
+from typing import Any, List, Mapping, Tuple
 
 from .common import EXIT_FAIL, EXIT_OK, check_format
 from .common import fail as _fail
@@ -104,6 +104,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if dynamic:
         kw["dynamic"] = dynamic
     check = fxtrace.check  # looked up now: a test (or a user) may replace it
+    params: Mapping[str, pyinspect.Parameter]
     try:
         params = pyinspect.signature(check).parameters
     except (TypeError, ValueError):

@@ -45,9 +45,11 @@ def _literal(node: ast.AST, spec: str, where: str) -> Any:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
-            and isinstance(node.operand, ast.Constant)
-            and type(node.operand.value) in (int, float)):
-        return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
+            and isinstance(node.operand, ast.Constant)):
+        value = node.operand.value
+        # The parser makes exact ints and floats; bool (an int subclass) is not a number here.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.Tuple, ast.List)):
         return tuple(_literal(e, spec, where) for e in node.elts)
     _fail(f"bad input spec {spec!r}: {where} is `{ast.unparse(node)}`; only int/float "

@@ -37,8 +37,9 @@ def _internal(filename: str) -> bool:
     if path.startswith(_PACKAGE + os.sep):
         return True
     torch_mod = sys.modules.get("torch")
-    if torch_mod is not None and getattr(torch_mod, "__file__", None):
-        if path.startswith(os.path.dirname(torch_mod.__file__) + os.sep):
+    torch_file = getattr(torch_mod, "__file__", None) if torch_mod is not None else None
+    if torch_file:
+        if path.startswith(os.path.dirname(torch_file) + os.sep):
             return True
     return False
 

@@ -56,10 +56,10 @@ def qualname(fn: Any) -> str:
         name = _get_qualified_name(fn)
     except Exception:  # noqa: BLE001 - any target must print
         module = getattr(fn, "__module__", None)
-        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-        if name is None:
+        short = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        if short is None:
             return repr(fn)
-        name = f"{module}.{name}" if module else name
+        name = f"{module}.{short}" if module else short
     if name.startswith("_operator."):
         name = "operator." + name[len("_operator."):]
     return name
@@ -141,9 +141,10 @@ def fmt_bytes(n: int) -> str:
     """``48`` -> ``48 B``; ``4096`` -> ``4.0 KiB`` (binary prefixes, one decimal)."""
     if n < 1024:
         return f"{n} B"
+    size = float(n)
     for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024.0
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
+        size /= 1024.0
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}"
     return f"{n} B"  # pragma: no cover
 

@@ -260,7 +260,8 @@ def _script_type_columns(value: Any, attr_obj: Any = None) -> Tuple[str, str, st
         return ("" if sizes is None else fmt_shape(sizes), fmt_dtype(ty.dtype()),
                 fmt_device(ty.device()))
     if isinstance(ty, torch._C.ClassType):
-        return "", ty.name().replace("__torch__.", ""), ""
+        # torch's stub omits ClassType.name, which the runtime binding has.
+        return "", ty.name().replace("__torch__.", ""), ""  # type: ignore[attr-defined]
     return "", str(ty), ""
 
 
@@ -274,7 +275,7 @@ def _script_constant(node: Any) -> Any:
 
 
 def script_graph(x: Any, recurse: bool) -> Any:
-    owner = x.forward if isinstance(x, torch.jit.ScriptModule) else x
+    owner: Any = x.forward if isinstance(x, torch.jit.ScriptModule) else x
     return owner.inlined_graph if recurse else owner.graph
 
 

@@ -55,7 +55,8 @@ def _node_label(r: NodeRow) -> str:
 
 def _title(x: Any, kind: str, obj: Any) -> str:
     if kind == "script" and isinstance(obj, torch.jit.ScriptFunction):
-        return obj.name
+        # torch's stub declares ScriptFunction.name a method; at runtime it is a property.
+        return obj.name  # type: ignore[return-value]
     return _module_type_name(obj)
 
 

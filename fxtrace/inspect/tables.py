@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import sys
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple, Union
 
 import torch
 import torch.fx
@@ -199,7 +199,7 @@ def modules_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40)
             n = len(m.graph.nodes) if isinstance(m, torch.fx.GraphModule) else None
         else:
             n = _script_node_count(m)
-        c = calls.get(path)
+        c: Union[int, str, None] = calls.get(path)
         if c is None:
             c = "-" if path == "" else 0
         body.append((abbreviate(path or "(root)", max_width),
@@ -247,7 +247,7 @@ def specialisations_table(x: Any, *, fmt: str = "simple",
     """
     specs = _specialisations_of(x)
     w = max_width
-    body = []
+    body: List[Tuple[Any, ...]] = []
     for i, s in enumerate(specs):
         src = s.source
         body.append((i, abbreviate(s.kind, w), abbreviate(fmt_value(s.value), w),
@@ -428,7 +428,7 @@ def passes_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40) 
         raise _type_error(x)
     info = _capture_info(gm)
     w = max_width
-    body = []
+    body: List[Tuple[Any, ...]] = []
     for i, r in enumerate(info.passes if info is not None else []):
         body.append((i, abbreviate(str(r.name), w), r.nodes_before, r.nodes_after,
                      f"{r.nodes_after - r.nodes_before:+d}", f"{r.ms:.2f}",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, Sequence, Tuple
+from typing import Any, Dict, Literal, Sequence, Tuple
 
 import torch
 from hypothesis import strategies as st
@@ -29,9 +29,12 @@ _SIGNED_VIEW = {
 }
 _SUPPORTED = _FLOATING + _INTEGRAL + _EXTRA_UNSIGNED + (torch.bool,) + _COMPLEX
 
+# Literal-typed because hypothesis' floats/complex_numbers accept only these widths.
 # bfloat16 is drawn as float32 and rounded, see _round_to_bfloat16.
-_FLOAT_WIDTH = {torch.float16: 16, torch.float32: 32, torch.bfloat16: 32, torch.float64: 64}
-_COMPLEX_WIDTH = {torch.complex64: 64, torch.complex128: 128}
+_FLOAT_WIDTH: Dict[torch.dtype, Literal[16, 32, 64]] = {
+    torch.float16: 16, torch.float32: 32, torch.bfloat16: 32, torch.float64: 64,
+}
+_COMPLEX_WIDTH: Dict[torch.dtype, Literal[32, 64, 128]] = {torch.complex64: 64, torch.complex128: 128}
 
 # Tensors (or strided base buffers) with more elements than this are drawn as one background
 # value plus a sparse set of drawn elements, as hypothesis.extra.numpy does with ``fill``.

@@ -184,9 +184,12 @@ def from_dtype(
         return strategy
     if dtype not in _FLOATING:
         info = torch.iinfo(dtype)
-        low = info.min if min_value is None else min_value
-        high = info.max if max_value is None else max_value
-        return st.integers(low, high)
+        # _check_real_bound has rejected non-int bounds for integral dtypes.
+        assert min_value is None or isinstance(min_value, int)
+        assert max_value is None or isinstance(max_value, int)
+        int_low = info.min if min_value is None else min_value
+        int_high = info.max if max_value is None else max_value
+        return st.integers(int_low, int_high)
 
     low = None if min_value is None else _round_inward(min_value, dtype, up=True)
     high = None if max_value is None else _round_inward(max_value, dtype, up=False)

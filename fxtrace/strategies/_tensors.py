@@ -125,7 +125,17 @@ def tensors(
         if isinstance(value, SearchStrategy):
             if name == "shape" and layout == "noncontiguous":
                 value = value.filter(_can_be_noncontiguous)
-            return value.flatmap(lambda v, name=name: tensors(**{**kwargs, name: v}))
+
+            def resolved(v: Any, name: str = name) -> SearchStrategy[torch.Tensor]:
+                return tensors(**{**kwargs, name: v})
+
+            return value.flatmap(resolved)
+    # The loop above has returned for every strategy-valued argument; shape is normalised.
+    assert not isinstance(dtype, SearchStrategy)
+    assert not isinstance(device, SearchStrategy)
+    assert not isinstance(layout, SearchStrategy)
+    assert not isinstance(requires_grad, SearchStrategy)
+    assert isinstance(shape, tuple)
 
     if requires_grad and not (_is_floating(dtype) or dtype in _COMPLEX):
         raise _fail(f"requires_grad=True needs a floating or complex dtype, got dtype={dtype}")
