@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.fx
 
-from fxtrace.capture.meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc
+from fxtrace.capture.meta import MODULE, ORIGINAL_TYPE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc
 
 from .. import tree
 from ._format import fmt_args, fmt_device, fmt_dtype, fmt_shape, fmt_value, qualname
@@ -143,7 +143,7 @@ def _fx_target(node: torch.fx.Node) -> str:
 
 def _module_type_name(mod: Any) -> str:
     if isinstance(mod, torch.fx.GraphModule):
-        original = mod.meta.get("fxtrace_original_type") if hasattr(mod, "meta") else None
+        original = mod.meta.get(ORIGINAL_TYPE) if hasattr(mod, "meta") else None
         if original:
             return str(original)
     original = getattr(mod, "original_name", None)
