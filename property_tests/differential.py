@@ -104,6 +104,15 @@ def _sync(eager: Any, traced: Any) -> None:
                 mod._buffers[attr] = value.detach().clone()
 
 
+def _reset(traced: Any, fresh: Any) -> None:
+    """Put a fresh module's buffer values into the traced module's buffers (in place)."""
+    with torch.no_grad():
+        want = _buffers(fresh)
+        for name, value in _buffers(traced).items():
+            if name in want and want[name].shape == value.shape:
+                value.copy_(want[name])
+
+
 def _compare_call(eager: Any, traced: Any, inputs: Tuple[torch.Tensor, ...], aliased: bool,
                   rng_seed: int) -> Tuple[str, str]:
     """One probe call: ``("skip"|"ok"|"wrong"|"guard"|"raised", detail)``."""
@@ -159,6 +168,8 @@ def _probe_all(program: Program, traced: Any, seed: int) -> Dict[str, Any]:
         # the example runs from the RNG state of the capture (seed 0): a random value the
         # trace froze and guarded is then the same, and the trace must agree
         rng = 0 if label == "example" else 1000 + i
+        if label == "example" and program.is_module:  # and from the state of the capture
+            _reset(traced, program.make())
         results[label] = _compare_call(eager, traced, inputs, program.inputs.aliased, rng)
     return results
 
@@ -213,7 +224,7 @@ def _alarm(signum: int, frame: Any) -> None:
 
 def _probe_class(probes: Dict[str, Tuple[str, str]], prefix: str) -> Optional[str]:
     kinds = {label: kind for label, (kind, _) in probes.items()}
-    if kinds.get("example") == "wrong" or kinds.get("example-again") == "wrong":
+    if kinds.get("example") == "wrong":
         return f"{prefix}-wrong-example"
     if "wrong" in kinds.values():
         return f"{prefix}-wrong"
@@ -249,7 +260,7 @@ def classify(record: Dict[str, Any]) -> Tuple[Optional[str], Optional[str]]:
 def _norm(text: str) -> str:
     text = re.sub(r"<fuzz-program-[0-9a-f]+>", "<prog>", text)
     text = re.sub(r"\bv\d+\b", "vN", text)
-    return re.sub(r"\d+", "N", text)[:140]
+    return re.sub(r"(?<![\w.])\d+(\.\d+)?", "N", text)[:140]  # float64 stays float64
 
 
 def error_key(err: Dict[str, Any]) -> str:

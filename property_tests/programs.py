@@ -22,7 +22,7 @@ import hashlib
 import linecache
 import math
 import random
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -170,9 +170,14 @@ def _draw_inputs(c: _Chooser) -> InputSpec:
 
 
 def build_program(c: _Chooser, families: Optional[Sequence[str]] = None,
-                  min_steps: int = 1, max_steps: int = 6) -> Program:
-    """Build one program from choices ``c``; ``families`` restricts the vocabulary."""
-    fams = [f for f in (families or FAMILY_NAMES)]
+                  min_steps: int = 1, max_steps: int = 6,
+                  entries: Optional[Collection[str]] = None) -> Program:
+    """Build one program from choices ``c``; ``families`` and ``entries`` (vocabulary keys)
+    restrict the vocabulary."""
+    vocab = {f: [e for e in FAMILIES[f] if entries is None or e.key in entries]
+             for f in (families or FAMILY_NAMES)}
+    fams = [f for f, es in vocab.items() if es]
+    int_entry = [e for e in INT_ENTRY if entries is None or e.key in entries] or INT_ENTRY
     spec = _draw_inputs(c)
     is_module = "module" in fams and c.rare(25)
     usable = [f for f in fams if is_module or f not in MODULE_ONLY]
@@ -180,7 +185,7 @@ def build_program(c: _Chooser, families: Optional[Sequence[str]] = None,
     pool: List[int] = []   # indices of floating values (raw int inputs are not operands)
     for i, dtype in enumerate(spec.dtypes):  # aliased: two names, one tensor
         if dtype.startswith("int"):
-            steps.append((c.choice(INT_ENTRY).key, (i,)))
+            steps.append((c.choice(int_entry).key, (i,)))
             pool.append(1 + len(steps))
         else:
             pool.append(i)
@@ -191,9 +196,9 @@ def build_program(c: _Chooser, families: Optional[Sequence[str]] = None,
         pool.append(1 + len(steps))
 
     for _ in range(c.integer(min_steps, max_steps)):
-        add(c.choice(FAMILIES[c.choice(usable)]))
+        add(c.choice(vocab[c.choice(usable)]))
     if is_module and not any(k.startswith("module.") for k, _ in steps):
-        add(c.choice(FAMILIES["module"]))
+        add(c.choice(vocab["module"]))
     output = c.integer(0, len(OUTPUTS) - 1)
     slots = (pool[-1],) + tuple(c.choice(pool) for _ in range(4))
     return Program(Plan(spec, is_module, tuple(steps), output, slots))
@@ -226,15 +231,16 @@ _MODULE_HEAD = '''class Program(torch.nn.Module):
 
 @st.composite
 def programs(draw: Callable[..., Any], families: Optional[Sequence[str]] = None,
-             min_steps: int = 1, max_steps: int = 6) -> Program:
+             min_steps: int = 1, max_steps: int = 6,
+             entries: Optional[Collection[str]] = None) -> Program:
     """A random :class:`Program` (Hypothesis: shrinks to fewer, plainer steps)."""
-    return build_program(_DrawChooser(draw), families, min_steps, max_steps)
+    return build_program(_DrawChooser(draw), families, min_steps, max_steps, entries)
 
 
 def random_program(seed: int, families: Optional[Sequence[str]] = None,
-                   max_steps: int = 6) -> Program:
+                   max_steps: int = 6, entries: Optional[Collection[str]] = None) -> Program:
     """The program chosen by ``random.Random(seed)`` (same builder as :func:`programs`)."""
-    return build_program(_RandomChooser(random.Random(seed)), families, 1, max_steps)
+    return build_program(_RandomChooser(random.Random(seed)), families, 1, max_steps, entries)
 
 
 def make_inputs(spec: InputSpec, shape: Optional[Tuple[int, int]] = None, seed: int = 0,

@@ -27,16 +27,20 @@ sys.path.insert(0, ROOT)
 __all__ = ["fuzz", "summarise", "main"]
 
 
-def _worker(job: Tuple[List[int], float, int, Optional[List[str]]]) -> List[Dict[str, Any]]:
-    seeds, deadline, check_every, families = job
+def _worker(job: Tuple[List[int], float, int, Optional[List[str]], bool]
+            ) -> List[Dict[str, Any]]:
+    seeds, deadline, check_every, families, unknown_only = job
     from differential import classify, run_program
+    from known import allowed_entries
     from programs import random_program
+
+    entries = allowed_entries() if unknown_only else None
 
     out = []
     for s in seeds:
         if time.time() > deadline:
             break
-        program = random_program(s, families)
+        program = random_program(s, families, entries=entries)
         record = run_program(program, seed=s, check_sample=check_every > 0 and s % check_every == 0)
         record["seed"] = s
         record["fx_class"], record["jit_class"] = classify(record)
@@ -45,13 +49,15 @@ def _worker(job: Tuple[List[int], float, int, Optional[List[str]]]) -> List[Dict
 
 
 def fuzz(count: int, seed: int = 0, seconds: float = 1e9, jobs: int = 1, check_every: int = 5,
-         families: Optional[List[str]] = None, chunk: int = 25) -> List[Dict[str, Any]]:
+         families: Optional[List[str]] = None, chunk: int = 25,
+         unknown_only: bool = False) -> List[Dict[str, Any]]:
     """Run programs ``seed .. seed+count-1`` (stopping at the deadline); the records.
+    ``unknown_only``: leave out the vocabulary entries of known findings (known.py).
 
     Each chunk runs in a fresh worker process (torch.jit keeps every compiled trace alive)."""
     deadline = time.time() + seconds
-    jobs_ = [(list(range(s, min(s + chunk, seed + count))), deadline, check_every, families)
-             for s in range(seed, seed + count, chunk)]
+    jobs_ = [(list(range(s, min(s + chunk, seed + count))), deadline, check_every, families,
+              unknown_only) for s in range(seed, seed + count, chunk)]
     ctx = multiprocessing.get_context("fork")
     records: List[Dict[str, Any]] = []
     with ctx.Pool(jobs, maxtasksperchild=1) as pool:
@@ -112,6 +118,22 @@ def _table(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _minimize(seed: int, families: Optional[List[str]]) -> int:
+    from differential import group_key, run_program
+    from minimize import minimize
+    from programs import random_program
+
+    small = minimize(random_program(seed, families), seed=seed)
+    record = run_program(small, seed=seed)
+    print(small.source)
+    print("inputs:", small.inputs, " group:", group_key(record))
+    for side in ("jit", "fx"):
+        res = record.get(side, {})
+        print(f"{side}:", res.get("error") or {k: v for k, v in res.get("probes", {}).items()
+                                                if v[0] != "ok"})
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=1000)
@@ -121,16 +143,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--check-every", type=int, default=5,
                    help="also trace with check_trace=True every k-th program (0: never)")
     p.add_argument("--families", nargs="*", default=None)
+    p.add_argument("--unknown-only", action="store_true",
+                   help="leave out the entries of known findings (property_tests/known.py)")
     p.add_argument("--out", default=None, help="JSON report")
     p.add_argument("--show", type=int, default=None, help="print program SEED and its record")
+    p.add_argument("--minimize", type=int, default=None,
+                   help="shrink program SEED to a small one with the same finding group")
     args = p.parse_args(argv)
+    if args.minimize is not None:
+        return _minimize(args.minimize, args.families)
     if args.show is not None:
-        rec = _worker(([args.show], time.time() + 600, 1, args.families))[0]
+        rec = _worker(([args.show], time.time() + 600, 1, args.families, args.unknown_only))[0]
         print(rec["source"])
         print(json.dumps({k: v for k, v in rec.items() if k != "source"}, indent=1, default=str))
         return 0
     t0 = time.time()
-    records = fuzz(args.count, args.seed, args.seconds, args.jobs, args.check_every, args.families)
+    records = fuzz(args.count, args.seed, args.seconds, args.jobs, args.check_every, args.families,
+                   unknown_only=args.unknown_only)
     summary = summarise(records)
     summary["seconds"] = round(time.time() - t0, 1)
     print(_table(summary))
