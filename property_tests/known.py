@@ -36,7 +36,10 @@ _BY_FINDING: Dict[str, Tuple[str, ...]] = {
     "F4-bool-method": ("dtypes.bool_method", "int_entry.bool_float"),
     "F5-uniform-int-args": ("random.uniform_",),
     "F6-type-string": ("dtypes.type_str",),
-    "F7-type-same-dtype-dropped": ("dtypes.type_f64",),
+    # a conversion that returns its operand itself at trace time (same dtype)
+    "F7-noop-conversion": ("dtypes.type_f64", "dtypes.double", "dtypes.float", "dtypes.half",
+                           "dtypes.to_f64", "dtypes.to_f32", "dtypes.type_as", "dtypes.to_other",
+                           "dtypes.to_other_dtype", "elementwise.lerp", "elementwise.stack_sum"),
     "F8-numpy-baked": tuple(e.key for e in FAMILIES["numpy"]),
     "F9-buffer-item-unguarded": ("module.count_fill_item",),
     "F10-buffer-rebind-dtype": ("module.running_rebind",),
@@ -51,7 +54,9 @@ REPROS: Dict[str, Tuple[Program, str]] = {
     "F4-bool-method": (_one("dtypes.bool_method"), "fx-refused"),
     "F5-uniform-int-args": (_one("random.uniform_"), "fx-refused"),
     "F6-type-string": (_one("dtypes.type_str"), "fx-run-error"),
-    "F7-type-same-dtype-dropped": (_one("dtypes.type_f64", _F64), "fx-wrong"),
+    "F7-noop-conversion": (Program(Plan(_F32, False, (
+        ("elementwise.relu", (0,)), ("dtypes.float", (2,))), 1, (3, 2))), "fx-wrong"),
+    "F7-noop-conversion-type": (_one("dtypes.type_f64", _F64), "fx-wrong"),
     "F8-numpy-baked": (_one("numpy.np_mul"), "fx-wrong"),
     "F9-buffer-item-unguarded": (_one("module.count_fill_item", module=True), "fx-wrong"),
     "F10-buffer-rebind-dtype": (_one("module.running_rebind", _F64, module=True),
