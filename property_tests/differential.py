@@ -183,8 +183,9 @@ def _fx_trace(target: Any, ex: Any, check: bool = False, **options: Any) -> Any:
 
 
 def run_program(program: Program, seed: int = 0, check_sample: bool = False,
-                timeout_s: int = 30) -> Dict[str, Any]:
-    """The differential record of one program (see the module doc)."""
+                timeout_s: int = 30, jit: bool = True) -> Dict[str, Any]:
+    """The differential record of one program (see the module doc); ``jit=False`` leaves
+    torch.jit.trace out (its record is then empty and its class ``jit-ok``)."""
     record: Dict[str, Any] = {"source": program.source, "inputs": dict(
         dtypes=list(program.inputs.dtypes), aliased=program.inputs.aliased,
         shape=list(program.inputs.shape)), "entries": list(program.entries)}
@@ -202,7 +203,8 @@ def run_program(program: Program, seed: int = 0, check_sample: bool = False,
         except Exception as e:  # noqa: BLE001
             record["eager_error"] = error_info(e)
             return record
-        for side, tracer in (("jit", _jit_trace), ("fx", _fx_trace)):
+        record["jit"] = {"probes": {}}
+        for side, tracer in (("jit", _jit_trace), ("fx", _fx_trace))[0 if jit else 1:]:
             res = _trace(tracer, program, example)
             if "traced" in res:
                 res["probes"] = _probe_all(program, res.pop("traced"), seed)

@@ -41,7 +41,7 @@ _BY_FINDING: Dict[str, Tuple[str, ...]] = {
                            "dtypes.to_f64", "dtypes.to_f32", "dtypes.type_as", "dtypes.to_other",
                            "dtypes.to_other_dtype", "elementwise.lerp", "elementwise.stack_sum"),
     "F8-numpy-baked": tuple(e.key for e in FAMILIES["numpy"]),
-    "F9-buffer-item-unguarded": ("module.count_fill_item",),
+    "F9-buffer-item-unguarded": ("module.count_fill_item", "module.count_item"),
     "F10-buffer-rebind-dtype": ("module.running_rebind",),
 }
 

@@ -39,7 +39,7 @@ BAD = ("fx-wrong-example", "fx-wrong", "fx-crash", "fx-guard-on-example", "timeo
 def test_fxtrace_agrees_with_eager_or_guards(program):
     note(program.source)
     note(repr(program.inputs))
-    record = run_program(program, timeout_s=60)
+    record = run_program(program, timeout_s=60, jit=False)
     fx_class, _ = classify(record)
     note(repr(record.get("fx")))
     assert fx_class not in BAD, group_key(record)
@@ -95,7 +95,7 @@ def test_known_finding_still_reproduces(finding: str):
     """Each FINDINGS.md repro gives the class it is filed under (the day it is fixed, this
     fails: drop the finding from known.py and FINDINGS.md)."""
     program, want = REPROS[finding]
-    record = run_program(program, timeout_s=60)
+    record = run_program(program, timeout_s=60, jit=False)
     got, _ = classify(record)
     assert got == want, (finding, got, group_key(record))
 
