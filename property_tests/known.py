@@ -12,7 +12,7 @@ from typing import Dict, FrozenSet, Tuple
 from programs import InputSpec, Plan, Program
 from vocab import FAMILIES, INT_ENTRY
 
-__all__ = ["KNOWN", "KNOWN_FAMILIES", "REPROS", "allowed_entries"]
+__all__ = ["CLASSES", "KNOWN", "KNOWN_FAMILIES", "REPROS", "allowed_entries"]
 
 _F32 = InputSpec(("float32", "float32"), False, (3, 4))
 _F64 = InputSpec(("float64", "float64"), False, (3, 4))
@@ -43,6 +43,18 @@ _BY_FINDING: Dict[str, Tuple[str, ...]] = {
     "F8-numpy-baked": tuple(e.key for e in FAMILIES["numpy"]),
     "F9-buffer-item-unguarded": ("module.count_fill_item", "module.count_item"),
     "F10-buffer-rebind-dtype": ("module.running_rebind",),
+}
+
+_WRONG = ("fx-wrong", "fx-wrong-example")
+
+#: finding id -> the fxtrace classes it gives (attribution of fuzzer outcomes to findings)
+CLASSES: Dict[str, Tuple[str, ...]] = {
+    "F1-pow-crash": ("fx-crash",), "F2-ellipsis-tensor-index": ("fx-refused",),
+    "F3-tolist": ("fx-refused",), "F4-bool-method": ("fx-refused",),
+    "F5-uniform-int-args": ("fx-refused",), "F6-type-string": ("fx-run-error",),
+    "F7-noop-conversion": _WRONG, "F8-numpy-baked": _WRONG + ("fx-run-error",),
+    "F9-buffer-item-unguarded": _WRONG, "F10-buffer-rebind-dtype": _WRONG,
+    "F11-dead-random-op-dropped": _WRONG,
 }
 
 KNOWN: Dict[str, str] = {key: f for f, keys in _BY_FINDING.items() for key in keys}

@@ -69,6 +69,32 @@ def fuzz(count: int, seed: int = 0, seconds: float = 1e9, jobs: int = 1, check_e
     return records
 
 
+BAD = ("fx-wrong-example", "fx-wrong", "fx-crash", "fx-refused", "fx-run-error", "timeout")
+
+
+def _attribute(valid: List[Dict[str, Any]]) -> Tuple[Dict[str, Dict[str, int]], Dict[str, int]]:
+    """Bad fxtrace outcomes per known finding (programs holding one of its entries, with an
+    outcome of a class the finding gives; a program may count for two) and the groups of
+    the outcomes no finding explains."""
+    from differential import group_key
+    from known import CLASSES, KNOWN, KNOWN_FAMILIES
+
+    by: Dict[str, Dict[str, int]] = collections.defaultdict(lambda: collections.defaultdict(int))
+    other: Dict[str, int] = collections.Counter()
+    for r in valid:
+        if r["fx_class"] not in BAD:
+            continue
+        found = {KNOWN[e] for e in r["entries"] if e in KNOWN}
+        found |= {KNOWN_FAMILIES[e.split(".")[0]] for e in r["entries"]
+                  if e.split(".")[0] in KNOWN_FAMILIES}
+        found = {f for f in found if r["fx_class"] in CLASSES[f]}
+        for f in found:
+            by[f][r["fx_class"]] += 1
+        if not found:
+            other[group_key(r) or r["fx_class"]] += 1
+    return {f: dict(c) for f, c in sorted(by.items())}, dict(other.most_common())
+
+
 def summarise(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Counts per class, the cross table, and groups with their smallest example seed."""
     valid = [r for r in records if r["fx_class"] is not None]
@@ -85,7 +111,7 @@ def summarise(records: List[Dict[str, Any]]) -> Dict[str, Any]:
 
     from differential import error_key, group_key
     for r in valid:
-        key = group_key(r)
+        key = group_key(r) if "fx" in r else None
         if key is not None:
             kind, _, rest = key.partition(" | ")
             add(kind, rest, r)
@@ -93,12 +119,14 @@ def summarise(records: List[Dict[str, Any]]) -> Dict[str, Any]:
             add("jit-trace-error", error_key(r["jit"]["error"]), r)
         if r.get("fx_check") not in (None, "ok"):
             add("fx-check-error", error_key(r["fx_check"]), r)
+    by_finding, unattributed = _attribute(valid)
     checks = collections.Counter("ok" if r.get("fx_check") == "ok" else "error"
                                  for r in valid if "fx_check" in r)
     return {"programs": len(records), "valid": len(valid),
             "eager_errors": len(records) - len(valid), "fx": dict(fx), "jit": dict(jit),
             "cross": {f"{a} / {b}": n for (a, b), n in cross.most_common()},
-            "fx_check": dict(checks),
+            "fx_check": dict(checks), "by_finding": by_finding,
+            "unattributed": unattributed,
             "groups": dict(sorted(groups.items(), key=lambda kv: -kv[1]["count"]))}
 
 
@@ -111,6 +139,12 @@ def _table(summary: Dict[str, Any]) -> str:
         a = f"{fx[i][0]:24} {fx[i][1]:6}" if i < len(fx) else " " * 31
         b = f"{jit[i][0]:24} {jit[i][1]:6}" if i < len(jit) else ""
         lines.append(f"{a}   {b}")
+    lines += ["", "bad fxtrace outcomes per known finding (programs holding its entries):"]
+    for f, c in summary["by_finding"].items():
+        lines.append(f"  {f:34} {sum(c.values()):6}  {c}")
+    lines += ["bad fxtrace outcomes no known finding explains:"]
+    for key, n in summary["unattributed"].items():
+        lines.append(f"  {n:6}  {key}")
     lines += ["", f"fx check_trace on the sample: {summary['fx_check']}", "",
               "groups (count, smallest seed):"]
     for key, g in summary["groups"].items():
@@ -146,12 +180,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--unknown-only", action="store_true",
                    help="leave out the entries of known findings (property_tests/known.py)")
     p.add_argument("--out", default=None, help="JSON report")
+    p.add_argument("--resummarise", default=None, metavar="REPORT",
+                   help="reclassify the records of an earlier --out report and print the table")
     p.add_argument("--show", type=int, default=None, help="print program SEED and its record")
     p.add_argument("--minimize", type=int, default=None,
                    help="shrink program SEED to a small one with the same finding group")
     args = p.parse_args(argv)
     if args.minimize is not None:
         return _minimize(args.minimize, args.families)
+    if args.resummarise:
+        from differential import classify
+        with open(args.resummarise) as f:
+            records = json.load(f)["records"]
+        for r in records:
+            if "source" in r:  # full record (stubs are fx-ok / jit-ok)
+                r["fx_class"], r["jit_class"] = classify(r)
+        print(_table(summarise(records)))
+        return 0
     if args.show is not None:
         rec = _worker(([args.show], time.time() + 600, 1, args.families, args.unknown_only))[0]
         print(rec["source"])
