@@ -43,6 +43,7 @@ _BY_FINDING: Dict[str, Tuple[str, ...]] = {
     "F8-numpy-baked": tuple(e.key for e in FAMILIES["numpy"]),
     "F9-buffer-item-unguarded": ("module.count_fill_item", "module.count_item"),
     "F10-buffer-rebind-dtype": ("module.running_rebind",),
+    "F12-buffer-rebound-twice": ("module.count_rebind",),
 }
 
 _WRONG = ("fx-wrong", "fx-wrong-example")
@@ -54,7 +55,8 @@ CLASSES: Dict[str, Tuple[str, ...]] = {
     "F5-uniform-int-args": ("fx-refused",), "F6-type-string": ("fx-run-error",),
     "F7-noop-conversion": _WRONG, "F8-numpy-baked": _WRONG + ("fx-run-error",),
     "F9-buffer-item-unguarded": _WRONG, "F10-buffer-rebind-dtype": _WRONG,
-    "F11-dead-random-op-dropped": _WRONG,
+    "F11-dead-random-op-dropped": _WRONG, "F12-buffer-rebound-twice": _WRONG,
+    "F13-aliased-example-inputs": _WRONG,
 }
 
 KNOWN: Dict[str, str] = {key: f for f, keys in _BY_FINDING.items() for key in keys}
@@ -73,10 +75,20 @@ REPROS: Dict[str, Tuple[Program, str]] = {
     "F9-buffer-item-unguarded": (_one("module.count_fill_item", module=True), "fx-wrong"),
     "F10-buffer-rebind-dtype": (_one("module.running_rebind", _F64, module=True),
                                 "fx-wrong-example"),
+    "F12-buffer-rebound-twice": (Program(Plan(_F32, True, (
+        ("module.count_rebind", (0,)), ("module.count_rebind", (2,))), 0, (3,))),
+        "fx-wrong-example"),
+    "F13-aliased-example-inputs": (Program(Plan(
+        InputSpec(("float32", "float32"), True, (3, 4)), False,
+        (("elementwise.mul2", (0,)), ("elementwise.add", (2, 1))), 0, (3,))), "fx-wrong"),
     "F11-dead-random-op-dropped": (Program(Plan(_F32, False, (
         ("random.randperm", (0,)), ("random.rand_like", (0,))), 0, (3,))), "fx-wrong-example"),
 }
 
+
+#: Example inputs passing one tensor twice (``f(a, a)``) give F13; the default-run test
+#: draws programs with distinct inputs only.
+ALIASED_FINDING = "F13-aliased-example-inputs"
 
 #: Families left out of the default-run test because of a finding no entry list captures:
 #: F11, a random op whose result is unused is dropped by the trace, so every later random
