@@ -14,7 +14,7 @@ import time
 from typing import Callable, Iterator, Optional
 
 from differential import group_key, run_program
-from programs import InputSpec, Plan, Program
+from programs import Plan, Program
 
 __all__ = ["minimize", "candidates"]
 

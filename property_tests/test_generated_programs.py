@@ -21,7 +21,7 @@ from hypothesis import assume, given, note
 
 import fxtrace
 from differential import classify, group_key, run_program
-from known import KNOWN, REPROS, allowed_entries
+from known import REPROS, allowed_entries
 from programs import example_inputs, programs, random_program
 
 pytestmark = [
