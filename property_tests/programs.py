@@ -1,146 +1,265 @@
-"""Random programs for property tests: a Hypothesis strategy for small torch functions.
+"""Random programs for property tests and the differential fuzzer (``scripts/fuzz_programs.py``).
 
-A program is a list of steps over a pool of values that all have the shape of the inputs,
-``(B, N)``. Each step applies one entry of :data:`VOCAB` to one or two values of the pool and
-appends the result; the program returns the last value. The vocabulary (>= 40 entries) covers
-elementwise ops, reductions broadcast back, views and reshapes written with size arithmetic
-(``x.view(x.size(0), -1)``), in-place ops on clones, indexing and setitem, size-derived
-scalars, and data- and size-dependent branches and loops (which fxtrace must guard).
+A program is real Python source: a function ``program(x, y)`` or, when it keeps state, an
+``nn.Module`` class ``Program`` whose ``forward(x, y)`` updates buffers. Its body is a list of
+steps, each one entry of :mod:`vocab` applied to values of a pool; every pool value has the
+inputs' shape ``(B, N)`` (see the invariant in :mod:`vocab`), so any step can follow any other.
+The program returns a structure (a value, nested tuples, a dict, a list) of pool values, the
+last step's value first. Inputs are float32, float64 or int64, and ``y`` may be the very
+tensor ``x`` (aliased inputs).
+
+The same builder runs on two sources of choices: a Hypothesis ``draw`` (:func:`programs`, so
+failures shrink: to fewer steps, earlier families, earlier entries, plainer inputs) and a
+seeded ``random.Random`` (:func:`random_program`, for the fuzzer and for tests that cannot nest
+``@given``). A program's source is registered in ``linecache`` under its own file name, so
+warnings, guards and tracebacks point at its lines, as they would for a user's file.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List, Tuple
+import functools
+import hashlib
+import linecache
+import math
+import random
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
+from vocab import FAMILIES, INT_ENTRY, MODULE_ONLY, Entry, entry_named
 
+__all__ = ["Program", "Plan", "InputSpec", "render", "programs", "random_program", "build_program",
+           "make_inputs", "example_inputs", "FAMILY_NAMES"]
 
-def _setitem(x):
-    y = x.clone()
-    y[:, 0] = 0.5
-    return y
+FAMILY_NAMES: Tuple[str, ...] = tuple(FAMILIES)
 
+#: Output structures: slot 0 is the last step's value (no step is dead by construction
+#: unless the program overwrites it); the others are drawn from the pool.
+OUTPUTS: Tuple[str, ...] = ("{0}", "({0}, {1})", "({0}, ({1}, {2}, ({3},)), {4})",
+                            '{{"a": {0}, "b": ({1}, {2})}}', "[{0}, {1}]", '({0}, {{"c": {1}}})',
+                            "({0},)")
 
-def _loop(x):
-    for _ in range(x.size(0) % 3):
-        x = x + 1
-    return x
-
-
-UNARY: List[Tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
-    ("relu", torch.relu), ("sigmoid", torch.sigmoid), ("tanh", torch.tanh), ("abs", torch.abs),
-    ("neg", torch.neg), ("exp", lambda x: torch.exp(x.clamp(-5, 5))), ("sin", torch.sin),
-    ("cos", torch.cos), ("mul2", lambda x: x * 2), ("add1", lambda x: x + 1),
-    ("sub", lambda x: x - 0.5), ("div3", lambda x: x / 3),
-    ("clamp", lambda x: torch.clamp(x, -1, 1)), ("gelu", F.gelu), ("silu", F.silu),
-    ("softplus", F.softplus), ("square", torch.square),
-    ("sqrt", lambda x: torch.sqrt(x.abs() + 1)), ("log1p", lambda x: torch.log1p(x.abs())),
-    ("floor", torch.floor), ("round", torch.round), ("sign", torch.sign), ("erf", torch.erf),
-    ("atan", torch.atan), ("pow3", lambda x: x.pow(3) * 0.1), ("leaky_relu", F.leaky_relu),
-    ("elu", F.elu), ("hardtanh", F.hardtanh),
-    ("reciprocal", lambda x: torch.reciprocal(x.abs() + 1)),
-    ("softmax", lambda x: torch.softmax(x, -1)), ("log_softmax", lambda x: F.log_softmax(x, -1)),
-    ("normalize", lambda x: F.normalize(x, dim=-1)), ("cumsum", lambda x: x.cumsum(-1)),
-    ("flip", lambda x: x.flip(-1)), ("roll", lambda x: torch.roll(x, 1, -1)),
-    ("mean_expand", lambda x: x.mean(-1, keepdim=True).expand_as(x)),
-    ("sub_max", lambda x: x - x.max(-1, keepdim=True).values),
-    ("t_t", lambda x: x.t().contiguous().t()),
-    ("view_size", lambda x: x.view(x.size(0), -1)),
-    ("reshape_flat", lambda x: x.reshape(-1).view(x.size(0), x.size(1))),
-    ("unsqueeze", lambda x: x.unsqueeze(0).squeeze(0)),
-    ("cat_slice", lambda x: torch.cat([x, x], -1)[:, : x.size(1)]),
-    ("split_cat", lambda x: torch.cat([x[:, : x.size(1) // 2], x[:, x.size(1) // 2:]], 1)),
-    ("mul_", lambda x: x.clone().mul_(2)), ("add_", lambda x: x.clone().add_(1)),
-    ("relu_", lambda x: x.clone().relu_()), ("setitem", _setitem),
-    ("zeros_size", lambda x: torch.zeros(x.size(0), x.size(1)) + x),
-    ("ones_like", lambda x: torch.ones_like(x) * x), ("sort", lambda x: x.sort(-1).values),
-    ("matmul", lambda x: torch.matmul(x, torch.ones(x.size(1), x.size(1))) / x.size(1)),
-    ("mul_size", lambda x: x * x.size(0)), ("div_numel", lambda x: x / x.numel()),
-    ("transpose2", lambda x: x.transpose(0, 1).transpose(0, 1)),
-    ("flatten_view_as", lambda x: x.flatten().view_as(x)),
-    ("expand_sum", lambda x: x.expand(2, x.size(0), x.size(1)).sum(0)),
-    ("where", lambda x: torch.where(x > 0, x, x * 0.1)),
-    ("masked_fill", lambda x: x.masked_fill(x < 0, 0.0)),
-    # specialisations fxtrace must guard
-    ("branch_sum", lambda x: x * 2 if x.sum() > 0 else x - 1),
-    ("branch_size", lambda x: x + 1 if x.size(0) > 2 else x),
-    ("loop_size", _loop),
-    ("item", lambda x: x + x.mean().item()),
-]
-
-BINARY: List[Tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
-    ("add", torch.add), ("sub", torch.sub), ("mul", torch.mul), ("maximum", torch.maximum),
-    ("minimum", torch.minimum), ("where_gt", lambda a, b: torch.where(a > b, a, b)),
-    ("atan2", torch.atan2), ("lerp", lambda a, b: torch.lerp(a, b, 0.3)),
-    ("addcmul", lambda a, b: torch.addcmul(a, a, b, value=0.5)),
-    ("stack_sum", lambda a, b: torch.stack([a, b]).sum(0)),
-    ("gate", lambda a, b: a * b.sigmoid()),
-]
-
-VOCAB = [n for n, _ in UNARY] + [f"{n}/2" for n, _ in BINARY]
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
+           "int32": torch.int32, "float16": torch.float16}
 
 
 @dataclasses.dataclass(frozen=True)
-class Step:
-    name: str
-    fn: Callable[..., torch.Tensor]
-    operands: Tuple[int, ...]
+class InputSpec:
+    """The inputs ``(x, y)``: their dtypes, whether ``y`` is ``x``, and the example shape."""
 
-    def __repr__(self) -> str:
-        return f"{self.name}{self.operands}"
+    dtypes: Tuple[str, str]
+    aliased: bool
+    shape: Tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A program as choices: ``steps`` are ``(entry key, operand indices)`` over the pool
+    ``[x, y, v0, v1, ...]``; the output is ``OUTPUTS[output]`` filled with pool ``slots``."""
+
+    inputs: InputSpec
+    is_module: bool
+    steps: Tuple[Tuple[str, Tuple[int, ...]], ...]
+    output: int
+    slots: Tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    steps: Tuple[Step, ...]
+    """A generated program: its plan, its source and how to call it (see the module doc)."""
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        vals = [x, y]
-        for step in self.steps:
-            vals.append(step.fn(*[vals[i] for i in step.operands]))
-        return vals[-1]
+    plan: Plan
+
+    @property
+    def inputs(self) -> InputSpec:
+        return self.plan.inputs
+
+    @property
+    def is_module(self) -> bool:
+        return self.plan.is_module
+
+    @property
+    def entries(self) -> Tuple[str, ...]:
+        """The vocabulary keys used, in order (for grouping findings)."""
+        return tuple(k for k, _ in self.plan.steps)
+
+    @functools.cached_property
+    def source(self) -> str:
+        return render(self.plan)
+
+    @property
+    def filename(self) -> str:
+        digest = hashlib.sha1(self.source.encode()).hexdigest()[:10]
+        return f"<fuzz-program-{digest}>"
+
+    def make(self) -> Callable[..., Any]:
+        """A fresh callable: the function, or a new instance of the module (fresh state)."""
+        namespace = _compile(self.source, self.filename)
+        return namespace["Program"]() if self.is_module else namespace["program"]
+
+    def __call__(self, *args: Any) -> Any:
+        return self.make()(*args)
 
     def __repr__(self) -> str:
-        return "Program(" + ", ".join(map(repr, self.steps)) + ")"
+        return f"Program(inputs={self.inputs}, source=\n{self.source})"
+
+
+_COMPILED: Dict[str, Dict[str, Any]] = {}
+
+
+def _compile(source: str, filename: str) -> Dict[str, Any]:
+    if filename not in _COMPILED:
+        # linecache entries with mtime None are never invalidated by checkcache()
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace: Dict[str, Any] = {"torch": torch, "F": F, "np": np, "math": math,
+                                     "__name__": filename}
+        exec(compile(source, filename, "exec"), namespace)
+        if len(_COMPILED) > 2000:  # the fuzzer compiles thousands: keep memory bounded
+            _COMPILED.clear()
+        _COMPILED[filename] = namespace
+    return _COMPILED[filename]
+
+
+class _Chooser:
+    """The choices the builder needs; two implementations below."""
+
+    def integer(self, lo: int, hi: int) -> int:
+        raise NotImplementedError
+
+    def choice(self, seq: Sequence[Any]) -> Any:
+        return seq[self.integer(0, len(seq) - 1)]
+
+    def rare(self, percent: int) -> bool:
+        """True with about ``percent``% probability; shrinks to False."""
+        return self.integer(0, 99) >= 100 - percent
+
+
+class _DrawChooser(_Chooser):
+    def __init__(self, draw: Callable[..., Any]):
+        self.draw = draw
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.draw(st.integers(lo, hi))
+
+
+class _RandomChooser(_Chooser):
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+
+def _indent(text: str, spaces: int) -> List[str]:
+    return [" " * spaces + line for line in text.splitlines()]
+
+
+def _draw_inputs(c: _Chooser) -> InputSpec:
+    kinds = ("float32", "float64", "int64")
+
+    def dtype() -> str:
+        return kinds[0] if not c.rare(40) else kinds[c.integer(1, 2)]
+
+    dx = dtype()
+    aliased = c.rare(15)
+    dy = dx if aliased else dtype()
+    return InputSpec((dx, dy), aliased, (c.integer(1, 4), c.integer(1, 5)))
+
+
+def build_program(c: _Chooser, families: Optional[Sequence[str]] = None,
+                  min_steps: int = 1, max_steps: int = 6,
+                  entries: Optional[Collection[str]] = None) -> Program:
+    """Build one program from choices ``c``; ``families`` and ``entries`` (vocabulary keys)
+    restrict the vocabulary."""
+    vocab = {f: [e for e in FAMILIES[f] if entries is None or e.key in entries]
+             for f in (families or FAMILY_NAMES)}
+    fams = [f for f, es in vocab.items() if es]
+    int_entry = [e for e in INT_ENTRY if entries is None or e.key in entries] or INT_ENTRY
+    spec = _draw_inputs(c)
+    is_module = "module" in fams and c.rare(25)
+    usable = [f for f in fams if is_module or f not in MODULE_ONLY]
+    steps: List[Tuple[str, Tuple[int, ...]]] = []
+    pool: List[int] = []   # indices of floating values (raw int inputs are not operands)
+    for i, dtype in enumerate(spec.dtypes):  # aliased: two names, one tensor
+        if dtype.startswith("int"):
+            steps.append((c.choice(int_entry).key, (i,)))
+            pool.append(1 + len(steps))
+        else:
+            pool.append(i)
+
+    def add(entry: Entry) -> None:
+        a = pool[-1] if c.integer(0, 2) else c.choice(pool)
+        steps.append((entry.key, (a,) + ((c.choice(pool),) if entry.arity == 2 else ())))
+        pool.append(1 + len(steps))
+
+    for _ in range(c.integer(min_steps, max_steps)):
+        add(c.choice(vocab[c.choice(usable)]))
+    if is_module and not any(k.startswith("module.") for k, _ in steps):
+        add(c.choice(vocab["module"]))
+    output = c.integer(0, len(OUTPUTS) - 1)
+    slots = (pool[-1],) + tuple(c.choice(pool) for _ in range(4))
+    return Program(Plan(spec, is_module, tuple(steps), output, slots))
+
+
+def render(plan: Plan) -> str:
+    """The source of ``plan``: ``def program(x, y)`` or ``class Program`` (module doc)."""
+    names = ["x", "y"] + [f"v{k}" for k in range(len(plan.steps))]
+    body: List[str] = []
+    for k, (key, operands) in enumerate(plan.steps):
+        ops = dict(zip("ab", (names[i] for i in operands)))
+        body.extend(entry_named(key).template.format(o=names[2 + k], **ops).splitlines())
+    body.append("return " + OUTPUTS[plan.output].format(*(names[i] for i in plan.slots)))
+    if plan.is_module:
+        return _MODULE_HEAD + "\n".join(_indent("\n".join(body), 8)) + "\n"
+    return "def program(x, y):\n" + "\n".join(_indent("\n".join(body), 4)) + "\n"
+
+
+_MODULE_HEAD = '''class Program(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("running", torch.zeros(()))
+        self.scale = torch.nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x, y):
+'''
 
 
 @st.composite
-def programs(draw, min_steps: int = 1, max_steps: int = 6) -> Program:
-    """A random :class:`Program` of ``min_steps``..``max_steps`` steps over two inputs."""
-    n = draw(st.integers(min_steps, max_steps))
-    steps: List[Step] = []
-    for k in range(n):
-        pool = 2 + k
-        if draw(st.integers(0, 4)) == 0:
-            name, fn = draw(st.sampled_from(BINARY))
-            ops = (draw(st.integers(0, pool - 1)), draw(st.integers(0, pool - 1)))
+def programs(draw: Callable[..., Any], families: Optional[Sequence[str]] = None,
+             min_steps: int = 1, max_steps: int = 6,
+             entries: Optional[Collection[str]] = None) -> Program:
+    """A random :class:`Program` (Hypothesis: shrinks to fewer, plainer steps)."""
+    return build_program(_DrawChooser(draw), families, min_steps, max_steps, entries)
+
+
+def random_program(seed: int, families: Optional[Sequence[str]] = None,
+                   max_steps: int = 6, entries: Optional[Collection[str]] = None) -> Program:
+    """The program chosen by ``random.Random(seed)`` (same builder as :func:`programs`)."""
+    return build_program(_RandomChooser(random.Random(seed)), families, 1, max_steps, entries)
+
+
+def make_inputs(spec: InputSpec, shape: Optional[Tuple[int, int]] = None, seed: int = 0,
+                dtypes: Optional[Tuple[str, str]] = None, negate: bool = False
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fresh inputs for ``spec`` (another ``shape``, ``dtypes`` or sign on request); aliasing
+    is kept: with ``spec.aliased`` the result is ``(x, x)``."""
+    g = torch.Generator().manual_seed(seed)
+    b, n = shape or spec.shape
+    out = []
+    for name in (dtypes or spec.dtypes):
+        dtype = _DTYPES[name]
+        if dtype.is_floating_point:
+            t = torch.randn(b, n, generator=g, dtype=torch.float64).to(dtype)
         else:
-            name, fn = draw(st.sampled_from(UNARY))
-            ops = (pool - 1 if draw(st.booleans()) else draw(st.integers(0, pool - 1)),)
-        steps.append(Step(name, fn, ops))
-    return Program(tuple(steps))
+            t = torch.randint(-4, 5, (b, n), generator=g, dtype=dtype)
+        out.append(-t if negate else t)
+    return (out[0], out[0]) if spec.aliased else (out[0], out[1])
 
 
 def example_inputs(b: int = 3, n: int = 4, seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, n, generator=g), torch.randn(b, n, generator=g)
-
-
-def random_program(seed: int, steps: int = 4) -> Program:
-    """A program chosen with ``random.Random(seed)`` (for tests that cannot nest ``@given``)."""
-    import random
-
-    rng = random.Random(seed)
-    out: List[Step] = []
-    for k in range(steps):
-        pool = 2 + k
-        if rng.random() < 0.2:
-            name, fn = rng.choice(BINARY)
-            ops: Tuple[int, ...] = (rng.randrange(pool), rng.randrange(pool))
-        else:
-            name, fn = rng.choice(UNARY)
-            ops = (pool - 1,)
-        out.append(Step(name, fn, ops))
-    return Program(tuple(out))
+    """Two float32 ``(b, n)`` inputs."""
+    return make_inputs(InputSpec(("float32", "float32"), False, (b, n)), seed=seed)
