@@ -25,16 +25,8 @@ def _one(key: str, inputs: InputSpec = _F32, module: bool = False) -> Program:
 
 #: finding id -> the entries that trigger it
 _BY_FINDING: Dict[str, Tuple[str, ...]] = {
-    "F1-pow-crash": ("pow.sq", "pow.cube", "pow.sqrt_pow", "pow.pow_size", "pow.pow_tensor",
-                     "pow.int_pow", "pow.neg_pow", "pow.pow_rounded", "int_entry.float_sq",
-                     "int_entry.int_pow"),
-    "F2-ellipsis-tensor-index": ("indexing.ell_argsort", "indexing.ell_arange_rev",
-                                 "indexing.ell_nonzero", "indexing.ell_idx_setitem",
-                                 "indexing.ell_idx_other", "int_entry.argsort_index"),
     "F3-tolist": ("values.tolist_sum", "values.len_tolist", "values.mean_tolist",
                   "values.max_tolist"),
-    "F4-bool-method": ("dtypes.bool_method", "int_entry.bool_float"),
-    "F5-uniform-int-args": ("random.uniform_",),
     "F6-type-string": ("dtypes.type_str",),
     # a conversion that returns its operand itself at trace time (same dtype)
     "F7-noop-conversion": ("dtypes.type_f64", "dtypes.double", "dtypes.float", "dtypes.half",
@@ -50,23 +42,16 @@ _WRONG = ("fx-wrong", "fx-wrong-example")
 
 #: finding id -> the fxtrace classes it gives (attribution of fuzzer outcomes to findings)
 CLASSES: Dict[str, Tuple[str, ...]] = {
-    "F1-pow-crash": ("fx-crash",), "F2-ellipsis-tensor-index": ("fx-refused",),
-    "F3-tolist": ("fx-refused",), "F4-bool-method": ("fx-refused",),
-    "F5-uniform-int-args": ("fx-refused",), "F6-type-string": ("fx-run-error",),
+    "F3-tolist": ("fx-refused",), "F6-type-string": ("fx-run-error",),
     "F7-noop-conversion": _WRONG, "F8-numpy-baked": _WRONG + ("fx-run-error",),
     "F9-buffer-item-unguarded": _WRONG, "F10-buffer-rebind-dtype": _WRONG,
     "F11-dead-random-op-dropped": _WRONG, "F12-buffer-rebound-twice": _WRONG,
-    "F13-aliased-example-inputs": _WRONG,
 }
 
 KNOWN: Dict[str, str] = {key: f for f, keys in _BY_FINDING.items() for key in keys}
 
 REPROS: Dict[str, Tuple[Program, str]] = {
-    "F1-pow-crash": (_one("pow.sq"), "fx-crash"),
-    "F2-ellipsis-tensor-index": (_one("indexing.ell_argsort"), "fx-refused"),
     "F3-tolist": (_one("values.mean_tolist"), "fx-refused"),
-    "F4-bool-method": (_one("dtypes.bool_method"), "fx-refused"),
-    "F5-uniform-int-args": (_one("random.uniform_"), "fx-refused"),
     "F6-type-string": (_one("dtypes.type_str"), "fx-run-error"),
     "F7-noop-conversion": (Program(Plan(_F32, False, (
         ("elementwise.relu", (0,)), ("dtypes.float", (2,))), 1, (3, 2))), "fx-wrong"),
@@ -78,17 +63,16 @@ REPROS: Dict[str, Tuple[Program, str]] = {
     "F12-buffer-rebound-twice": (Program(Plan(_F32, True, (
         ("module.count_rebind", (0,)), ("module.count_rebind", (2,))), 0, (3,))),
         "fx-wrong-example"),
-    "F13-aliased-example-inputs": (Program(Plan(
-        InputSpec(("float32", "float32"), True, (3, 4)), False,
-        (("elementwise.mul2", (0,)), ("elementwise.add", (2, 1))), 0, (3,))), "fx-wrong"),
     "F11-dead-random-op-dropped": (Program(Plan(_F32, False, (
         ("random.randperm", (0,)), ("random.rand_like", (0,))), 0, (3,))), "fx-wrong-example"),
 }
 
 
-#: Example inputs passing one tensor twice (``f(a, a)``) give F13; the default-run test
-#: draws programs with distinct inputs only.
-ALIASED_FINDING = "F13-aliased-example-inputs"
+#: Fixed since filed (FINDINGS.md says how): F1 ``x ** 2``, F2 ``x[..., idx]``, F4
+#: ``x.bool()``, F5 ``uniform_(-1, 1)`` (lowering normalises against TorchScript's schemas)
+#: and F13 aliased example inputs (each input position gets its own tensor object).
+FIXED = ("F1-pow-crash", "F2-ellipsis-tensor-index", "F4-bool-method", "F5-uniform-int-args",
+         "F13-aliased-example-inputs")
 
 #: Families left out of the default-run test because of a finding no entry list captures:
 #: F11, a random op whose result is unused is dropped by the trace, so every later random

@@ -18,7 +18,7 @@ import warnings
 import pytest
 import torch
 from differential import classify, group_key, run_program
-from hypothesis import assume, given, note
+from hypothesis import given, note
 from known import REPROS, allowed_entries
 from programs import example_inputs, programs, random_program
 
@@ -37,7 +37,6 @@ BAD = ("fx-wrong-example", "fx-wrong", "fx-crash", "fx-guard-on-example", "timeo
 
 @given(program=programs(entries=allowed_entries()))
 def test_fxtrace_agrees_with_eager_or_guards(program):
-    assume(not program.inputs.aliased)  # known.ALIASED_FINDING
     note(program.source)
     note(repr(program.inputs))
     record = run_program(program, timeout_s=60, jit=False)
@@ -79,14 +78,20 @@ def test_saved_trace_matches_trace(program):
 @pytest.mark.parametrize("seed", range(4))
 def test_property_checker_accepts_every_correct_trace(seed: int):
     """fxtrace.check never cries wolf on a guarded trace (it sees refusals, not failures)."""
-    program = random_program(seed, families=["elementwise", "views", "branches"], max_steps=4)
-    while program.is_module or program.inputs.aliased:
+    traced = None
+    while traced is None:
+        program = random_program(seed, families=["elementwise", "views", "branches"],
+                                 max_steps=4)
         seed += 100
-        program = random_program(seed, families=["elementwise", "views", "branches"], max_steps=4)
-    x, y = example_inputs(*program.inputs.shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = fxtrace.trace(program.make(), (x, y), check_trace=False, strict=False)
+        if program.is_module:
+            continue
+        x, y = example_inputs(*program.inputs.shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                traced = fxtrace.trace(program.make(), (x, y), check_trace=False, strict=False)
+            except fxtrace.TraceError as e:  # a dict output TorchScript cannot type (as jit)
+                assert "mixing value types" in str(e)
     report = fxtrace.check(traced, program.make(), max_examples=3, save_load=False, seed=0)
     assert report.ok
 

@@ -77,7 +77,7 @@ def _attribute(valid: List[Dict[str, Any]]) -> Tuple[Dict[str, Dict[str, int]], 
     outcome of a class the finding gives; a program may count for two) and the groups of
     the outcomes no finding explains."""
     from differential import group_key
-    from known import ALIASED_FINDING, CLASSES, KNOWN, KNOWN_FAMILIES
+    from known import CLASSES, KNOWN, KNOWN_FAMILIES
 
     by: Dict[str, Dict[str, int]] = collections.defaultdict(lambda: collections.defaultdict(int))
     other: Dict[str, int] = collections.Counter()
@@ -87,7 +87,6 @@ def _attribute(valid: List[Dict[str, Any]]) -> Tuple[Dict[str, Dict[str, int]], 
         found = {KNOWN[e] for e in r["entries"] if e in KNOWN}
         found |= {KNOWN_FAMILIES[e.split(".")[0]] for e in r["entries"]
                   if e.split(".")[0] in KNOWN_FAMILIES}
-        found |= {ALIASED_FINDING} if r["inputs"]["aliased"] else set()
         found = {f for f in found if r["fx_class"] in CLASSES[f]}
         for f in found:
             by[f][r["fx_class"]] += 1
