@@ -91,14 +91,19 @@ _OPTIONS: contextvars.ContextVar[SymbolicOptions] = contextvars.ContextVar(
 @contextlib.contextmanager
 def symbolic_options(*, leaf_modules: Sequence[Any] = (),
                      autowrap_functions: Sequence[Callable[..., Any]] = (),
-                     autowrap_modules: Sequence[Any] = (math,)) -> Iterator[SymbolicOptions]:
+                     autowrap_modules: Sequence[Any] = (math,),
+                     torch_leaves: bool = True) -> Iterator[SymbolicOptions]:
     """Set the options of every symbolic capture in the block (``trace``/``capture`` with
     ``mode="symbolic"`` or ``"auto"``)::
 
-        with symbolic_options(leaf_modules=[nn.BatchNorm2d]):
+        with symbolic_options(leaf_modules=[MyBlock], torch_leaves=True):
             traced = fxtrace.trace(model, x, mode="symbolic")
+
+    ``torch_leaves=False`` traces into ``torch.nn``'s modules too (fxtrace's policy before
+    torch.fx's default was adopted; BatchNorm, LSTM, Transformer layers then fail).
     """
-    options = SymbolicOptions(tuple(leaf_modules), tuple(autowrap_functions), tuple(autowrap_modules))
+    options = SymbolicOptions(tuple(leaf_modules), tuple(autowrap_functions),
+                              tuple(autowrap_modules), torch_leaves)
     token = _OPTIONS.set(options)
     try:
         yield options
@@ -451,7 +456,8 @@ def capture_symbolic(root: Optional[torch.nn.Module],
                      methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
                      name: str, *, leaf_modules: Optional[Sequence[Any]] = None,
                      autowrap_functions: Optional[Sequence[Callable[..., Any]]] = None,
-                     autowrap_modules: Optional[Sequence[Any]] = None) -> fx.GraphModule:
+                     autowrap_modules: Optional[Sequence[Any]] = None,
+                     torch_leaves: Optional[bool] = None) -> fx.GraphModule:
     """Capture ``methods`` (``[(method_name, fn, args, kwargs)]``) with fx symbolic tracing.
 
     Returns a GraphModule tree with the concrete mode's contract (module docstring of
@@ -464,7 +470,8 @@ def capture_symbolic(root: Optional[torch.nn.Module],
     options = SymbolicOptions(
         tuple(leaf_modules) if leaf_modules is not None else options.leaf_modules,
         tuple(autowrap_functions) if autowrap_functions is not None else options.autowrap_functions,
-        tuple(autowrap_modules) if autowrap_modules is not None else options.autowrap_modules)
+        tuple(autowrap_modules) if autowrap_modules is not None else options.autowrap_modules,
+        torch_leaves if torch_leaves is not None else options.torch_leaves)
     callsite = user_source(sys._getframe(1))
     cap = _SymbolicCapture(root, name, options, callsite)
     with preserved_state([root] if root is not None else [], always=True), \

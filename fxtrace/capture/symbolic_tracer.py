@@ -24,8 +24,8 @@ from .meta import GUARD, SourceLoc, guard_message
 from .source import is_internal_file
 from .types import python_type_of
 
-__all__ = ["ENTRY", "SymbolicOptions", "SymbolicTracer", "source_from_stack_trace", "flat_binding",
-           "rebind", "call_key", "user_source_of_exception", "fetch", "has_hooks"]
+__all__ = ["ENTRY", "SymbolicOptions", "is_torch_leaf", "SymbolicTracer", "source_from_stack_trace",
+           "flat_binding", "rebind", "call_key", "user_source_of_exception", "fetch", "has_hooks"]
 
 ENTRY = "_fxtrace_symbolic_entry"  # the frame that separates fxtrace's stack from the user's
 
@@ -38,8 +38,14 @@ class SymbolicOptions:
     leaf_modules: Tuple[Any, ...] = ()
     autowrap_functions: Tuple[Callable[..., Any], ...] = ()
     autowrap_modules: Tuple[Any, ...] = (math,)
+    #: torch.fx's default policy: ``torch.nn``'s own modules are leaves (see :func:`is_torch_leaf`).
+    torch_leaves: bool = True
 
     def is_leaf(self, module: torch.nn.Module, path: str) -> bool:
+        """A leaf is captured concretely on the inputs it receives, not traced symbolically:
+        the modules named in ``leaf_modules``, and (``torch_leaves``) torch's own modules."""
+        if self.torch_leaves and is_torch_leaf(module):
+            return True
         for leaf in self.leaf_modules:
             if isinstance(leaf, str):
                 if leaf == path:
@@ -50,6 +56,15 @@ class SymbolicOptions:
             elif leaf is module:
                 return True
         return False
+
+
+def is_torch_leaf(module: torch.nn.Module) -> bool:
+    """``fx.Tracer.is_leaf_module``'s default: a module whose class is defined in ``torch.nn``
+    or ``torch.ao.nn``, except ``Sequential`` (a container whose calls fx follows). A user
+    subclass of a ``torch.nn`` class is not a leaf (its class lives in the user's module)."""
+    where = type(module).__module__ or ""
+    return (where.startswith("torch.nn") or where.startswith("torch.ao.nn")) \
+        and not isinstance(module, torch.nn.Sequential)
 
 
 def _has_tensor(value: Any) -> bool:
