@@ -77,12 +77,31 @@ from .symbolic_tracer import (
 from .types import python_type_of
 
 __all__ = ["capture_symbolic", "flat_binding", "symbolic_options", "SymbolicOptions",
-           "SymbolicTraceError", "CONCRETE_HINT"]
+           "SymbolicTraceError", "CONCRETE_HINT", "AUTO_SYMBOLIC", "AUTO_DISAGREES",
+           "fallback_reason"]
 
 #: The advice every symbolic failure ends with (tests look for ``mode="concrete"``).
 CONCRETE_HINT = ('Use mode="concrete" (runs the code on the example inputs and guards what it '
                  'specialises) or mode="auto" (falls back to it); or make the offending submodule '
                  'a leaf: fxtrace.capture.symbolic.symbolic_options(leaf_modules=[...]).')
+
+#: ``CaptureInfo.mode_reason`` of a ``mode="auto"`` capture that kept the symbolic graph.
+AUTO_SYMBOLIC = "auto: symbolic (symbolic capture succeeded and matches eager on the example inputs)"
+#: ``CaptureInfo.mode_reason`` of an auto capture whose symbolic graph disagreed with eager.
+AUTO_DISAGREES = ("auto: concrete (the symbolic capture does not give eager's outputs on the "
+                  "example inputs, as a GraphModule or lowered to TorchScript)")
+
+
+def fallback_reason(exc: BaseException) -> str:
+    """``CaptureInfo.mode_reason`` of an auto capture that fell back because symbolic capture
+    raised ``exc``: one line naming the user's file:line (a :class:`SymbolicTraceError`'s first
+    line does) and the cause."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    src = getattr(exc, "source", None)
+    if src is not None and str(src) not in first:
+        first = f"at {src}: {first}"
+    return f"auto: concrete (symbolic capture failed: {type(exc).__name__}: {first})"
+
 
 _OPTIONS: contextvars.ContextVar[SymbolicOptions] = contextvars.ContextVar(
     "fxtrace_symbolic_options", default=SymbolicOptions())  # noqa: B039 - frozen, immutable
