@@ -52,6 +52,7 @@ from ..errors import SymbolicTraceError
 from ..state import preserved_state
 from .assemble import ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
 from .meta import (
+    GUARD,
     INFO,
     METHODS,
     MODULE,
@@ -282,7 +283,8 @@ class _SymbolicCapture:
             return module(*args, **kwargs)
         if self.options.is_leaf(module, path):
             if id(module) not in self.leaves:
-                self.leaves[id(module)] = self._capture_leaf(module, path, args, kwargs)
+                self.leaves[id(module)] = self._capture_leaf(module, path, args, kwargs,
+                                                             callsite)
             return module(*args, **kwargs)
         entry = self.entries.get(id(module))
         if entry is None:
@@ -302,8 +304,11 @@ class _SymbolicCapture:
         return _Run(self, entry.gm, module, path, False).run(*[v for _, v in flat])
 
     def _capture_leaf(self, module: torch.nn.Module, path: str, args: Tuple[Any, ...],
-                      kwargs: Dict[str, Any]) -> fx.GraphModule:
-        """A leaf module is captured by the concrete tracer on the inputs it receives."""
+                      kwargs: Dict[str, Any], where: Optional[SourceLoc]) -> fx.GraphModule:
+        """A leaf module is captured by the concrete tracer on the inputs it receives. What
+        that capture attributes to the outer trace call (a ``torch.nn`` module has no user line
+        of its own) is attributed to ``where``, the user line that calls the leaf, as concrete
+        capture of the whole program would: node sources, guard messages, specialisations."""
         from .assemble import assemble
         from .concrete import capture_concrete
         info = CaptureInfo(mode="concrete", is_function=False, name=type(module).__name__,
@@ -317,14 +322,29 @@ class _SymbolicCapture:
                 for node in sub.graph.nodes:
                     inner = node.meta.get(MODULE) or ""
                     node.meta[MODULE] = f"{path}.{inner}" if inner else path
+                    self._relocate(node, where)
         for s in info.specialisations:
             s.module = f"{path}.{s.module}" if s.module else path
+            if where is not None and s.source == self.callsite:
+                s.source = where
             self.specialisations.append(s)
         for inner, n in info.module_calls.items():
             if inner:
                 full = f"{path}.{inner}"
                 self.module_calls[full] = self.module_calls.get(full, 0) + n
         return gm
+
+    def _relocate(self, node: fx.Node, where: Optional[SourceLoc]) -> None:
+        """``node``'s source (and a guard's message) from the outer call to ``where``."""
+        old = self.callsite
+        if where is None or old is None or node.meta.get(SOURCE) != old:
+            return
+        node.meta[SOURCE] = where
+        node.meta["stack_trace"] = where.stack_trace()
+        if node.meta.get(GUARD):
+            before, after = f"{old.short} ({old.code})", f"{where.short} ({where.code})"
+            node.args = tuple(a.replace(before, after) if isinstance(a, str) else a
+                              for a in node.args)
 
     def capture(self, methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]]
                 ) -> fx.GraphModule:

@@ -175,7 +175,7 @@ class SymbolicTracer(fx.Tracer):
         frames = list(summary)
         start = None
         for i, f in enumerate(frames):
-            if f.name == ENTRY and f.filename.endswith("symbolic.py"):
+            if f.name == ENTRY and f.filename == __file__:
                 start = i
         if start is None:
             return traceback.StackSummary.from_list([])
