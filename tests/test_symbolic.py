@@ -414,6 +414,11 @@ def test_fallback_reason_names_the_user_line() -> None:
     assert gm.meta["fxtrace"].mode == "concrete"
     gm.meta["fxtrace"].mode_reason = reason  # what fxtrace.api records (see below)
     assert passes_table(gm).splitlines()[:2] == ["capture mode: concrete", f"mode choice: {reason}"]
+    import io
+    out = io.StringIO()
+    fxtrace.inspect.show(gm, tables=("passes",), file=out)
+    assert out.getvalue().splitlines()[:3] == ["capture mode: concrete", f"mode choice: {reason}",
+                                               "== passes =="]
     assert AUTO_SYMBOLIC.startswith("auto: symbolic")
 
 

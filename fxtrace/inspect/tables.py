@@ -490,7 +490,7 @@ def show(x: Any, *, tables: Sequence[str] = DEFAULT_TABLES, fmt: str = "simple",
             if name == "nodes":
                 raise
             text = f"(not available: {e})"
-        if name == "passes" and info is not None:  # its capture mode line is printed above
-            text = text.split("\n", 1)[1]
+        if name == "passes" and info is not None:  # its capture mode lines are printed above
+            text = text[len(_mode_lines(info)) + 1:]
         print(text, file=out)
         print(file=out)
