@@ -7,9 +7,10 @@ kind of ``fx.GraphModule`` tree the concrete mode builds (see :mod:`.assemble`):
 GraphModule per called module at the same qualified name, holding the original Parameter and
 buffer objects in their original order.
 
-How the tree is built: the tracer treats *every* submodule as a leaf, so a call stays a
+How the tree is built: the fx tracer stops at *every* submodule, so a call stays a
 ``call_module`` node; while the interpreter runs a graph, each ``call_module`` it reaches is
-traced in turn (with the arguments it really receives) into a GraphModule of its own, and run
+traced in turn (with the arguments it really receives) into a GraphModule of its own (a leaf:
+captured concretely, see below), and run
 through the interpreter as well — recursively, so each module's graph is traced once and the
 program runs once.
 
@@ -25,10 +26,15 @@ submodule, a submodule called with different non-tensor arguments) raise
 :class:`SymbolicTraceError`, naming the user line and suggesting ``mode="concrete"``;
 ``mode="auto"`` falls back to concrete capture on any error.
 
+Leaves: as ``torch.fx.Tracer.is_leaf_module`` by default, ``torch.nn``'s own modules (not
+``Sequential``) are leaves: not traced symbolically but captured with the concrete tracer on
+the inputs they receive, into a GraphModule at their qualified name; their guards stay inside
+them, their specialisations join the capture's (attributed to the user line calling the leaf).
+
 Options (:func:`symbolic_options` or keyword arguments of :func:`capture_symbolic`):
-``leaf_modules`` — modules (types, instances or qualified names) that are not traced
-symbolically but captured with the concrete tracer on the inputs they receive (use it for a
-submodule with data-dependent control flow); ``autowrap_functions`` / ``autowrap_modules`` —
+``leaf_modules`` — more leaves (types, instances or qualified names; use it for a submodule
+with data-dependent control flow); ``torch_leaves=False`` — trace into ``torch.nn`` modules
+too; ``autowrap_functions`` / ``autowrap_modules`` —
 passed to ``fx.Tracer``. Functions registered with ``torch.fx.wrap`` stay ``call_function``
 nodes; lowering compiles them with TorchScript, so they must be scriptable (checked at capture).
 """
