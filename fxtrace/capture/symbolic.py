@@ -46,7 +46,6 @@ import contextvars
 import dataclasses
 import inspect
 import math
-import operator
 import sys
 import traceback
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -78,6 +77,7 @@ from .symbolic_tracer import (
     fetch,
     flat_binding,
     has_hooks,
+    normalise,
     source_from_stack_trace,
     user_source_of_exception,
 )
@@ -401,11 +401,11 @@ class _SymbolicCapture:
         for target, flat in runs:
             _Run(self, target, root, "", True).run(*[v for _, v in flat])
         for g in [gm, *gm.meta[METHODS].values()]:
-            _normalise(g.graph)
+            normalise(g.graph)
             g.recompile()
         for entry in self.entries.values():
             if entry.gm is not gm:
-                _normalise(entry.gm.graph)
+                normalise(entry.gm.graph)
                 entry.gm.recompile()
         if root is not None:
             self._assemble(root)
@@ -439,60 +439,6 @@ class _SymbolicCapture:
             return module
 
         build(root)
-
-
-# ------------------------------------------------------------------------------- normalisation
-
-#: ``getattr(tensor, name)`` -> a lowerable node: ("method", name) or ("function", callable).
-_TENSOR_ATTRIBUTES: Dict[str, Tuple[str, Any]] = {
-    "shape": ("method", "size"),
-    "ndim": ("method", "dim"),
-    "dtype": ("function", torch.ops.prim.dtype),
-    "device": ("function", torch.ops.prim.device),
-    "is_cuda": ("function", torch.ops.prim.is_cuda),
-    "requires_grad": ("function", torch.ops.prim.requires_grad),
-}
-_INPLACE: Dict[Any, Tuple[str, Any]] = {
-    operator.iadd: ("add_", operator.add), operator.isub: ("sub_", operator.sub),
-    operator.imul: ("mul_", operator.mul), operator.itruediv: ("div_", operator.truediv),
-    operator.ifloordiv: ("floor_divide_", operator.floordiv),
-    operator.imod: ("remainder_", operator.mod), operator.ipow: ("pow_", operator.pow),
-    operator.iand: ("bitwise_and_", operator.and_), operator.ior: ("bitwise_or_", operator.or_),
-    operator.ixor: ("bitwise_xor_", operator.xor),
-}
-
-
-def _is_tensor_node(arg: Any) -> bool:
-    if not isinstance(arg, fx.Node):
-        return False
-    meta = arg.meta.get(TENSOR_META)
-    return meta is not None and hasattr(meta, "shape")
-
-
-def _normalise(graph: fx.Graph) -> None:
-    """Rewrite what fx symbolic tracing records into targets TorchScript lowering spells:
-    ``getattr(x, "shape")`` -> ``x.size()`` (and ``ndim``/``dtype``/``device``/...), in-place
-    operators (``operator.iadd``) -> ``x.add_(y)`` on tensors / ``operator.add`` on numbers,
-    ``operator.abs`` -> ``torch.abs`` / ``abs``."""
-    for node in list(graph.nodes):
-        if node.op != "call_function":
-            continue
-        target, args = node.target, node.args
-        if target is getattr and len(args) == 2 and _is_tensor_node(args[0]) \
-                and args[1] in _TENSOR_ATTRIBUTES:
-            kind, new = _TENSOR_ATTRIBUTES[args[1]]
-            if kind == "method":
-                node.op, node.target, node.args = "call_method", new, (args[0],)
-            else:
-                node.target, node.args = new, (args[0],)
-        elif target in _INPLACE and not node.kwargs:
-            method, plain = _INPLACE[target]
-            if _is_tensor_node(args[0]):
-                node.op, node.target = "call_method", method
-            else:
-                node.target = plain
-        elif target is operator.abs:
-            node.target = torch.abs if _is_tensor_node(args[0]) else abs
 
 
 # ------------------------------------------------------------------------------- entry points
