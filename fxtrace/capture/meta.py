@@ -194,3 +194,6 @@ class CaptureInfo:
     recapture: Optional[Callable[..., Any]] = dataclasses.field(default=None, repr=False)
     #: ``finish(raw_gm) -> gm``: run the passes this capture went through over a raw one.
     finish: Optional[Callable[..., Any]] = dataclasses.field(default=None, repr=False)
+    #: Why ``mode="auto"`` chose ``mode`` ("" outside auto): the symbolic failure, with its
+    #: file:line, or its disagreement with eager, when it fell back to concrete capture.
+    mode_reason: str = ""

@@ -7,9 +7,10 @@ kind of ``fx.GraphModule`` tree the concrete mode builds (see :mod:`.assemble`):
 GraphModule per called module at the same qualified name, holding the original Parameter and
 buffer objects in their original order.
 
-How the tree is built: the tracer treats *every* submodule as a leaf, so a call stays a
+How the tree is built: the fx tracer stops at *every* submodule, so a call stays a
 ``call_module`` node; while the interpreter runs a graph, each ``call_module`` it reaches is
-traced in turn (with the arguments it really receives) into a GraphModule of its own, and run
+traced in turn (with the arguments it really receives) into a GraphModule of its own (a leaf:
+captured concretely, see below), and run
 through the interpreter as well — recursively, so each module's graph is traced once and the
 program runs once.
 
@@ -25,10 +26,15 @@ submodule, a submodule called with different non-tensor arguments) raise
 :class:`SymbolicTraceError`, naming the user line and suggesting ``mode="concrete"``;
 ``mode="auto"`` falls back to concrete capture on any error.
 
+Leaves: as ``torch.fx.Tracer.is_leaf_module`` by default, ``torch.nn``'s own modules (not
+``Sequential``) are leaves: not traced symbolically but captured with the concrete tracer on
+the inputs they receive, into a GraphModule at their qualified name; their guards stay inside
+them, their specialisations join the capture's (attributed to the user line calling the leaf).
+
 Options (:func:`symbolic_options` or keyword arguments of :func:`capture_symbolic`):
-``leaf_modules`` — modules (types, instances or qualified names) that are not traced
-symbolically but captured with the concrete tracer on the inputs they receive (use it for a
-submodule with data-dependent control flow); ``autowrap_functions`` / ``autowrap_modules`` —
+``leaf_modules`` — more leaves (types, instances or qualified names; use it for a submodule
+with data-dependent control flow); ``torch_leaves=False`` — trace into ``torch.nn`` modules
+too; ``autowrap_functions`` / ``autowrap_modules`` —
 passed to ``fx.Tracer``. Functions registered with ``torch.fx.wrap`` stay ``call_function``
 nodes; lowering compiles them with TorchScript, so they must be scriptable (checked at capture).
 """
@@ -40,7 +46,6 @@ import contextvars
 import dataclasses
 import inspect
 import math
-import operator
 import sys
 import traceback
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -52,6 +57,7 @@ from ..errors import SymbolicTraceError
 from ..state import preserved_state
 from .assemble import ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
 from .meta import (
+    GUARD,
     INFO,
     METHODS,
     MODULE,
@@ -71,18 +77,38 @@ from .symbolic_tracer import (
     fetch,
     flat_binding,
     has_hooks,
+    normalise,
     source_from_stack_trace,
     user_source_of_exception,
 )
 from .types import python_type_of
 
 __all__ = ["capture_symbolic", "flat_binding", "symbolic_options", "SymbolicOptions",
-           "SymbolicTraceError", "CONCRETE_HINT"]
+           "SymbolicTraceError", "CONCRETE_HINT", "AUTO_SYMBOLIC", "AUTO_DISAGREES",
+           "fallback_reason"]
 
 #: The advice every symbolic failure ends with (tests look for ``mode="concrete"``).
 CONCRETE_HINT = ('Use mode="concrete" (runs the code on the example inputs and guards what it '
                  'specialises) or mode="auto" (falls back to it); or make the offending submodule '
                  'a leaf: fxtrace.capture.symbolic.symbolic_options(leaf_modules=[...]).')
+
+#: ``CaptureInfo.mode_reason`` of a ``mode="auto"`` capture that kept the symbolic graph.
+AUTO_SYMBOLIC = "auto: symbolic (symbolic capture succeeded and matches eager on the example inputs)"
+#: ``CaptureInfo.mode_reason`` of an auto capture whose symbolic graph disagreed with eager.
+AUTO_DISAGREES = ("auto: concrete (the symbolic capture does not give eager's outputs on the "
+                  "example inputs, as a GraphModule or lowered to TorchScript)")
+
+
+def fallback_reason(exc: BaseException) -> str:
+    """``CaptureInfo.mode_reason`` of an auto capture that fell back because symbolic capture
+    raised ``exc``: one line naming the user's file:line (a :class:`SymbolicTraceError`'s first
+    line does) and the cause."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    src = getattr(exc, "source", None)
+    if src is not None and str(src) not in first:
+        first = f"at {src}: {first}"
+    return f"auto: concrete (symbolic capture failed: {type(exc).__name__}: {first})"
+
 
 _OPTIONS: contextvars.ContextVar[SymbolicOptions] = contextvars.ContextVar(
     "fxtrace_symbolic_options", default=SymbolicOptions())  # noqa: B039 - frozen, immutable
@@ -91,14 +117,19 @@ _OPTIONS: contextvars.ContextVar[SymbolicOptions] = contextvars.ContextVar(
 @contextlib.contextmanager
 def symbolic_options(*, leaf_modules: Sequence[Any] = (),
                      autowrap_functions: Sequence[Callable[..., Any]] = (),
-                     autowrap_modules: Sequence[Any] = (math,)) -> Iterator[SymbolicOptions]:
+                     autowrap_modules: Sequence[Any] = (math,),
+                     torch_leaves: bool = True) -> Iterator[SymbolicOptions]:
     """Set the options of every symbolic capture in the block (``trace``/``capture`` with
     ``mode="symbolic"`` or ``"auto"``)::
 
-        with symbolic_options(leaf_modules=[nn.BatchNorm2d]):
+        with symbolic_options(leaf_modules=[MyBlock], torch_leaves=True):
             traced = fxtrace.trace(model, x, mode="symbolic")
+
+    ``torch_leaves=False`` traces into ``torch.nn``'s modules too (fxtrace's policy before
+    torch.fx's default was adopted; BatchNorm, LSTM, Transformer layers then fail).
     """
-    options = SymbolicOptions(tuple(leaf_modules), tuple(autowrap_functions), tuple(autowrap_modules))
+    options = SymbolicOptions(tuple(leaf_modules), tuple(autowrap_functions),
+                              tuple(autowrap_modules), torch_leaves)
     token = _OPTIONS.set(options)
     try:
         yield options
@@ -258,7 +289,8 @@ class _SymbolicCapture:
             return module(*args, **kwargs)
         if self.options.is_leaf(module, path):
             if id(module) not in self.leaves:
-                self.leaves[id(module)] = self._capture_leaf(module, path, args, kwargs)
+                self.leaves[id(module)] = self._capture_leaf(module, path, args, kwargs,
+                                                             callsite)
             return module(*args, **kwargs)
         entry = self.entries.get(id(module))
         if entry is None:
@@ -278,8 +310,11 @@ class _SymbolicCapture:
         return _Run(self, entry.gm, module, path, False).run(*[v for _, v in flat])
 
     def _capture_leaf(self, module: torch.nn.Module, path: str, args: Tuple[Any, ...],
-                      kwargs: Dict[str, Any]) -> fx.GraphModule:
-        """A leaf module is captured by the concrete tracer on the inputs it receives."""
+                      kwargs: Dict[str, Any], where: Optional[SourceLoc]) -> fx.GraphModule:
+        """A leaf module is captured by the concrete tracer on the inputs it receives. What
+        that capture attributes to the outer trace call (a ``torch.nn`` module has no user line
+        of its own) is attributed to ``where``, the user line that calls the leaf, as concrete
+        capture of the whole program would: node sources, guard messages, specialisations."""
         from .assemble import assemble
         from .concrete import capture_concrete
         info = CaptureInfo(mode="concrete", is_function=False, name=type(module).__name__,
@@ -293,14 +328,29 @@ class _SymbolicCapture:
                 for node in sub.graph.nodes:
                     inner = node.meta.get(MODULE) or ""
                     node.meta[MODULE] = f"{path}.{inner}" if inner else path
+                    self._relocate(node, where)
         for s in info.specialisations:
             s.module = f"{path}.{s.module}" if s.module else path
+            if where is not None and s.source == self.callsite:
+                s.source = where
             self.specialisations.append(s)
         for inner, n in info.module_calls.items():
             if inner:
                 full = f"{path}.{inner}"
                 self.module_calls[full] = self.module_calls.get(full, 0) + n
         return gm
+
+    def _relocate(self, node: fx.Node, where: Optional[SourceLoc]) -> None:
+        """``node``'s source (and a guard's message) from the outer call to ``where``."""
+        old = self.callsite
+        if where is None or old is None or node.meta.get(SOURCE) != old:
+            return
+        node.meta[SOURCE] = where
+        node.meta["stack_trace"] = where.stack_trace()
+        if node.meta.get(GUARD):
+            before, after = f"{old.short} ({old.code})", f"{where.short} ({where.code})"
+            node.args = tuple(a.replace(before, after) if isinstance(a, str) else a
+                              for a in node.args)
 
     def capture(self, methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]]
                 ) -> fx.GraphModule:
@@ -351,11 +401,11 @@ class _SymbolicCapture:
         for target, flat in runs:
             _Run(self, target, root, "", True).run(*[v for _, v in flat])
         for g in [gm, *gm.meta[METHODS].values()]:
-            _normalise(g.graph)
+            normalise(g.graph)
             g.recompile()
         for entry in self.entries.values():
             if entry.gm is not gm:
-                _normalise(entry.gm.graph)
+                normalise(entry.gm.graph)
                 entry.gm.recompile()
         if root is not None:
             self._assemble(root)
@@ -391,67 +441,14 @@ class _SymbolicCapture:
         build(root)
 
 
-# ------------------------------------------------------------------------------- normalisation
-
-#: ``getattr(tensor, name)`` -> a lowerable node: ("method", name) or ("function", callable).
-_TENSOR_ATTRIBUTES: Dict[str, Tuple[str, Any]] = {
-    "shape": ("method", "size"),
-    "ndim": ("method", "dim"),
-    "dtype": ("function", torch.ops.prim.dtype),
-    "device": ("function", torch.ops.prim.device),
-    "is_cuda": ("function", torch.ops.prim.is_cuda),
-    "requires_grad": ("function", torch.ops.prim.requires_grad),
-}
-_INPLACE: Dict[Any, Tuple[str, Any]] = {
-    operator.iadd: ("add_", operator.add), operator.isub: ("sub_", operator.sub),
-    operator.imul: ("mul_", operator.mul), operator.itruediv: ("div_", operator.truediv),
-    operator.ifloordiv: ("floor_divide_", operator.floordiv),
-    operator.imod: ("remainder_", operator.mod), operator.ipow: ("pow_", operator.pow),
-    operator.iand: ("bitwise_and_", operator.and_), operator.ior: ("bitwise_or_", operator.or_),
-    operator.ixor: ("bitwise_xor_", operator.xor),
-}
-
-
-def _is_tensor_node(arg: Any) -> bool:
-    if not isinstance(arg, fx.Node):
-        return False
-    meta = arg.meta.get(TENSOR_META)
-    return meta is not None and hasattr(meta, "shape")
-
-
-def _normalise(graph: fx.Graph) -> None:
-    """Rewrite what fx symbolic tracing records into targets TorchScript lowering spells:
-    ``getattr(x, "shape")`` -> ``x.size()`` (and ``ndim``/``dtype``/``device``/...), in-place
-    operators (``operator.iadd``) -> ``x.add_(y)`` on tensors / ``operator.add`` on numbers,
-    ``operator.abs`` -> ``torch.abs`` / ``abs``."""
-    for node in list(graph.nodes):
-        if node.op != "call_function":
-            continue
-        target, args = node.target, node.args
-        if target is getattr and len(args) == 2 and _is_tensor_node(args[0]) \
-                and args[1] in _TENSOR_ATTRIBUTES:
-            kind, new = _TENSOR_ATTRIBUTES[args[1]]
-            if kind == "method":
-                node.op, node.target, node.args = "call_method", new, (args[0],)
-            else:
-                node.target, node.args = new, (args[0],)
-        elif target in _INPLACE and not node.kwargs:
-            method, plain = _INPLACE[target]
-            if _is_tensor_node(args[0]):
-                node.op, node.target = "call_method", method
-            else:
-                node.target = plain
-        elif target is operator.abs:
-            node.target = torch.abs if _is_tensor_node(args[0]) else abs
-
-
 # ------------------------------------------------------------------------------- entry points
 
 def capture_symbolic(root: Optional[torch.nn.Module],
                      methods: List[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
                      name: str, *, leaf_modules: Optional[Sequence[Any]] = None,
                      autowrap_functions: Optional[Sequence[Callable[..., Any]]] = None,
-                     autowrap_modules: Optional[Sequence[Any]] = None) -> fx.GraphModule:
+                     autowrap_modules: Optional[Sequence[Any]] = None,
+                     torch_leaves: Optional[bool] = None) -> fx.GraphModule:
     """Capture ``methods`` (``[(method_name, fn, args, kwargs)]``) with fx symbolic tracing.
 
     Returns a GraphModule tree with the concrete mode's contract (module docstring of
@@ -464,7 +461,8 @@ def capture_symbolic(root: Optional[torch.nn.Module],
     options = SymbolicOptions(
         tuple(leaf_modules) if leaf_modules is not None else options.leaf_modules,
         tuple(autowrap_functions) if autowrap_functions is not None else options.autowrap_functions,
-        tuple(autowrap_modules) if autowrap_modules is not None else options.autowrap_modules)
+        tuple(autowrap_modules) if autowrap_modules is not None else options.autowrap_modules,
+        torch_leaves if torch_leaves is not None else options.torch_leaves)
     callsite = user_source(sys._getframe(1))
     cap = _SymbolicCapture(root, name, options, callsite)
     with preserved_state([root] if root is not None else [], always=True), \

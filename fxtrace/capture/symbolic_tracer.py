@@ -2,7 +2,8 @@
 
 :class:`SymbolicTracer` is ``fx.Tracer`` with fxtrace's leaf policy, its user frames (so a
 node's source is the user's line, not fxtrace's) and its input handling: tensor inputs become
-placeholders, non-tensor inputs are specialised and guarded.
+placeholders, non-tensor inputs are specialised and guarded. :func:`normalise` rewrites what
+fx records into targets TorchScript lowering spells.
 """
 from __future__ import annotations
 
@@ -20,12 +21,13 @@ import torch
 import torch.fx as fx
 
 from .. import tree
-from .meta import GUARD, SourceLoc, guard_message
+from .meta import GUARD, TENSOR_META, SourceLoc, guard_message
 from .source import is_internal_file
 from .types import python_type_of
 
-__all__ = ["ENTRY", "SymbolicOptions", "SymbolicTracer", "source_from_stack_trace", "flat_binding",
-           "rebind", "call_key", "user_source_of_exception", "fetch", "has_hooks"]
+__all__ = ["ENTRY", "SymbolicOptions", "is_torch_leaf", "SymbolicTracer", "source_from_stack_trace",
+           "flat_binding", "rebind", "normalise", "call_key", "user_source_of_exception", "fetch",
+           "has_hooks"]
 
 ENTRY = "_fxtrace_symbolic_entry"  # the frame that separates fxtrace's stack from the user's
 
@@ -38,8 +40,14 @@ class SymbolicOptions:
     leaf_modules: Tuple[Any, ...] = ()
     autowrap_functions: Tuple[Callable[..., Any], ...] = ()
     autowrap_modules: Tuple[Any, ...] = (math,)
+    #: torch.fx's default policy: ``torch.nn``'s own modules are leaves (see :func:`is_torch_leaf`).
+    torch_leaves: bool = True
 
     def is_leaf(self, module: torch.nn.Module, path: str) -> bool:
+        """A leaf is captured concretely on the inputs it receives, not traced symbolically:
+        the modules named in ``leaf_modules``, and (``torch_leaves``) torch's own modules."""
+        if self.torch_leaves and is_torch_leaf(module):
+            return True
         for leaf in self.leaf_modules:
             if isinstance(leaf, str):
                 if leaf == path:
@@ -50,6 +58,15 @@ class SymbolicOptions:
             elif leaf is module:
                 return True
         return False
+
+
+def is_torch_leaf(module: torch.nn.Module) -> bool:
+    """``fx.Tracer.is_leaf_module``'s default: a module whose class is defined in ``torch.nn``
+    or ``torch.ao.nn``, except ``Sequential`` (a container whose calls fx follows). A user
+    subclass of a ``torch.nn`` class is not a leaf (its class lives in the user's module)."""
+    where = type(module).__module__ or ""
+    return (where.startswith("torch.nn") or where.startswith("torch.ao.nn")) \
+        and not isinstance(module, torch.nn.Sequential)
 
 
 def _has_tensor(value: Any) -> bool:
@@ -160,7 +177,7 @@ class SymbolicTracer(fx.Tracer):
         frames = list(summary)
         start = None
         for i, f in enumerate(frames):
-            if f.name == ENTRY and f.filename.endswith("symbolic.py"):
+            if f.name == ENTRY and f.filename == __file__:
                 start = i
         if start is None:
             return traceback.StackSummary.from_list([])
@@ -208,3 +225,57 @@ class SymbolicTracer(fx.Tracer):
 
 
 # ------------------------------------------------------------------------------- capture
+
+
+# ------------------------------------------------------------------------------- normalisation
+
+#: ``getattr(tensor, name)`` -> a lowerable node: ("method", name) or ("function", callable).
+_TENSOR_ATTRIBUTES: Dict[str, Tuple[str, Any]] = {
+    "shape": ("method", "size"),
+    "ndim": ("method", "dim"),
+    "dtype": ("function", torch.ops.prim.dtype),
+    "device": ("function", torch.ops.prim.device),
+    "is_cuda": ("function", torch.ops.prim.is_cuda),
+    "requires_grad": ("function", torch.ops.prim.requires_grad),
+}
+_INPLACE: Dict[Any, Tuple[str, Any]] = {
+    operator.iadd: ("add_", operator.add), operator.isub: ("sub_", operator.sub),
+    operator.imul: ("mul_", operator.mul), operator.itruediv: ("div_", operator.truediv),
+    operator.ifloordiv: ("floor_divide_", operator.floordiv),
+    operator.imod: ("remainder_", operator.mod), operator.ipow: ("pow_", operator.pow),
+    operator.iand: ("bitwise_and_", operator.and_), operator.ior: ("bitwise_or_", operator.or_),
+    operator.ixor: ("bitwise_xor_", operator.xor),
+}
+
+
+def _is_tensor_node(arg: Any) -> bool:
+    if not isinstance(arg, fx.Node):
+        return False
+    meta = arg.meta.get(TENSOR_META)
+    return meta is not None and hasattr(meta, "shape")
+
+
+def normalise(graph: fx.Graph) -> None:
+    """Rewrite what fx symbolic tracing records into targets TorchScript lowering spells:
+    ``getattr(x, "shape")`` -> ``x.size()`` (and ``ndim``/``dtype``/``device``/...), in-place
+    operators (``operator.iadd``) -> ``x.add_(y)`` on tensors / ``operator.add`` on numbers,
+    ``operator.abs`` -> ``torch.abs`` / ``abs``."""
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        target, args = node.target, node.args
+        if target is getattr and len(args) == 2 and _is_tensor_node(args[0]) \
+                and args[1] in _TENSOR_ATTRIBUTES:
+            kind, new = _TENSOR_ATTRIBUTES[args[1]]
+            if kind == "method":
+                node.op, node.target, node.args = "call_method", new, (args[0],)
+            else:
+                node.target, node.args = new, (args[0],)
+        elif target in _INPLACE and not node.kwargs:
+            method, plain = _INPLACE[target]
+            if _is_tensor_node(args[0]):
+                node.op, node.target = "call_method", method
+            else:
+                node.target = plain
+        elif target is operator.abs:
+            node.target = torch.abs if _is_tensor_node(args[0]) else abs

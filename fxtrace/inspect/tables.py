@@ -408,6 +408,13 @@ def _capture_info(x: Any) -> Optional[CaptureInfo]:
     return info if isinstance(info, CaptureInfo) else None
 
 
+def _mode_lines(info: Optional[CaptureInfo]) -> str:
+    """``capture mode: ...``, then ``mode choice: ...`` when ``mode="auto"`` recorded why."""
+    line = f"capture mode: {info.mode if info is not None else 'unknown'}"
+    reason = getattr(info, "mode_reason", "")
+    return f"{line}\nmode choice: {reason}" if reason else line
+
+
 def passes_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40) -> str:
     """The graph passes the capture went through, in order, under a ``capture mode: ...`` line.
 
@@ -435,7 +442,7 @@ def passes_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40) 
                      "yes" if r.modified else "no"))
     table = _tabulate(body, COLUMNS["passes"], fmt,
                       _align("passes", ["#", "nodes before", "nodes after", "delta", "ms"]))
-    return f"capture mode: {info.mode if info is not None else 'unknown'}\n{table}"
+    return f"{_mode_lines(info)}\n{table}"
 
 
 # --------------------------------------------------------------------------- registry, show
@@ -470,7 +477,7 @@ def show(x: Any, *, tables: Sequence[str] = DEFAULT_TABLES, fmt: str = "simple",
     else:
         info = _capture_info(x)
         if info is not None:
-            print(f"capture mode: {info.mode}", file=out)
+            print(_mode_lines(info), file=out)
     for name in tables:
         if name not in TABLES:
             raise ValueError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
@@ -483,7 +490,7 @@ def show(x: Any, *, tables: Sequence[str] = DEFAULT_TABLES, fmt: str = "simple",
             if name == "nodes":
                 raise
             text = f"(not available: {e})"
-        if name == "passes" and info is not None:  # its capture mode line is printed above
-            text = text.split("\n", 1)[1]
+        if name == "passes" and info is not None:  # its capture mode lines are printed above
+            text = text[len(_mode_lines(info)) + 1:]
         print(text, file=out)
         print(file=out)
