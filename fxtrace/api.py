@@ -65,26 +65,33 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
         require_eval_for_fold(root)
     options = {"guards": guards, "force_outplace": force_outplace}
     gm: Optional[fx.GraphModule] = None
+    reason = ""  # why mode="auto" chose what it chose (CaptureInfo.mode_reason)
     if mode in ("symbolic", "auto"):
-        from .capture.symbolic import capture_symbolic
+        from .capture.symbolic import (
+            AUTO_DISAGREES,
+            AUTO_SYMBOLIC,
+            capture_symbolic,
+            fallback_reason,
+        )
         from .checking.agreement import symbolic_matches_eager
         from .lower.opaque import check_opaque_functions
         try:
             gm = capture_symbolic(root, methods, name)
             check_opaque_functions(gm)
-        except Exception:
+        except Exception as e:
             if mode == "symbolic":
                 raise
-            gm = None
+            gm, reason = None, fallback_reason(e)
         if gm is not None and not (mode == "symbolic" or
                                    symbolic_matches_eager(gm, root, methods)):
-            gm = None
+            gm, reason = None, AUTO_DISAGREES
         if gm is not None:
-            gm.meta["fxtrace"].options = options
+            gm.meta[INFO].options = options
+            gm.meta[INFO].mode_reason = AUTO_SYMBOLIC if mode == "auto" else ""
     if gm is None:
         info = CaptureInfo(mode="concrete", is_function=root is None, name=name,
                            training=bool(root.training) if root is not None else False,
-                           options=options)
+                           options=options, mode_reason=reason)
         rng = torch.random.get_rng_state()
         # A trace is an observation: buffers, flags, RNGs and Python attributes come back
         # after the capture and its Python-state test (NOTE [State writes] for parameters).

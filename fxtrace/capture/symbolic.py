@@ -58,6 +58,7 @@ from ..state import preserved_state
 from .assemble import ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
 from .meta import (
     GUARD,
+    HAS_FORWARD,
     INFO,
     METHODS,
     MODULE,
@@ -256,7 +257,7 @@ class _SymbolicCapture:
         gm.training = module.training
         _rename_class(gm, type(module))
         gm.meta[METHODS] = {}
-        gm.meta["fxtrace_has_forward"] = True
+        gm.meta[HAS_FORWARD] = True
         gm.meta[ORIGINAL] = module
         gm.meta[ORIGINAL_TYPE] = f"{type(module).__module__}.{type(module).__qualname__}"
         return gm
@@ -387,7 +388,7 @@ class _SymbolicCapture:
                 main = fx.Graph()
                 main.output(None)
             gm = self.make_gm(root, main, constants)
-            gm.meta["fxtrace_has_forward"] = "forward" in by_name
+            gm.meta[HAS_FORWARD] = "forward" in by_name
             runs = []
             for method_name, graph, flat in traced:
                 if method_name == "forward":
