@@ -18,6 +18,7 @@ from .check_report import Failure, Stats, add_agreed_leaves
 from .graphs import retrace_diff
 from .refusals import error_text, guard_refusal
 from .trace_check import compare_outputs, run_isolated
+from .variants import dtype_tolerance
 
 __all__ = ["Sampler", "InputChecker"]
 
@@ -118,7 +119,8 @@ class InputChecker:
             refused = guard_refusal(e)
             if refused is None:  # eager answered, the trace raised: a failure
                 raise Failure("trace raised", call, want=want, detail=error_text(e)) from e
-        if refused is None and compare_outputs(got, want, self.tolerance):
+        tolerance = dtype_tolerance(call, self.tolerance)
+        if refused is None and compare_outputs(got, want, tolerance):
             raise Failure("trace output differs from eager", call, got=got, want=want)
         full = (self.loaded is not None or self.retrace) and \
             self.sampler.take(call[0], call[1], refused is not None)
@@ -130,7 +132,7 @@ class InputChecker:
             if full and self.retrace:
                 self._count_spurious(call)
             return True
-        if got_loaded is not None and compare_outputs(got_loaded, want, self.tolerance):
+        if got_loaded is not None and compare_outputs(got_loaded, want, tolerance):
             raise Failure("loaded trace output differs from eager", call, got=got_loaded,
                           want=want)
         if full and self.retrace:
