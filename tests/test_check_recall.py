@@ -188,3 +188,51 @@ def test_variant_application_and_tolerance():
     assert c.dtype == torch.float16 and kw == {"k": 1}
     assert dtype_tolerance(((c,), {}), 1e-5) == 1e-2
     assert dtype_tolerance(((x,), {}), 1e-6) == 1e-6
+
+
+class RebindCounter(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+
+    def forward(self, x):
+        self.count = self.count + 1   # binds a new buffer tensor
+        return x * self.count
+
+
+class Hidden(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = torch.zeros(3)
+
+    def forward(self, x):
+        out = torch.tanh(x + self.h)
+        self.h = out.detach()         # a plain tensor attribute, rebound
+        return out
+
+
+def test_every_run_starts_from_the_same_state_on_both_sides():
+    """A stateful model whose trace is right call by call (fxtrace keeps the state as its own
+    buffer or tensor constant) checks clean: eager's rebound buffer and tensor attribute and
+    the trace's in-place written constant are all put back after every run."""
+    x = torch.randn(3)
+    counter = RebindCounter()
+    traced = _fx(RebindCounter(), x, guards=False, check_trace=False)
+    traced.load_state_dict(counter.state_dict())  # the capture ran forward once
+    report = fxtrace.check(traced, counter,
+                           example_inputs=(x,), seed=0, max_examples=40)
+    assert report.ok and report.counts["agreed"] > 10
+    assert float(counter.count) == 0.0
+    hidden = Hidden()
+    report = fxtrace.check(_fx(Hidden(), x, guards=False, check_trace=False), hidden, example_inputs=(x,),
+                           seed=0, max_examples=40, ranks=False)
+    assert report.ok and torch.equal(hidden.h, torch.zeros(3))
+
+
+def test_torch_jit_misses_state_but_the_check_compares_call_by_call():
+    """torch.jit freezes the rebound state as a constant: call by call from the same state it
+    agrees with eager, so the per-input check passes it (what call sequences would add)."""
+    x = torch.randn(3)
+    traced = _jit(RebindCounter(), x)
+    traced.load_state_dict(RebindCounter().state_dict())
+    assert fxtrace.check(traced, RebindCounter(), example_inputs=(x,), seed=0).ok

@@ -13,6 +13,7 @@ import torch
 
 from .. import tree
 from ..state import StateSnapshot
+from .attributes import KeptAttributes
 from .calls import Call, describe_inputs, input_leaves
 from .check_report import Failure, Stats, add_agreed_leaves
 from .graphs import retrace_diff
@@ -90,14 +91,24 @@ class InputChecker:
         self.sampler, self.stats = sampler, stats
         self.snapshot: Optional[StateSnapshot] = None
         self.canon: Dict[Any, List[str]] = {}  # the trace's canonical graphs, computed once
+        self.kept: Optional[KeptAttributes] = None
+
+    def _kept(self) -> Any:
+        """The tensor state the snapshot does not cover, saved once (on first use: after
+        ``stateful`` is final)."""
+        if self.kept is None:
+            self.kept = KeptAttributes(self.stateful)
+        return self.kept.kept()
 
     def _run(self, fn: Any, call: Call) -> Any:
-        return run_isolated(fn, call[0], call[1], self.stateful, self.snapshot)
+        with self._kept():
+            return run_isolated(fn, call[0], call[1], self.stateful, self.snapshot)
 
     def _diff(self, call: Call) -> Optional[Any]:
         """The graph difference of a re-trace on this input (None: the same graph)."""
-        return retrace_diff(self.gm, self.root, self.original, "forward", call[0], call[1],
-                            snapshot=self.snapshot, cache=self.canon)
+        with self._kept():
+            return retrace_diff(self.gm, self.root, self.original, "forward", call[0],
+                                call[1], snapshot=self.snapshot, cache=self.canon)
 
     def one(self, call: Call) -> bool:
         """Check one input; False when it lies outside the original's domain (skipped)."""

@@ -182,8 +182,15 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     limit = max_examples if max_examples is not None else _settings(settings, None).max_examples
     gm = capture_of(traced)
     stats = Stats()
-    checker = InputChecker(traced, original, _save_load(traced) if save_load else None, gm,
-                           root, tolerance, retrace_stable, Sampler(sample), stats)
+    loaded = _save_load(traced) if save_load else None
+    checker = InputChecker(traced, original, loaded, gm, root, tolerance, retrace_stable,
+                           Sampler(sample), stats)
+    # The trace (and its loaded copy) keep state of their own (buffers, a rebound tensor
+    # attribute): every run starts from the saved state of both sides, or a trace that is
+    # right call by call would drift from an eager side that is restored after each run.
+    stateful += [m for m in (traced, loaded) if isinstance(m, torch.nn.Module)
+                 and all(m is not s for s in stateful)]
+    checker.stateful = stateful
     test = _search(checker, strategy, limit, batch, settings, seed)
     with isolated_state(stateful), torch.no_grad():
         checker.snapshot = StateSnapshot(stateful, parameters=True)

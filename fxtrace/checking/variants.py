@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from .. import tree
+from .attributes import kept_tensor_attributes
 from .calls import Call, tensor_leaves
 from .trace_check import run_isolated
 
@@ -114,7 +115,8 @@ def find_variants(original: Any, call: Call, stateful: Sequence[Any], *, ranks: 
 
 def _eager_takes(original: Any, call: Call, stateful: Sequence[Any]) -> bool:
     try:
-        run_isolated(original, call[0], call[1], stateful)
+        with kept_tensor_attributes(stateful):
+            run_isolated(original, call[0], call[1], stateful)
     except Exception:  # noqa: BLE001 - the original does not take this variant
         return False
     return True
