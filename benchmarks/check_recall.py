@@ -1,6 +1,7 @@
 """Recall of ``fxtrace.check``: how many silently wrong traces it detects.
 
     .venv/bin/python benchmarks/check_recall.py [--examples N] [--only name,name] [--threads T]
+                                                [--no-variants]
 
 Every trap of ``tests/traps.py`` (programs that ``torch.jit.trace`` gets silently wrong, and
 the "control" programs on which torch.jit raises instead) is traced on its example inputs by
@@ -23,6 +24,9 @@ behaviour: no guard refuses another path). Each trace is then
    ``PropertyCheckError`` on a shrunk input. A raise on a trace that is wrong on no probe is
    an *alarm on a correct trace* (listed: a probe set is not exhaustive, so read the row).
 
+3. **checked on call sequences**: ``fxtrace.checking.sequences.check_calls`` with the same
+   arguments (column ``check_calls``): what it adds on traces wrong only across calls.
+
 Prints one row per trace, then recall per tracer (reachable wrong traces detected /
 reachable wrong traces), alarms on traces correct on every probe (each listed: read it, the
 probes are not every input), and the time per check (median and max, seconds).
@@ -30,6 +34,7 @@ probes are not every input), and the time per check (median and max, seconds).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -47,6 +52,7 @@ import fxtrace  # noqa: E402
 from fxtrace import tree  # noqa: E402
 from fxtrace.checking.calls import describe_inputs  # noqa: E402
 from fxtrace.checking.refusals import guard_refusal  # noqa: E402
+from fxtrace.checking.sequences import check_calls  # noqa: E402
 from test_traps import _call, _clone, _same, _trace  # noqa: E402
 from traps import TRAPS, Probe, Trap  # noqa: E402
 
@@ -109,8 +115,10 @@ def judge(trap: Trap, impl: str) -> str:
     return "raises" if raises else "correct"
 
 
-def check(trap: Trap, impl: str, examples: Optional[int]) -> Tuple[str, float, str]:
-    """``(verdict, seconds, shrunk input)`` of ``fxtrace.check`` on a fresh trace."""
+def check(trap: Trap, impl: str, examples: Optional[int],
+          checker: Any = fxtrace.check) -> Tuple[str, float, str]:
+    """``(verdict, seconds, shrunk input)`` of ``checker`` (``fxtrace.check`` or
+    ``check_calls``) on a fresh trace."""
     traced, error = _trace(trap, impl)
     if error is not None:
         return "n/a", 0.0, ""
@@ -118,8 +126,8 @@ def check(trap: Trap, impl: str, examples: Optional[int]) -> Tuple[str, float, s
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fxtrace.check(traced, trap.make(), example_inputs=_clone(trap.example_inputs),
-                          seed=0, max_examples=examples)
+            checker(traced, trap.make(), example_inputs=_clone(trap.example_inputs),
+                    seed=0, max_examples=examples)
         verdict, shrunk = "passed", ""
     except fxtrace.PropertyCheckError as e:
         if e.inputs is None:
@@ -137,10 +145,16 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=None)
     parser.add_argument("--only", default="")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-variants", action="store_true",
+                        help="fxtrace.check with ranks=False, dtypes=False (the baseline)")
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     only = set(filter(None, opts.only.split(",")))
-    rows, times = [], []
+    first = functools.partial(fxtrace.check, ranks=False, dtypes=False) if opts.no_variants \
+        else fxtrace.check
+    rows, times, seq_times = [], [], []
+    across = [0, 0]  # traces wrong only across calls; of them detected by check_calls
+    seq_alarms: List[str] = []
     counts = {label: [0, 0] for label in TRACERS.values()}  # reachable, detected
     raising = [0, 0]  # traces that raise on a probe eager answers; of them alarmed on
     correct = alarms = 0
@@ -152,7 +166,7 @@ def main() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 truth = judge(trap, impl)
-            verdict, seconds, shrunk = check(trap, impl, opts.examples)
+            verdict, seconds, shrunk = check(trap, impl, opts.examples, first)
             if verdict == "n/a":
                 continue
             times.append(seconds)
@@ -167,10 +181,17 @@ def main() -> None:
                 if verdict != "passed":
                     alarms += 1
                     alarm_rows.append(f"{trap.name} / {label}: {verdict} {shrunk}")
+            seq, seq_s, _ = check(trap, impl, opts.examples, check_calls)
+            seq_times.append(seq_s)
+            if truth == "wrong (across calls)":
+                across[0] += 1
+                across[1] += seq == "detected"
+            elif truth == "correct" and seq != "passed":
+                seq_alarms.append(f"{trap.name} / {label}: {seq}")
             rows.append((trap.name, trap.kind, label, truth, verdict, f"{seconds:.2f}",
-                         shrunk[:50]))
+                         shrunk[:40], seq))
     print(tabulate(rows, headers=["program", "kind", "tracer", "on probes", "fxtrace.check",
-                                  "s", "shrunk input"], tablefmt="simple",
+                                  "s", "shrunk input", "check_calls"], tablefmt="simple",
                    disable_numparse=True))
     print()
     reachable = sum(c[0] for c in counts.values())
@@ -184,6 +205,14 @@ def main() -> None:
     print(f"alarms on traces correct on every probe: {alarms} of {correct}")
     for line in alarm_rows:
         print(f"  alarm: {line}")
+    print(f"check_calls (sequences of calls): {across[1]} of {across[0]} traces wrong only "
+          f"across calls detected; alarms on traces correct on every probe: "
+          f"{len(seq_alarms)} of {correct}")
+    for line in seq_alarms:
+        print(f"  check_calls alarm: {line}")
+    if seq_times:
+        print(f"time per check_calls: median {statistics.median(seq_times):.2f} s, "
+              f"max {max(seq_times):.2f} s")
     if times:
         print(f"time per check: median {statistics.median(times):.2f} s, max {max(times):.2f} s, "
               f"{len(times)} checks, total {sum(times):.1f} s")

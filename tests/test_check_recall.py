@@ -236,3 +236,35 @@ def test_torch_jit_misses_state_but_the_check_compares_call_by_call():
     traced = _jit(RebindCounter(), x)
     traced.load_state_dict(RebindCounter().state_dict())
     assert fxtrace.check(traced, RebindCounter(), example_inputs=(x,), seed=0).ok
+
+
+class PyCounter(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x * self.calls
+
+
+def test_call_sequences_find_what_drifts_across_calls():
+    from fxtrace.checking.sequences import check_calls
+    x = torch.randn(3)
+    traced = _jit(PyCounter(), x)        # the count of the tracing call, frozen
+    model = PyCounter()
+    assert fxtrace.check(traced, model, example_inputs=(x,), seed=0).ok  # call by call: right
+    with pytest.raises(fxtrace.PropertyCheckError) as caught:
+        check_calls(traced, model, example_inputs=(x,), seed=0)
+    assert "call 1" in str(caught.value) and model.calls == 0  # state put back
+    # a trace that keeps the state right: sequences agree, outputs and state_dict
+    counter = RebindCounter()
+    fx_counter = _fx(RebindCounter(), x, guards=False, check_trace=False)
+    fx_counter.load_state_dict(counter.state_dict())
+    report = check_calls(fx_counter, counter, example_inputs=(x,), seed=0, max_examples=30)
+    assert report.counts["calls"] >= 60 and float(counter.count) == 0.0
+    jit_counter = _jit(RebindCounter(), x)
+    jit_counter.load_state_dict(counter.state_dict())
+    with pytest.raises(fxtrace.PropertyCheckError) as caught:
+        check_calls(jit_counter, counter, example_inputs=(x,), seed=0, max_examples=30)
+    assert "state_dict['count']" in str(caught.value)
