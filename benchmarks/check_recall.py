@@ -47,14 +47,14 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
+from test_traps import _call, _clone, _same, _trace  # noqa: E402
+from traps import TRAPS, Probe, Trap  # noqa: E402
 
 import fxtrace  # noqa: E402
 from fxtrace import tree  # noqa: E402
 from fxtrace.checking.calls import describe_inputs  # noqa: E402
 from fxtrace.checking.refusals import guard_refusal  # noqa: E402
 from fxtrace.checking.sequences import check_calls  # noqa: E402
-from test_traps import _call, _clone, _same, _trace  # noqa: E402
-from traps import TRAPS, Probe, Trap  # noqa: E402
 
 TRACERS = {"jit": "torch.jit.trace", "fxtrace_noguards": "fxtrace guards=False"}
 

@@ -11,7 +11,7 @@ in-place write into a plain tensor attribute is not; one into a buffer is, by th
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import torch
 
@@ -20,9 +20,9 @@ __all__ = ["kept_tensor_attributes", "KeptAttributes"]
 _MISSING = object()
 
 
-def _bound(modules: Sequence[Any]) -> List[Tuple[dict, str, Any]]:
+def _bound(modules: Sequence[Any]) -> List[Tuple[Dict[str, Any], str, Any]]:
     """``(namespace, name, tensor)``: plain tensor attributes and the buffer objects."""
-    out = []
+    out: List[Tuple[Dict[str, Any], str, Any]] = []
     for root in modules:
         if not isinstance(root, torch.nn.Module) or isinstance(root, torch.jit.ScriptModule):
             continue  # a ScriptModule's attributes live in C++: buffers cover its state
@@ -44,7 +44,7 @@ def _script_tensors(modules: Sequence[Any]) -> List[Tuple[torch.Tensor, torch.Te
     for root in modules:
         if not isinstance(root, torch.jit.ScriptModule):
             continue
-        found = torch._C._jit_debug_module_iterators(root._c)
+        found = torch._C._jit_debug_module_iterators(root._c)  # type: ignore[attr-defined]
         covered = {n for n, _ in found["named_parameters_r"]} | \
             {n for n, _ in found["named_buffers_r"]}
         for name, value in found["named_attributes_r"]:
@@ -59,7 +59,7 @@ class KeptAttributes:
 
     def __init__(self, modules: Sequence[Any]) -> None:
         self.bound = _bound(modules)
-        self.script = [list(t) for t in _script_tensors(modules)]
+        self.script: List[List[Any]] = [list(t) for t in _script_tensors(modules)]
 
     def restore(self) -> None:
         for space, name, value in self.bound:
