@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from hypothesis import HealthCheck, Phase, Verbosity, assume, given
@@ -56,7 +56,7 @@ from .divergence import first_divergence
 from .dynamic import eager_dynamic_dims
 from .graphs import capture_of
 from .trace_check import isolated_state, owning_module
-from .variants import find_variants, with_variants
+from .variants import Variant, find_variants, with_batch_variants, with_variants
 
 __all__ = ["check", "PropertyCheckError", "CheckWarning", "describe", "describe_inputs"]
 
@@ -66,14 +66,23 @@ _TITLE = "fxtrace.check"
 def _strategy(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any, original: Any,
               stateful: List[torch.nn.Module], ranks: Optional[bool] = None,
               dtypes: Optional[bool] = None) -> SearchStrategy:
-    """The strategy of input sets (as calls): the dims it varies, and the rank and dtype
+    """The strategy of input sets (as calls), each with its own rank and dtype variant."""
+    return with_variants(*_strategy_parts(traced, inputs, dynamic, example_inputs, original,
+                                          stateful, ranks, dtypes))
+
+
+def _strategy_parts(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any,
+                    original: Any, stateful: List[torch.nn.Module], ranks: Optional[bool],
+                    dtypes: Optional[bool]) -> Tuple[SearchStrategy, List[Variant],
+                                                     List[Variant]]:
+    """The strategy of input sets (as calls): the dims it varies; and the rank and dtype
     changes the original accepts (:mod:`fxtrace.checking.variants`)."""
     example, kw_mode = example_call(traced, example_inputs)
     if isinstance(inputs, SearchStrategy):
         if dynamic is not None or ranks or dtypes:
             raise InvalidArgument("fxtrace.check: dynamic=, ranks= and dtypes= shape the default "
                                   "strategy; they cannot be combined with an inputs= strategy")
-        return inputs.map(lambda v: as_call(v, kw_mode))
+        return inputs.map(lambda v: as_call(v, kw_mode)), [], []
     if inputs is not None:  # concrete example inputs (as the CLI passes them)
         example = as_call(inputs, kw_mode)
     if example is None:
@@ -89,7 +98,7 @@ def _strategy(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any, origi
     base_calls = inputs_like(base, dynamic=dynamic).map(lambda v: as_call(v, kw_mode))
     rank, dtype = find_variants(original, (tuple(args), dict(kwargs)), stateful,
                                 ranks=bool(ranks), dtypes=bool(dtypes))
-    return with_variants(base_calls, rank, dtype)
+    return base_calls, rank, dtype
 
 
 def _save_load(traced: Any) -> Any:
@@ -177,8 +186,8 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         raise InvalidArgument(f"fxtrace.check: batch must be an int >= 1, got {batch!r}")
     root = owning_module(original)
     stateful = [root] if root is not None else []
-    strategy = _strategy(traced, inputs, dynamic, example_inputs, original, stateful, ranks,
-                         dtypes)
+    strategy, rank, dtype = _strategy_parts(traced, inputs, dynamic, example_inputs, original,
+                                            stateful, ranks, dtypes)
     limit = max_examples if max_examples is not None else _settings(settings, None).max_examples
     gm = capture_of(traced)
     stats = Stats()
@@ -191,7 +200,7 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     stateful += [m for m in (traced, loaded) if isinstance(m, torch.nn.Module)
                  and all(m is not s for s in stateful)]
     checker.stateful = stateful
-    test = _search(checker, strategy, limit, batch, settings, seed)
+    test = _search(checker, strategy, limit, batch, settings, seed, (rank, dtype))
     with isolated_state(stateful), torch.no_grad():
         checker.snapshot = StateSnapshot(stateful, parameters=True)
         try:
@@ -211,10 +220,14 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
 
 
 def _search(checker: InputChecker, strategy: SearchStrategy, limit: int, batch: int,
-            settings: Optional[Settings], seed: Optional[int]) -> Any:
-    """The Hypothesis test: lists of input sets, checked one by one within ``limit``."""
+            settings: Optional[Settings], seed: Optional[int],
+            variants: Tuple[List[Variant], List[Variant]] = ([], [])) -> Any:
+    """The Hypothesis test: lists of input sets, checked one by one within ``limit``. One
+    rank and one dtype variant is drawn per list, after the list (so the inputs drawn at the
+    example's rank and dtype are those a check without variants draws)."""
     calls = strategy.map(lambda call: [call]) if batch == 1 else \
         st.lists(strategy, min_size=1, max_size=2 * batch - 1)
+    calls = with_batch_variants(calls, *variants)
     stats, sampler = checker.stats, checker.sampler
 
     def one_batch(batch_calls: List[Call]) -> None:

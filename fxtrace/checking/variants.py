@@ -27,7 +27,7 @@ from .attributes import kept_tensor_attributes
 from .calls import Call, tensor_leaves
 from .trace_check import run_isolated
 
-__all__ = ["Variant", "find_variants", "with_variants", "dtype_tolerance"]
+__all__ = ["Variant", "find_variants", "with_variants", "with_batch_variants", "dtype_tolerance"]
 
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _INTS = (torch.int64, torch.int32)
@@ -140,6 +140,22 @@ def with_variants(strategy: SearchStrategy, rank: List[Variant],
                 call = v.apply(call)
         return call
     return st.tuples(strategy, _choice(rank), _choice(dtype)).map(apply)
+
+
+def with_batch_variants(lists: SearchStrategy, rank: List[Variant],
+                        dtype: List[Variant]) -> SearchStrategy:
+    """``lists`` (of lists of calls) with one rank and one dtype variant drawn per list, after
+    it, and applied to each of its calls."""
+    if not rank and not dtype:
+        return lists
+
+    def apply(drawn: Tuple[List[Call], Optional[Variant], Optional[Variant]]) -> List[Call]:
+        calls, r, d = drawn
+        for v in (r, d):
+            if v is not None:
+                calls = [v.apply(c) for c in calls]
+        return calls
+    return st.tuples(lists, _choice(rank), _choice(dtype)).map(apply)
 
 
 def dtype_tolerance(call: Call, tolerance: float) -> float:
