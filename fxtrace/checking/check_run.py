@@ -13,11 +13,13 @@ import torch
 
 from .. import tree
 from ..state import StateSnapshot
+from .attributes import KeptAttributes
 from .calls import Call, describe_inputs, input_leaves
 from .check_report import Failure, Stats, add_agreed_leaves
 from .graphs import diff_report, retrace_diff
 from .refusals import error_text, guard_refusal
 from .trace_check import compare_outputs, run_isolated
+from .variants import dtype_tolerance
 
 __all__ = ["Sampler", "InputChecker"]
 
@@ -89,14 +91,24 @@ class InputChecker:
         self.sampler, self.stats = sampler, stats
         self.snapshot: Optional[StateSnapshot] = None
         self.canon: Dict[Any, List[str]] = {}  # the trace's canonical graphs, computed once
+        self.kept: Optional[KeptAttributes] = None
+
+    def _kept(self) -> Any:
+        """The tensor state the snapshot does not cover, saved once (on first use: after
+        ``stateful`` is final)."""
+        if self.kept is None:
+            self.kept = KeptAttributes(self.stateful)
+        return self.kept.kept()
 
     def _run(self, fn: Any, call: Call) -> Any:
-        return run_isolated(fn, call[0], call[1], self.stateful, self.snapshot)
+        with self._kept():
+            return run_isolated(fn, call[0], call[1], self.stateful, self.snapshot)
 
     def _diff(self, call: Call) -> Optional[Any]:
         """The graph difference of a re-trace on this input (None: the same graph)."""
-        return retrace_diff(self.gm, self.root, self.original, "forward", call[0], call[1],
-                            snapshot=self.snapshot, cache=self.canon)
+        with self._kept():
+            return retrace_diff(self.gm, self.root, self.original, "forward", call[0],
+                                call[1], snapshot=self.snapshot, cache=self.canon)
 
     def one(self, call: Call) -> bool:
         """Check one input; False when it lies outside the original's domain (skipped)."""
@@ -118,7 +130,8 @@ class InputChecker:
             refused = guard_refusal(e)
             if refused is None:  # eager answered, the trace raised: a failure
                 raise Failure("trace raised", call, want=want, detail=error_text(e)) from e
-        if refused is None and compare_outputs(got, want, self.tolerance):
+        tolerance = dtype_tolerance(call, self.tolerance)
+        if refused is None and compare_outputs(got, want, tolerance):
             raise Failure("trace output differs from eager", call, got=got, want=want)
         full = (self.loaded is not None or self.retrace) and \
             self.sampler.take(call[0], call[1], refused is not None)
@@ -130,7 +143,7 @@ class InputChecker:
             if full and self.retrace:
                 self._count_spurious(call)
             return True
-        if got_loaded is not None and compare_outputs(got_loaded, want, self.tolerance):
+        if got_loaded is not None and compare_outputs(got_loaded, want, tolerance):
             raise Failure("loaded trace output differs from eager", call, got=got_loaded,
                           want=want)
         if full and self.retrace:

@@ -30,6 +30,7 @@ import torch
 
 from .. import tree
 from ..errors import InvalidArgument
+from .attributes import kept_tensor_attributes
 from .calls import Call, abbrev, example_call, tensor_leaves
 from .refusals import fired_message, guard_code, guard_location, guard_refusal
 from .trace_check import compare_outputs, isolated_state, owning_module, run_isolated
@@ -168,7 +169,8 @@ class _Prober:
         for new in _other_sizes(size):
             args, kwargs = _resized(*self.call, dims, new)
             try:
-                want = tree.plain(run_isolated(self.original, args, kwargs, self.stateful))
+                with kept_tensor_attributes(self.stateful):
+                    want = tree.plain(run_isolated(self.original, args, kwargs, self.stateful))
             except Exception as e:  # noqa: BLE001 - the size is outside the original's domain
                 return "n/a", "", f"eager raises at size {new}: {_first(e)}"
             try:
@@ -222,7 +224,8 @@ def _eager_takes(original: Any, args: Any, kwargs: Any, stateful: List[Any], dim
                  size: int) -> bool:
     try:
         for new in _other_sizes(size):
-            run_isolated(original, *_resized(args, kwargs, dims, new), stateful)
+            with kept_tensor_attributes(stateful):
+                run_isolated(original, *_resized(args, kwargs, dims, new), stateful)
     except Exception:  # noqa: BLE001 - a fixed dim
         return False
     return True

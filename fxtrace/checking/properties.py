@@ -27,10 +27,10 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from hypothesis import HealthCheck, Verbosity, assume, given
+from hypothesis import HealthCheck, Phase, Verbosity, assume, given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
@@ -56,6 +56,7 @@ from .divergence import first_divergence
 from .dynamic import eager_dynamic_dims
 from .graphs import capture_of
 from .trace_check import isolated_state, owning_module
+from .variants import Variant, find_variants, with_batch_variants, with_variants
 
 __all__ = ["check", "PropertyCheckError", "CheckWarning", "describe", "describe_inputs"]
 
@@ -63,14 +64,25 @@ _TITLE = "fxtrace.check"
 
 
 def _strategy(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any, original: Any,
-              stateful: List[torch.nn.Module]) -> SearchStrategy:
-    """The strategy of input sets (as calls) and the dims it varies."""
+              stateful: List[torch.nn.Module], ranks: Optional[bool] = None,
+              dtypes: Optional[bool] = None) -> SearchStrategy:
+    """The strategy of input sets (as calls), each with its own rank and dtype variant."""
+    return with_variants(*_strategy_parts(traced, inputs, dynamic, example_inputs, original,
+                                          stateful, ranks, dtypes))
+
+
+def _strategy_parts(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any,
+                    original: Any, stateful: List[torch.nn.Module], ranks: Optional[bool],
+                    dtypes: Optional[bool]) -> Tuple[SearchStrategy, List[Variant],
+                                                     List[Variant]]:
+    """The strategy of input sets (as calls): the dims it varies; and the rank and dtype
+    changes the original accepts (:mod:`fxtrace.checking.variants`)."""
     example, kw_mode = example_call(traced, example_inputs)
     if isinstance(inputs, SearchStrategy):
-        if dynamic is not None:
-            raise InvalidArgument("fxtrace.check: dynamic= shapes the default strategy; it cannot "
-                                  "be combined with an inputs= strategy")
-        return inputs.map(lambda v: as_call(v, kw_mode))
+        if dynamic is not None or ranks or dtypes:
+            raise InvalidArgument("fxtrace.check: dynamic=, ranks= and dtypes= shape the default "
+                                  "strategy; they cannot be combined with an inputs= strategy")
+        return inputs.map(lambda v: as_call(v, kw_mode)), [], []
     if inputs is not None:  # concrete example inputs (as the CLI passes them)
         example = as_call(inputs, kw_mode)
     if example is None:
@@ -78,9 +90,15 @@ def _strategy(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any, origi
                               "inputs) or example_inputs=, or a trace made with _store_inputs=True")
     args, kwargs = example
     base = kwargs if kw_mode else args
+    # auto (None): with dynamic=None only; an explicit dynamic= says exactly what varies
+    ranks = dynamic is None if ranks is None else ranks
+    dtypes = dynamic is None if dtypes is None else dtypes
     if dynamic is None:  # auto: the dims at which the original itself takes other sizes
         dynamic = eager_dynamic_dims(original, args, kwargs, stateful) or False
-    return inputs_like(base, dynamic=dynamic).map(lambda v: as_call(v, kw_mode))
+    base_calls = inputs_like(base, dynamic=dynamic).map(lambda v: as_call(v, kw_mode))
+    rank, dtype = find_variants(original, (tuple(args), dict(kwargs)), stateful,
+                                ranks=bool(ranks), dtypes=bool(dtypes))
+    return base_calls, rank, dtype
 
 
 def _save_load(traced: Any) -> Any:
@@ -101,6 +119,9 @@ def _settings(base: Optional[Settings], max_examples: Optional[int]) -> Settings
     )
     if base is None:
         kw["database"] = None
+    # Hypothesis' explain phase re-runs the shrunk failure many times to annotate its own
+    # printout, which the check's report replaces: about half of a failing check's time
+    kw["phases"] = tuple(p for p in parent.phases if p != Phase.explain)
     if max_examples is not None:
         kw["max_examples"] = max_examples
     if parent.verbosity == Verbosity.normal:
@@ -112,8 +133,8 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
           tolerance: float = 1e-5, dynamic: Any = None, example_inputs: Any = None,
           save_load: bool = True, retrace_stable: bool = True, sample: Optional[int] = 3,
           seed: Optional[int] = None, batch: int = 4,
-          settings: Optional[Settings] = None, repro_path: Optional[str] = None
-          ) -> CheckReport:
+          settings: Optional[Settings] = None, repro_path: Optional[str] = None,
+          ranks: Optional[bool] = None, dtypes: Optional[bool] = None) -> CheckReport:
     """Property-check ``traced`` against ``original`` on inputs generated by Hypothesis.
 
     Args:
@@ -143,6 +164,13 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
             shrinks to the one failing input first. 1: one input per example.
         settings: Hypothesis settings to start from (default: the active profile).
         repro_path: on failure, ``torch.save`` ``{"args", "kwargs", "kind", "seed"}`` there.
+        ranks: also draw inputs of another rank (a leading dim added or dropped, per tensor
+            input or all together) where eager takes them on the example. Default (None):
+            unless ``dynamic=False``. False: never.
+        dtypes: also draw inputs of another floating dtype (float32, float64, float16,
+            bfloat16) or integer width (int64, int32) where eager takes them on the example;
+            the relative tolerance is raised to what float16/bfloat16 allow. Default (None):
+            with ``dynamic=None`` only. False: never; True: always.
 
     Returns:
         A :class:`fxtrace.inspect.CheckReport` (every leaf ``ok``; counts and the share of
@@ -158,13 +186,21 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         raise InvalidArgument(f"fxtrace.check: batch must be an int >= 1, got {batch!r}")
     root = owning_module(original)
     stateful = [root] if root is not None else []
-    strategy = _strategy(traced, inputs, dynamic, example_inputs, original, stateful)
+    strategy, rank, dtype = _strategy_parts(traced, inputs, dynamic, example_inputs, original,
+                                            stateful, ranks, dtypes)
     limit = max_examples if max_examples is not None else _settings(settings, None).max_examples
     gm = capture_of(traced)
     stats = Stats()
-    checker = InputChecker(traced, original, _save_load(traced) if save_load else None, gm,
-                           root, tolerance, retrace_stable, Sampler(sample), stats)
-    test = _search(checker, strategy, limit, batch, settings, seed)
+    loaded = _save_load(traced) if save_load else None
+    checker = InputChecker(traced, original, loaded, gm, root, tolerance, retrace_stable,
+                           Sampler(sample), stats)
+    # The trace (and its loaded copy) keep state of their own (buffers, a rebound tensor
+    # attribute): every run starts from the saved state of both sides, or a trace that is
+    # right call by call would drift from an eager side that is restored after each run.
+    stateful += [m for m in (traced, loaded) if isinstance(m, torch.nn.Module)
+                 and all(m is not s for s in stateful)]
+    checker.stateful = stateful
+    test = _search(checker, strategy, limit, batch, settings, seed, (rank, dtype))
     with isolated_state(stateful), torch.no_grad():
         checker.snapshot = StateSnapshot(stateful, parameters=True)
         try:
@@ -184,10 +220,14 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
 
 
 def _search(checker: InputChecker, strategy: SearchStrategy, limit: int, batch: int,
-            settings: Optional[Settings], seed: Optional[int]) -> Any:
-    """The Hypothesis test: lists of input sets, checked one by one within ``limit``."""
+            settings: Optional[Settings], seed: Optional[int],
+            variants: Tuple[List[Variant], List[Variant]] = ([], [])) -> Any:
+    """The Hypothesis test: lists of input sets, checked one by one within ``limit``. One
+    rank and one dtype variant is drawn per list, after the list (so the inputs drawn at the
+    example's rank and dtype are those a check without variants draws)."""
     calls = strategy.map(lambda call: [call]) if batch == 1 else \
         st.lists(strategy, min_size=1, max_size=2 * batch - 1)
+    calls = with_batch_variants(calls, *variants)
     stats, sampler = checker.stats, checker.sampler
 
     def one_batch(batch_calls: List[Call]) -> None:
