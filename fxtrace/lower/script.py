@@ -10,6 +10,7 @@ shell compiles nothing of the original classes, and the methods are fxtrace's ow
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import warnings
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -170,13 +171,12 @@ def lower_function(gm: fx.GraphModule, name: str) -> torch.jit.ScriptFunction:
         return torch._C._create_function_from_graph(_qualified_name(name), graph)
 
 
-_QUALIFIED: Dict[str, int] = {}
+_QUALIFIED = itertools.count()
 
 
 def _qualified_name(name: str) -> str:
     """A function's qualified name as torch.jit gives its traces (``__torch__.``...): a
     module that calls the function can then be saved and loaded (the loader resolves the
-    callee by it). Unique per process: two traced functions named alike stay apart."""
-    count = _QUALIFIED.get(name, 0)
-    _QUALIFIED[name] = count + 1
-    return f"__torch__.{name}" if count == 0 else f"__torch__.{name}___{count}"
+    callee by it). The namespace is unique per process, so two traced functions named alike
+    stay apart; the function's own name (``.name``, ``.code``) stays ``name``."""
+    return f"__torch__.fxtrace_fn{next(_QUALIFIED)}.{name}"
