@@ -35,7 +35,8 @@ from .errors import (
 )
 
 __all__ = [
-    "trace", "trace_module", "capture", "check", "check_calls", "probe_dynamic", "ProbeReport", "DimProbe",
+    "trace", "trace_module", "capture", "check", "check_calls", "probe_dynamic", "ProbeReport",
+    "DimProbe",
     "CheckWarning", "FxTraceError", "TraceError", "SymbolicTraceError", "InvalidArgument",
     "InvalidAttribute", "LoweringError", "PassError", "VerifyError", "TracingCheckError",
     "PropertyCheckError", "TracerWarning", "InvalidInput", "InvalidOption", "UnknownArgumentName",
@@ -44,7 +45,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 # name -> module that defines it; loaded by __getattr__ on first use
-_LAZY = {"check": "fxtrace.checking.properties", "check_calls": "fxtrace.checking.sequences", "CheckWarning": "fxtrace.checking.check_report",
+_LAZY = {"check": "fxtrace.checking.properties", "check_calls": "fxtrace.checking.sequences",
+         "CheckWarning": "fxtrace.checking.check_report",
          "probe_dynamic": "fxtrace.checking.dynamic", "ProbeReport": "fxtrace.checking.dynamic",
          "DimProbe": "fxtrace.checking.dynamic"}
 _SUBMODULES = ("inspect", "strategies", "cli", "demo", "checking", "tree")
