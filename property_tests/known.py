@@ -28,10 +28,6 @@ _BY_FINDING: Dict[str, Tuple[str, ...]] = {
     "F3-tolist": ("values.tolist_sum", "values.len_tolist", "values.mean_tolist",
                   "values.max_tolist"),
     "F6-type-string": ("dtypes.type_str",),
-    # a conversion that returns its operand itself at trace time (same dtype)
-    "F7-noop-conversion": ("dtypes.type_f64", "dtypes.double", "dtypes.float", "dtypes.half",
-                           "dtypes.to_f64", "dtypes.to_f32", "dtypes.type_as", "dtypes.to_other",
-                           "dtypes.to_other_dtype", "elementwise.lerp", "elementwise.stack_sum"),
     "F8-numpy-baked": tuple(e.key for e in FAMILIES["numpy"]),
     "F9-buffer-item-unguarded": ("module.count_fill_item", "module.count_item"),
     "F10-buffer-rebind-dtype": ("module.running_rebind",),
@@ -43,7 +39,7 @@ _WRONG = ("fx-wrong", "fx-wrong-example")
 #: finding id -> the fxtrace classes it gives (attribution of fuzzer outcomes to findings)
 CLASSES: Dict[str, Tuple[str, ...]] = {
     "F3-tolist": ("fx-refused",), "F6-type-string": ("fx-run-error",),
-    "F7-noop-conversion": _WRONG, "F8-numpy-baked": _WRONG + ("fx-run-error",),
+    "F8-numpy-baked": _WRONG + ("fx-run-error",),
     "F9-buffer-item-unguarded": _WRONG, "F10-buffer-rebind-dtype": _WRONG,
     "F11-dead-random-op-dropped": _WRONG, "F12-buffer-rebound-twice": _WRONG,
 }
@@ -53,9 +49,6 @@ KNOWN: Dict[str, str] = {key: f for f, keys in _BY_FINDING.items() for key in ke
 REPROS: Dict[str, Tuple[Program, str]] = {
     "F3-tolist": (_one("values.mean_tolist"), "fx-refused"),
     "F6-type-string": (_one("dtypes.type_str"), "fx-run-error"),
-    "F7-noop-conversion": (Program(Plan(_F32, False, (
-        ("elementwise.relu", (0,)), ("dtypes.float", (2,))), 1, (3, 2))), "fx-wrong"),
-    "F7-noop-conversion-type": (_one("dtypes.type_f64", _F64), "fx-wrong"),
     "F8-numpy-baked": (_one("numpy.np_mul"), "fx-wrong"),
     "F9-buffer-item-unguarded": (_one("module.count_fill_item", module=True), "fx-wrong"),
     "F10-buffer-rebind-dtype": (_one("module.running_rebind", _F64, module=True),
@@ -70,9 +63,10 @@ REPROS: Dict[str, Tuple[Program, str]] = {
 
 #: Fixed since filed (FINDINGS.md says how): F1 ``x ** 2``, F2 ``x[..., idx]``, F4
 #: ``x.bool()``, F5 ``uniform_(-1, 1)`` (lowering normalises against TorchScript's schemas)
-#: and F13 aliased example inputs (each input position gets its own tensor object).
+#: F13 aliased example inputs (each input position gets its own tensor object) and F7 no-op
+#: conversions (the operand's dtype and device are guarded).
 FIXED = ("F1-pow-crash", "F2-ellipsis-tensor-index", "F4-bool-method", "F5-uniform-int-args",
-         "F13-aliased-example-inputs")
+         "F7-noop-conversion", "F13-aliased-example-inputs")
 
 #: Families left out of the default-run test because of a finding no entry list captures:
 #: F11, a random op whose result is unused is dropped by the trace, so every later random

@@ -54,6 +54,12 @@ OUTPLACE_VIEW_WARNING = (
     "other views use the same memory chunk, but are disjoint (e.g. are outputs of "
     "torch.split), this might still be safe.")
 
+#: Tensor methods that convert dtype or device and return the tensor itself when there is
+#: nothing to convert (see ``ConcreteTracer._noop_conversion``).
+CONVERSIONS = frozenset({"to", "type", "type_as", "float", "double", "half", "bfloat16", "int",
+                         "long", "short", "char", "byte", "bool", "cfloat", "cdouble", "cpu",
+                         "cuda"})
+
 #: One method to capture: ``(method name, callable, args, kwargs)``.
 Method = Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]
 
@@ -82,6 +88,8 @@ class ConcreteTracer(ModuleCalls):
             return handler(self, func, args, kwargs)
         real_args, real_kwargs = untraced_tree(args), untraced_tree(kwargs)
         out = func(*real_args, **real_kwargs)
+        if method in CONVERSIONS and args and out is args[0] and self._is_graph_tensor(out):
+            return self._noop_conversion(method, out)
         if method in METADATA_METHODS and not (isinstance(out, torch.Tensor) and
                                                  self._find(out, self.frame) is None):
             return out  # (``x.type(torch.float64)`` returns a new tensor: recorded below)
@@ -106,6 +114,18 @@ class ConcreteTracer(ModuleCalls):
         if func in SIZED_FACTORIES:
             self.note_factory_sizes(func, args, kwargs, out)
         return out
+
+    def _noop_conversion(self, method: str, t: torch.Tensor) -> torch.Tensor:
+        """``x.float()`` / ``x.to(dtype)`` / ``x.type(...)`` returned ``x`` itself: the
+        example already had that dtype and device. The object is both the operand and the
+        result, so the trace cannot tell later uses apart; it keeps the operand and guards
+        its dtype and device (another dtype is refused, never silently left unconverted)."""
+        frame, node = self.frame, self.resolve(t)
+        src = user_source(sys._getframe(2))
+        for kind, value in (("dtype", t.dtype), ("device", t.device)):
+            self.guard_equal(frame, ("call_function", getattr, (node, kind)), value, kind, src,
+                             f"{kind} {value} ({method}() converted nothing)")
+        return t
 
     def _tensor_from_tensors(self, data: Any, out: torch.Tensor) -> torch.Tensor:
         """``torch.tensor([t0, t1, ...])`` of tensors: TorchScript's ``torch.tensor`` takes
