@@ -88,7 +88,9 @@ class ConcreteTracer(ModuleCalls):
             return handler(self, func, args, kwargs)
         real_args, real_kwargs = untraced_tree(args), untraced_tree(kwargs)
         out = func(*real_args, **real_kwargs)
-        if method in CONVERSIONS and args and out is args[0] and self._is_graph_tensor(out):
+        if method in CONVERSIONS and self.guards and args and out is args[0] and \
+                self._is_graph_tensor(out) and not self._follows_input(args[1:], kwargs):
+            # (guards=False records the call, as torch.jit does)
             return self._noop_conversion(method, out)
         if method in METADATA_METHODS and not (isinstance(out, torch.Tensor) and
                                                  self._find(out, self.frame) is None):
@@ -114,6 +116,20 @@ class ConcreteTracer(ModuleCalls):
         if func in SIZED_FACTORIES:
             self.note_factory_sizes(func, args, kwargs, out)
         return out
+
+    def _follows_input(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
+        """Whether a conversion's target comes from the program's values (``x.to(y)``,
+        ``x.to(y.dtype)`` on the line that read it): then it is recorded and follows them."""
+        src = user_source(sys._getframe(3))
+        for value in tree.leaves((args, kwargs)):
+            if isinstance(value, torch.Tensor) or self.frame.lookup(value) is not None:
+                return True
+            if isinstance(value, (torch.dtype, torch.device)) and any(
+                    read.value == value and read.source is not None and src is not None and
+                    (read.source.filename, read.source.lineno) == (src.filename, src.lineno)
+                    for read in self.frame.reads):
+                return True
+        return False
 
     def _noop_conversion(self, method: str, t: torch.Tensor) -> torch.Tensor:
         """``x.float()`` / ``x.to(dtype)`` / ``x.type(...)`` returned ``x`` itself: the
