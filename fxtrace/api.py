@@ -98,6 +98,7 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
         with preserved_state([root] if root is not None and preserve else [], always=True):
             tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
                                                   force_outplace=force_outplace)
+            info.written = list(tracer.writes.written)
             try:
                 fn = methods[0][1] if root is None else None
                 if same_as is not None and not tracer.python_writes and all(

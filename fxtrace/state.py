@@ -63,8 +63,12 @@ class StateSnapshot:
     :meth:`refresh`.
     """
 
-    def __init__(self, modules: Sequence[torch.nn.Module], parameters: bool = False) -> None:
+    def __init__(self, modules: Sequence[torch.nn.Module], parameters: bool = False,
+                 copies: Sequence[torch.Tensor] = ()) -> None:
         self.flags = [(m, m.training) for root in modules for m in root.modules()]
+        # tensors known to be written in place (a capture saw it): copied, put back bitwise
+        self.copies = [(t, t.detach().clone()) for t in copies]
+        copied = {id(t) for t in copies}
         self.python = [(m, _python_attributes(m)) for m, _ in self.flags]
         seen = set()
         self.buffers: List[list] = []  # [tensor, clone, version after clone/restore]
@@ -78,7 +82,7 @@ class StateSnapshot:
             seen = set()
             for root in modules:
                 for name, p in root.named_parameters():
-                    if id(p) not in seen:
+                    if id(p) not in seen and id(p) not in copied:
                         seen.add(id(p))
                         self.params.append([name, p, p._version])
         self.warned = False
@@ -99,6 +103,9 @@ class StateSnapshot:
                 m.training = training
         for m, saved in self.python:
             _restore_python_attributes(m, saved)
+        with torch.no_grad():
+            for t, copy in self.copies:
+                t.data.copy_(copy)
         with torch.no_grad():
             same = [e for e in self.buffers if e[0].shape == e[1].shape]
             _copy_all([e[0] for e in same], [e[1] for e in same])

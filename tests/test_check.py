@@ -14,6 +14,7 @@ import fxtrace
 import fxtrace.checking.trace_check  # noqa: F401 - must not rebind fxtrace.check
 from fxtrace.checking.trace_check import check_trace, compare_outputs
 from fxtrace.inspect import check_table
+from fxtrace.state import StateSnapshot
 
 pytest_plugins = ["pytester"]
 
@@ -354,14 +355,41 @@ class WritesParameter(nn.Module):
         return x * self.w
 
 
-def test_parameter_written_in_forward_is_reported_not_copied():
+def test_parameter_written_in_forward_is_put_back_after_the_check():
+    """The capture saw forward write ``w`` in place, so the check copies it around its eager
+    runs too: after trace + check, ``w`` is bitwise as before, with no warning needed."""
     model = WritesParameter()
+    before = model.w.detach().clone()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        try:
-            fxtrace.trace(model, torch.ones(2))
-        except fxtrace.TracingCheckError:
-            pass
+        fxtrace.trace(model, torch.ones(2))
+    assert torch.equal(model.w, before)
+    assert not any("in place" in str(x.message) for x in w)
+
+
+def test_parameter_written_only_by_eager_runs_is_reported():
+    """A write the capture did not see (forward writes only on later calls) is warned about,
+    naming the parameter: the check does not copy parameters up front."""
+    class WritesLater(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2))
+            self.calls = []
+
+        def forward(self, x):
+            if len(self.calls) > 0:
+                with torch.no_grad():
+                    self.w.mul_(2)
+            self.calls.append(1)
+            return x * self.w
+
+    snapshot = StateSnapshot([WritesLater()], parameters=True)
+    model = snapshot.flags[0][0]
+    model(torch.ones(2))
+    model(torch.ones(2))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        snapshot.restore()
     assert any("forward wrote parameter(s) w in place" in str(x.message) for x in w)
 
 

@@ -192,6 +192,9 @@ class CaptureInfo:
     #: again with this capture's settings (set by ``fxtrace.api``; checks call it, so that
     #: they never import the layer above them). None for a capture built by hand.
     recapture: Optional[Callable[..., Any]] = dataclasses.field(default=None, repr=False)
+    #: Parameters and tensor attributes the captured forward writes in place (the capture
+    #: put them back); checks copy them around their eager runs of the original.
+    written: List[Any] = dataclasses.field(default_factory=list, repr=False)
     #: ``finish(raw_gm) -> gm``: run the passes this capture went through over a raw one.
     finish: Optional[Callable[..., Any]] = dataclasses.field(default=None, repr=False)
     #: Why ``mode="auto"`` chose ``mode`` ("" outside auto): the symbolic failure, with its

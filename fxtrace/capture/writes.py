@@ -47,6 +47,8 @@ class StateWrites:
         self.root = root
         self._by_storage: Optional[Dict[int, List[torch.Tensor]]] = None
         self.saved: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (tensor, copy)
+        #: every tensor a restore put back: a check copies these around its eager runs
+        self.written: List[torch.Tensor] = []
 
     def _index(self) -> Dict[int, List[torch.Tensor]]:
         if self._by_storage is None:
@@ -84,6 +86,7 @@ class StateWrites:
 
     def restore(self) -> None:
         """Copy every saved tensor back (bitwise), without touching autograd history."""
+        self.written.extend(t for t, _ in self.saved.values())
         with torch.no_grad(), torch._C.DisableTorchFunction():
             for t, copy in self.saved.values():
                 t.data.copy_(copy)

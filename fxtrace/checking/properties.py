@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.strategies import SearchStrategy
 
+from ..capture.meta import INFO
 from ..errors import InvalidArgument, PropertyCheckError
 from ..inspect.report import CheckReport, OutputCheck
 from ..state import StateSnapshot
@@ -202,7 +203,8 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     checker.stateful = stateful
     test = _search(checker, strategy, limit, batch, settings, seed, (rank, dtype))
     with isolated_state(stateful), torch.no_grad():
-        checker.snapshot = StateSnapshot(stateful, parameters=True)
+        written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
+        checker.snapshot = StateSnapshot(stateful, parameters=True, copies=written)
         try:
             test()
         except Failure as failure:

@@ -34,7 +34,7 @@ import torch
 import torch.fx as fx
 
 from .. import tree
-from ..capture.meta import GUARD_TEXT
+from ..capture.meta import GUARD_TEXT, INFO
 from ..capture.structure import GraphDiff
 from ..errors import FxTraceError, TracerWarning, TracingCheckError
 from ..state import StateSnapshot, preserved_state
@@ -267,7 +267,8 @@ def check_trace(traced: Callable[..., Any], func: Callable[..., Any],
     canon: Dict[Any, List[str]] = {}  # the trace's canonical graphs, computed once
     with torch.no_grad():
         # one snapshot (buffers cloned once) for every run; each run restores from it
-        snapshot = StateSnapshot(stateful, parameters=True)
+        written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
+        snapshot = StateSnapshot(stateful, parameters=True, copies=written)
         root_snapshot = snapshot if root is not None and list(stateful) == [root] else None
         for args, kwargs in input_sets:
             diff = None
