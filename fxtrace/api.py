@@ -20,6 +20,7 @@ from .capture.meta import INFO, CaptureInfo
 from .capture.pystate import refuse_python_state_reads
 from .capture.structure import same_structure, structure_of, structure_of_trace
 from .errors import InvalidArgument, InvalidAttribute
+from .failures import pipeline_error
 from .lower.script import lower_function, lower_module
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
 from .passes.fold_batchnorm import fold_on_request, require_eval_for_fold
@@ -233,7 +234,7 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
                           script._c._get_method(method_name), func, check_sets[method_name],
                           check_tolerance, stateful=[mod], capture=gm, method=method_name)
     except Exception as e:
-        err = A.pipeline_error(e, mod, "trace_module")
+        err = pipeline_error(e, mod, "trace_module")
         if err is e:
             raise
         raise err  # noqa: B904 - pipeline_error set its __cause__ (or hid its context)
@@ -337,7 +338,7 @@ def trace(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: Any 
             from .checking.trace_check import check_trace as run_check
             run_check(traced, func, check_sets, check_tolerance, stateful=[], capture=gm)
     except Exception as e:
-        err = A.pipeline_error(e, func, "trace")
+        err = pipeline_error(e, func, "trace")
         if err is e:
             raise
         raise err  # noqa: B904 - pipeline_error set its __cause__ (or hid its context)
@@ -373,7 +374,7 @@ def capture(func: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
         return _capture(root, methods, label, mode=mode, guards=guards,
                         fold_batchnorm=fold_batchnorm)
     except Exception as e:
-        err = A.pipeline_error(e, func, "capture")
+        err = pipeline_error(e, func, "capture")
         if err is e:
             raise
         raise err  # noqa: B904 - pipeline_error set its __cause__ (or hid its context)

@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["preserved_state", "StateSnapshot", "RngStates"]
+__all__ = ["preserved_state", "StateSnapshot", "RngStates", "restore_contents"]
 
 
 class RngStates:
@@ -150,17 +150,18 @@ def _restore_python_attributes(module: torch.nn.Module,
     for name, (value, copy) in saved.items():
         if attrs.get(name, _MISSING) is not value:
             attrs[name] = value
-        if copy is not None and (len(value) != len(copy) or (
-                type(value) is not set and any(a is not b for a, b in zip(
-                    value.values() if type(value) is dict else value,
-                    copy.values() if type(copy) is dict else copy)))
-                or (type(value) is dict and value.keys() != copy.keys())
-                or (type(value) is set and value != copy)):
-            if type(value) is list:
-                value[:] = copy
-            else:
-                value.clear()
-                value.update(copy)
+        if copy is not None:
+            restore_contents(value, copy)
+
+
+def restore_contents(container: Any, copy: Any) -> None:
+    """Put ``copy``'s items back into the list, dict or set ``container`` in place, so that
+    references to it stay valid."""
+    if isinstance(container, list):
+        container[:] = copy
+    else:
+        container.clear()
+        container.update(copy)
 
 
 _MISSING = object()

@@ -16,7 +16,7 @@ import torch.fx as fx
 from .concrete import ConcreteTracer, ModuleTrace
 from .meta import HAS_FORWARD, METHODS, ORIGINAL, ORIGINAL_TYPE, UNTRACED, CaptureInfo
 
-__all__ = ["assemble", "graph_module", "untraced_container", "METHODS", "ORIGINAL", "ORIGINAL_TYPE"]
+__all__ = ["assemble", "graph_module", "untraced_container"]
 
 try:  # torch >= 2.3; it defers fx's Python codegen until the module is called or printed
     from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModuleClass

@@ -28,6 +28,7 @@ from .environment import tracing_environment
 from .frames import Frame, MetadataRead, ModuleTrace, Unrecordable, bind_names, signature_of
 from .meta import STATE_WRITE
 from .methods import (
+    CONVERSIONS,
     DEVICE_PROPERTIES,
     METADATA_METHODS,
     MODE_DEPENDENT,
@@ -53,12 +54,6 @@ OUTPLACE_VIEW_WARNING = (
     "reference this data will not reflect this change in the trace! On the other hand, if all "
     "other views use the same memory chunk, but are disjoint (e.g. are outputs of "
     "torch.split), this might still be safe.")
-
-#: Tensor methods that convert dtype or device and return the tensor itself when there is
-#: nothing to convert (see ``ConcreteTracer._noop_conversion``).
-CONVERSIONS = frozenset({"to", "type", "type_as", "float", "double", "half", "bfloat16", "int",
-                         "long", "short", "char", "byte", "bool", "cfloat", "cdouble", "cpu",
-                         "cuda"})
 
 #: One method to capture: ``(method name, callable, args, kwargs)``.
 Method = Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]

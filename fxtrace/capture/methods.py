@@ -11,9 +11,9 @@ import torch.fx as fx
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
 
-__all__ = ["iterate", "ITER_WARNING", "SPECIAL_METHODS", "METADATA_METHODS", "MODE_DEPENDENT", "DEVICE_PROPERTIES",
-           "SIZED_FACTORIES", "property_name", "tensor_method_name", "reads_training",
-           "outplace"]
+__all__ = ["CONVERSIONS", "iterate", "ITER_WARNING", "SPECIAL_METHODS", "METADATA_METHODS",
+           "MODE_DEPENDENT", "DEVICE_PROPERTIES", "SIZED_FACTORIES", "property_name",
+           "tensor_method_name", "reads_training", "outplace"]
 
 # Tensor methods whose results are metadata (fixed by dtype, layout, device), not values.
 METADATA_METHODS = frozenset({
@@ -35,6 +35,13 @@ MODE_DEPENDENT = frozenset({
 #: Factories whose size arguments are the result's sizes (see note_factory_sizes).
 SIZED_FACTORIES = frozenset({torch.zeros, torch.ones, torch.empty, torch.rand, torch.randn,
                               torch.full})
+
+
+#: Tensor methods that convert dtype or device and return the tensor itself when there is
+#: nothing to convert (see ``ConcreteTracer._noop_conversion``).
+CONVERSIONS = frozenset({"to", "type", "type_as", "float", "double", "half", "bfloat16", "int",
+                         "long", "short", "char", "byte", "bool", "cfloat", "cdouble", "cpu",
+                         "cuda"})
 
 
 def _size_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],

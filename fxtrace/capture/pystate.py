@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 
 from ..errors import TraceError, TracerWarning
-from ..state import preserved_state
+from ..state import preserved_state, restore_contents
 from .source import user_source
 from .structure import graph_diff, same_structure, structure_of
 
@@ -168,10 +168,5 @@ def restore_containers(containers: Containers) -> None:
     """Put the containers' contents back (in place, so references to them stay valid) as
     :func:`python_containers` copied them; one watched by length only cannot be."""
     for _, value, before in containers:
-        if isinstance(before, int):
-            continue
-        if isinstance(value, list):
-            value[:] = before
-        else:
-            value.clear()
-            value.update(before)
+        if not isinstance(before, int):
+            restore_contents(value, before)

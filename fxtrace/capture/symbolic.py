@@ -55,13 +55,15 @@ import torch.fx as fx
 
 from ..errors import SymbolicTraceError
 from ..state import preserved_state
-from .assemble import ORIGINAL, ORIGINAL_TYPE, _rename_class, graph_module, untraced_container
+from .assemble import _rename_class, graph_module, untraced_container
 from .meta import (
     GUARD,
     HAS_FORWARD,
     INFO,
     METHODS,
     MODULE,
+    ORIGINAL,
+    ORIGINAL_TYPE,
     SOURCE,
     TENSOR_META,
     VALUE_TYPE,

@@ -12,6 +12,7 @@ from ..capture.meta import INFO, METHODS
 from ..capture.symbolic import flat_binding
 from ..lower.script import lower_function, lower_module
 from ..state import preserved_state
+from .trace_check import compare_outputs
 
 __all__ = ["symbolic_matches_eager", "same_values"]
 
@@ -20,25 +21,11 @@ Method = Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]
 
 def same_values(a: Any, b: Any) -> bool:
     """Equal structures (named tuples and tuples alike, as TorchScript returns them) with
-    close floating tensors and equal everything else."""
-    leaves_a, spec_a = tree.flatten(tree.plain(a))
-    leaves_b, spec_b = tree.flatten(tree.plain(b))
-    return spec_a == spec_b and all(_same_leaf(x, y) for x, y in zip(leaves_a, leaves_b))
+    close tensors and equal everything else: the trace check's own output comparison."""
+    return not compare_outputs(tree.plain(a), tree.plain(b), _TOLERANCE)
 
 
-def _same_leaf(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            return False
-        if a.shape != b.shape or a.dtype != b.dtype:
-            return False
-        if a.is_floating_point() or a.is_complex():
-            return torch.allclose(a.detach(), b.detach(), rtol=1e-5, atol=1e-6, equal_nan=True)
-        return torch.equal(a, b)
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001 - incomparable values are not the same
-        return False
+_TOLERANCE = 1e-5
 
 
 def symbolic_matches_eager(gm: fx.GraphModule, root: Optional[torch.nn.Module],

@@ -27,6 +27,7 @@ import torch
 import torch.fx as fx
 
 from ..capture.meta import MODULE, SOURCE, SourceLoc
+from ..capture.structure import short_args, target_name
 from .graphs import canonical, retrace
 from .trace_check import clone_inputs, compare_outputs
 
@@ -145,8 +146,7 @@ def first_divergence(gm: fx.GraphModule, original: Any, root: Optional[torch.nn.
 
 
 def _call(node: fx.Node) -> str:
-    from .graphs import _short_args, _target_name
-    return f"{_target_name(node)}{_short_args(node)}"
+    return f"{target_name(node)}{short_args(node)}"
 
 
 def _by_module_boundaries(gm: fx.GraphModule, original: Any, root: Optional[torch.nn.Module],

@@ -21,7 +21,6 @@ from ..capture.structure import (
     graph_diff,
     graphs_of,
     same_structure,
-    short_args,
     structure_of,
     target_name,
 )
@@ -31,9 +30,6 @@ from ..state import preserved_state
 __all__ = ["GraphDiff", "Structure", "capture_of", "retrace", "retrace_diff", "graph_diff",
            "structure_of", "same_structure", "random_nodes", "describe_node", "diff_report",
            "RANDOM_OPS", "canonical"]
-
-# The names divergence.py imported before the structure moved to fxtrace.capture.structure.
-_short_args, _target_name = short_args, target_name
 
 #: Names of torch functions/methods whose result depends on the RNG.
 RANDOM_OPS = frozenset("""

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from ..capture.meta import SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc
+from ..capture.meta import SOURCE, TENSOR_META, SourceLoc
 from ..errors import LoweringError
 from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
 from .special import rewrite_python_call
@@ -40,6 +40,7 @@ from .targets import (
     python_method_of_function,
     tensor_method_name,
 )
+from .types import expressible_namedtuple, scriptable_namedtuple, type_repr
 
 __all__ = ["TorchScriptSource", "describe_call", "generate", "type_repr"]
 
@@ -109,34 +110,6 @@ class _Namespace:
         return name
 
 
-def type_repr(t: Any) -> str:
-    """TorchScript spelling of a ``typing`` annotation (``Tuple[Tensor, int]``, ...)."""
-    if t is torch.Tensor:
-        return "Tensor"
-    if t in (int, float, bool, str):
-        return t.__name__
-    if t is type(None):
-        return "NoneType"
-    if t is torch.dtype:
-        return "int"
-    if t is torch.device:
-        return "Device"
-    origin = typing.get_origin(t)
-    args = typing.get_args(t)
-    if origin is tuple:
-        if not args or args == ((),):
-            return "Tuple[()]"
-        return f"Tuple[{', '.join(type_repr(a) for a in args)}]"
-    if origin is list:
-        return f"List[{type_repr(args[0])}]"
-    if origin is dict:
-        return f"Dict[{type_repr(args[0])}, {type_repr(args[1])}]"
-    if origin is typing.Union and len(args) == 2 and type(None) in args:
-        inner = args[0] if args[1] is type(None) else args[1]
-        return f"Optional[{type_repr(inner)}]"
-    raise LoweringError(f"type {t!r} has no TorchScript spelling")
-
-
 def _is_identifier(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
@@ -146,39 +119,6 @@ def _attr_chain(base: str, dotted: str) -> str:
     for part in dotted.split("."):
         expr = f"{expr}.{part}" if _is_identifier(part) else f"getattr({expr}, {_string(part)})"
     return expr
-
-
-def _expressible_namedtuple(value: tuple) -> bool:
-    """TorchScript rebuilds a namedtuple class from its annotations; a plain
-    ``collections.namedtuple`` has none and is taken as all-Tensor fields."""
-    if getattr(type(value), "__annotations__", None):
-        return True
-    return all(isinstance(v, fx.Node) and v.meta.get(VALUE_TYPE) is None for v in value)
-
-
-_RESOLVED_NAMEDTUPLES: Dict[type, type] = {}
-
-
-def _scriptable_namedtuple(cls: type) -> type:
-    """``cls``, or a twin whose annotations are types, not strings: TorchScript cannot read a
-    NamedTuple declared under ``from __future__ import annotations``."""
-    annotations = getattr(cls, "__annotations__", {})
-    if not any(isinstance(v, (str, typing.ForwardRef)) for v in annotations.values()):
-        return cls
-    known = _RESOLVED_NAMEDTUPLES.get(cls)
-    if known is not None:
-        return known
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 - unresolvable: TorchScript will say what it lacks
-        return cls
-    fields = [(f, hints.get(f, torch.Tensor)) for f in getattr(cls, "_fields", ())]
-    twin: Any = typing.NamedTuple(cls.__name__, fields)  # type: ignore[misc]
-    # a qualified name of its own: TorchScript keys NamedTuple types by it
-    twin.__module__ = cls.__module__
-    twin.__qualname__ = f"{cls.__qualname__}_fxtrace{len(_RESOLVED_NAMEDTUPLES)}"
-    _RESOLVED_NAMEDTUPLES[cls] = twin
-    return twin
 
 
 def _string(text: str) -> str:
@@ -219,9 +159,9 @@ class _Writer:
             return str(arg)
         if isinstance(arg, torch.device):
             return f"torch.device({_string(str(arg))})"
-        if isinstance(arg, tuple) and hasattr(arg, "_fields") and _expressible_namedtuple(arg):
+        if isinstance(arg, tuple) and hasattr(arg, "_fields") and expressible_namedtuple(arg):
             alias = self.ns.create(f"_nt_{type(arg).__name__}")
-            self.env[alias] = _scriptable_namedtuple(type(arg))
+            self.env[alias] = scriptable_namedtuple(type(arg))
             return f"{alias}({', '.join(self.value(a) for a in arg)})"
         if isinstance(arg, tuple):
             inner = ", ".join(self.value(a) for a in arg)
