@@ -16,6 +16,7 @@ from . import arguments as A
 from .arguments import where as _where
 from .capture.assemble import assemble
 from .capture.concrete import Method, capture_concrete
+from .capture.gcpause import paused_gc
 from .capture.meta import INFO, CaptureInfo
 from .capture.pystate import refuse_python_state_reads
 from .capture.structure import same_structure, structure_of, structure_of_trace
@@ -45,6 +46,7 @@ def _capture(root: Optional[torch.nn.Module], methods: List[Method], name: str,
     return gm
 
 
+@paused_gc()  # NOTE [Paused GC]
 def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method], name: str, *,
                          mode: str = "concrete", guards: bool = True,
                          force_outplace: bool = False, fold_batchnorm: bool = False,

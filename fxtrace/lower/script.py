@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
+from ..capture.gcpause import paused_gc
 from ..capture.meta import HAS_FORWARD, METHODS, SOURCE, UNTRACED
 from ..errors import LoweringError
 from .codegen import TorchScriptSource, describe_call, generate
@@ -124,6 +125,7 @@ def _register_constants(gm: fx.GraphModule, script: Any) -> None:
             script._c._register_attribute(node.target, torch._C.TensorType.get(), value)
 
 
+@paused_gc()  # NOTE [Paused GC]
 def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
                  compilation_unit: Any = None) -> torch.jit.ScriptModule:
     """A ScriptModule with ``root``'s tree, parameters and generated methods (see NOTE)."""
@@ -144,6 +146,7 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
     return script
 
 
+@paused_gc()
 def lower_function(gm: fx.GraphModule, name: str) -> torch.jit.ScriptFunction:
     """A ScriptFunction computing ``gm``; tensor constants become graph constants."""
     constants = [n.target for n in gm.graph.nodes if n.op == "get_attr"]
