@@ -260,9 +260,38 @@ def _pack_sizes(positional: List[Any], args: Tuple[Any, ...], last_only: bool
     return args
 
 
+def _shape_key(value: Any) -> Any:
+    """What binding without conversion reads of ``value``: its kind, element by element for a
+    literal list, and whether it is a node (a node holding a list binds differently)."""
+    if isinstance(value, fx.Node):
+        kind = _kind(value)
+        return ("node", tuple(kind) if isinstance(kind, list) else kind)
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return ("list", tuple(_shape_key(v) for v in value))
+    return _kind(value)
+
+
+#: (qualified, argument shape keys) -> binds as recorded. Binding without conversion depends
+#: on the kinds only (``_fits`` returns the value itself or fails), so one answer serves every
+#: call of that spelling: a chain of 8,000 ``mul``/``add`` calls binds two spellings, not
+#: 8,000 x (number of schemas) times.
+_BINDS_AS_RECORDED: Dict[Any, bool] = {}
+
+
 def binds_as_recorded(qualified: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
     """Whether the call binds to one of ``qualified``'s schemas as it is spelled."""
-    return any(_bind(s, args, kwargs, convert=False) is not None for s in _schemas(qualified))
+    try:
+        key: Any = (qualified, tuple(_shape_key(a) for a in args),
+                    tuple((k, _shape_key(v)) for k, v in kwargs.items()))
+        hit = _BINDS_AS_RECORDED.get(key)
+    except TypeError:  # an unhashable kind: bind without the cache
+        key, hit = None, None
+    if hit is not None:
+        return hit
+    found = any(_bind(s, args, kwargs, convert=False) is not None for s in _schemas(qualified))
+    if key is not None and len(_BINDS_AS_RECORDED) < 100000:
+        _BINDS_AS_RECORDED[key] = found
+    return found
 
 
 def normalise_call(qualified: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]
