@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench venv clean lint
+.PHONY: demo test test-slow bench bench-quick venv clean lint
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,10 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) benchmarks/trace_vs_jit.py
+	$(PY) benchmarks/perf.py
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/perf.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info .mypy_cache .ruff_cache .import_linter_cache
