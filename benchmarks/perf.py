@@ -32,6 +32,7 @@ time the tracer would take alone); ``fresh`` is always wall-clock inside the chi
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -46,11 +47,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [os.path.join(ROOT, "tests"), ROOT, HERE]
 
+import decoder  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from zoo import CASES, ZooCase  # noqa: E402
-
-import decoder  # noqa: E402
 
 try:  # the memory column's owner: issue 14's memory work
     from memory import peak_rss_growth  # type: ignore[import-not-found]
@@ -210,9 +210,8 @@ def bench_case(c: ZooCase, reps: int, calls: int, fresh: int, clock: Callable[[]
             or [float("nan")]) if fresh else None)
         row[name, "mem"] = None
         if peak_rss_growth is not None:
-            tracer = TRACERS[name]
-            m, ex = c.make(), c.example(c.batch)
-            row[name, "mem"] = peak_rss_growth(lambda: tracer(m, ex, False))
+            row[name, "mem"] = peak_rss_growth(functools.partial(
+                TRACERS[name], c.make(), c.example(c.batch), False))
     return row
 
 
