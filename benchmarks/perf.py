@@ -285,7 +285,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-process column")
     args = parser.parse_args(argv)
-    reps, calls, fresh = (1, 20, 1) if args.quick else (3, 100, 3)
+    reps, calls, fresh = (1, 20, 1) if args.quick else (3, 100, 2)
     fresh = 0 if args.no_fresh else fresh
     names = [s.strip() for s in args.cases.split(",") if s.strip()] or list(BY_NAME)
     unknown = [n for n in names if n not in BY_NAME]

@@ -21,7 +21,16 @@ import torch.fx as fx
 from .. import tree
 from ..errors import TraceError
 from .frames import LEAF_TYPES, Frame, ModuleTrace, Unrecordable, new_node
-from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, Specialisation, tensor_meta_of
+from .meta import (
+    MODULE,
+    SOURCE,
+    TENSOR_META,
+    VALUE_TYPE,
+    SourceLoc,
+    Specialisation,
+    TensorMeta,
+    tensor_meta_of,
+)
 from .source import user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
@@ -38,12 +47,25 @@ def _plain_leaf(value: Any) -> Any:
     return untraced(value) if is_traced(value) or isinstance(value, TracedSize) else value
 
 
+#: Leaf types that never are traced numbers or sizes (exact types: TracedInt is an int).
+_PLAIN_LEAVES = frozenset({torch.Tensor, torch.nn.Parameter, int, float, bool, str, type(None)})
+
+
 def untraced_tree(value: Any) -> Any:
-    """``value`` with traced numbers and sizes replaced by their plain values."""
+    """``value`` with traced numbers and sizes replaced by their plain values (``value``
+    itself when a flat tuple, list or dict holds none: every recorded call asks this)."""
+    cls = type(value)
+    if cls is tuple or cls is list:
+        if all(type(v) in _PLAIN_LEAVES for v in value):
+            return value
+    elif cls is dict and all(type(v) in _PLAIN_LEAVES for v in value.values()):
+        return value
     return tree.map_leaves(_plain_leaf, value)
 
 
 def has_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
     return any(isinstance(v, torch.Tensor) for v in tree.leaves(value))
 
 
@@ -193,10 +215,13 @@ class Recorder:
 
     def export_missing(self, value: Any) -> None:
         """Export every tensor leaf of ``value`` that no open frame knows yet."""
+        frame = self.frame
         for leaf in tree.leaves(value):
-            if isinstance(leaf, torch.Tensor) and leaf is not None:
+            if isinstance(leaf, torch.Tensor):
                 hit = self.produced.get(id(leaf))
-                if hit is not None and hit[0] is leaf and self._find(leaf, self.frame) is None:
+                # (a tensor produced in this very frame is bound in it: nothing to export)
+                if hit is not None and hit[0] is leaf and hit[1] is not frame \
+                        and self._find(leaf, frame) is None:
                     self._export(leaf)
 
     def _map_arg(self, value: Any) -> Any:
@@ -230,7 +255,8 @@ class Recorder:
             node.meta["stack_trace"] = node.meta[SOURCE].stack_trace()
         node.meta[MODULE] = frame.path
         with torch._C.DisableTorchFunction():  # reading metadata must not be recorded
-            node.meta[TENSOR_META] = tensor_meta_of(value)
+            node.meta[TENSOR_META] = TensorMeta.of(value) if isinstance(
+                value, torch.Tensor) else tensor_meta_of(value)
         node.meta[VALUE_TYPE] = None if isinstance(value, torch.Tensor) else type(untraced(value))
         return node
 
