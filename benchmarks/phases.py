@@ -1,0 +1,115 @@
+"""Where one fxtrace.trace spends its time, phase by phase, next to torch.jit.trace's total.
+
+Each phase is timed by wrapping the function fxtrace's pipeline calls for it (CPU time,
+``time.process_time``, one thread; the best of R traces of a freshly built model):
+
+* ``capture``: running the model under the recorder (``capture_concrete``);
+* ``assemble``: building the GraphModule tree from the recorded graphs;
+* ``passes``: the capture passes (DCE, CSE, DCE);
+* ``shell``: torch.jit's ``TracedModule`` construction of the module tree (torch.jit.trace
+  pays the same for the original module);
+* ``generate``: writing the TorchScript source; ``define``: compiling it;
+* ``check``: ``check_trace=True`` minus ``check_trace=False``.
+
+    python benchmarks/phases.py [--repeat 3] mlp chain_1000 linear_500 decoder
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+from perf import BY_NAME, jit_trace  # noqa: E402
+
+import fxtrace  # noqa: E402
+import fxtrace.api as api  # noqa: E402
+from fxtrace.lower import script  # noqa: E402
+
+_spent: Dict[str, float] = collections.defaultdict(float)
+
+
+def _wrap(owner: Any, name: str, label: str) -> None:
+    original = getattr(owner, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _spent[label] += time.process_time() - start
+    setattr(owner, name, timed)
+
+
+_wrap(api, "capture_concrete", "capture")
+_wrap(api, "assemble", "assemble")
+_wrap(api, "run_passes", "passes")
+_wrap(script, "generate", "generate")
+_wrap(script, "_define", "define")
+_traced_init = torch.jit.TopLevelTracedModule.__init__
+
+
+def _timed_shell(self: Any, *args: Any, **kwargs: Any) -> None:
+    start = time.process_time()
+    try:
+        _traced_init(self, *args, **kwargs)
+    finally:
+        _spent["shell"] += time.process_time() - start
+
+
+torch.jit.TopLevelTracedModule.__init__ = _timed_shell  # type: ignore[method-assign]
+PHASES = ("capture", "assemble", "passes", "shell", "generate", "define")
+
+
+def _best(fn: Callable[[], Any], repeat: int) -> Dict[str, float]:
+    best: Optional[Dict[str, float]] = None
+    for _ in range(repeat):
+        _spent.clear()
+        gc.collect()
+        start = time.process_time()
+        fn()
+        total = time.process_time() - start
+        if best is None or total < best["total"]:
+            best = dict(_spent, total=total)
+    assert best is not None
+    return best
+
+
+def report(name: str, repeat: int) -> str:
+    """One line: fxtrace's phases for case ``name``, and torch.jit's totals."""
+    c = BY_NAME[name]
+    example = c.example(c.batch)
+    fxtrace.trace(c.make(), example, check_trace=False)  # first-use costs, unmeasured
+    jit_trace(c.make(), example, False)
+    fx = _best(lambda: fxtrace.trace(c.make(), example, check_trace=False), repeat)
+    checked = _best(lambda: fxtrace.trace(c.make(), example), repeat)
+    jit = _best(lambda: jit_trace(c.make(), example, False), repeat)
+    jit_checked = _best(lambda: jit_trace(c.make(), example, True), repeat)
+    parts = ", ".join(f"{p} {fx.get(p, 0.0) * 1e3:.1f}" for p in PHASES)
+    other = fx["total"] - sum(fx.get(p, 0.0) for p in PHASES)
+    return (f"{name}: fx {fx['total'] * 1e3:.1f} ms = {parts}, other {other * 1e3:.1f}; "
+            f"check +{(checked['total'] - fx['total']) * 1e3:.1f} | jit {jit['total'] * 1e3:.1f}"
+            f" ms (shell {jit.get('shell', 0.0) * 1e3:.1f}), check "
+            f"+{(jit_checked['total'] - jit['total']) * 1e3:.1f}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", default=["mlp", "transformer_encoder", "chain_1000",
+                                                     "linear_500"])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    for name in args.cases:
+        print(report(name, args.repeat), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
