@@ -17,6 +17,10 @@ Ratios are fxtrace / torch.jit (below 1: fxtrace is faster / smaller). The proce
 growth (``resource.getrusage``) over the whole run is printed as a footnote only: it is a
 high-water mark, so it cannot be attributed to one tracer when both run in one process.
 
+``benchmarks/perf.py`` supersedes this script for issue 14 (first trace in a fresh process,
+the 500/2000-Linear and decoder cases, the targets' summary); this one keeps the Python-heap
+column.
+
 Run from the repository root::
 
     python benchmarks/trace_vs_jit.py [--quick] [--cases mlp,lstm,chain_1000]
