@@ -298,7 +298,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in names:
         t0 = time.perf_counter()
         rows.append(bench_case(BY_NAME[name], reps, calls, fresh, clock))
-        print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        r = rows[-1]  # progress, and the numbers so far should the run be cut short
+        print(f"  {name}: {time.perf_counter() - t0:.1f} s; " + ", ".join(
+            f"{key} {_ms(r['fx', key])}/{_ms(r['jit', key])} ms"
+            for key in ("trace", "check", "fresh")), file=sys.stderr, flush=True)
     print(f"torch {torch.__version__}, threads=1, clock={args.clock}, "
           f"{'quick' if args.quick else 'full'}: median of {reps} trace run(s) (1 above "
           f"{BIG_GRAPH} ops or for a slow forward), latency median of <= {calls} calls, "
