@@ -20,7 +20,7 @@ import torch.fx as fx
 
 from .. import tree
 from ..errors import TraceError
-from .frames import LEAF_TYPES, Frame, ModuleTrace, Unrecordable, new_node
+from .frames import LEAF_TYPES, Frame, ModuleTrace, Unrecordable, held, holder, new_node
 from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, Specialisation, tensor_meta_of
 from .source import user_source
 from .types import python_type_of
@@ -77,7 +77,8 @@ class Recorder:
         self.frames: List[Frame] = []
         self.module_traces: Dict[int, ModuleTrace] = {}
         self.specialisations: List[Specialisation] = []
-        # Every tensor a recorded op returned: id -> (tensor, frame, node).
+        # Every tensor a recorded op returned: id -> (weak reference, frame, node); NOTE
+        # [Value lifetime] in .frames.
         self.produced: Dict[int, Tuple[torch.Tensor, Frame, fx.Node]] = {}
         self._warned: set = set()
         self.param_names: Dict[int, List[str]] = {}
@@ -196,7 +197,7 @@ class Recorder:
         for leaf in tree.leaves(value):
             if isinstance(leaf, torch.Tensor) and leaf is not None:
                 hit = self.produced.get(id(leaf))
-                if hit is not None and hit[0] is leaf and self._find(leaf, self.frame) is None:
+                if hit is not None and held(hit[0]) is leaf and self._find(leaf, self.frame) is None:
                     self._export(leaf)
 
     def _map_arg(self, value: Any) -> Any:
@@ -276,7 +277,7 @@ class Recorder:
 
         def produced(leaf_node: fx.Node, t: Any) -> None:
             frame.bind(t, leaf_node)
-            self.produced[id(t)] = (t, frame, leaf_node)
+            self.produced[id(t)] = (holder(t), frame, leaf_node)
         self.bind_tree(frame, node, out, _is_tensor, produced)
 
     def record_scalar(self, op: Callable[..., Any], args: Tuple[Any, ...], value: Any) -> Any:
