@@ -49,8 +49,8 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
                          mode: str = "concrete", guards: bool = True,
                          force_outplace: bool = False, fold_batchnorm: bool = False,
                          passes: bool = True, keep_structure: bool = False,
-                         preserve: bool = True, same_as: Optional[Dict[str, Any]] = None
-                         ) -> Optional[fx.GraphModule]:
+                         preserve: bool = True, same_as: Optional[Dict[str, Any]] = None,
+                         fast_paths: Optional[bool] = None) -> Optional[fx.GraphModule]:
     """Capture ``methods`` in ``mode`` and run the capture passes; ``gm.meta["fxtrace"]`` says
     which mode produced the graph (``"auto"`` resolves to one of the other two).
     ``fold_batchnorm`` (eval mode only) folds Conv/Linear + BatchNorm afterwards.
@@ -59,12 +59,15 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
     ``preserve=False``: the caller restores the module's state itself (a re-trace), so the
     capture takes no snapshot of its own for the failure path. ``same_as``: the kept
     structures of an earlier capture (``{method: Structure}``); a concrete capture equal to
-    them returns None before its graphs are assembled (the trace check's fast path)."""
+    them returns None before its graphs are assembled (the trace check's fast path).
+    ``fast_paths``: record the fused kernels eager takes without grad (NOTE [Fast paths]);
+    default: whether grad is off now (a re-trace repeats the first capture's answer)."""
     if mode not in MODES:
         raise InvalidArgument(f"mode must be one of {MODES}; got {mode!r}{_where()}")
     if fold_batchnorm:
         require_eval_for_fold(root)
-    options = {"guards": guards, "force_outplace": force_outplace}
+    fast_paths = not torch.is_grad_enabled() if fast_paths is None else fast_paths
+    options = {"guards": guards, "force_outplace": force_outplace, "fast_paths": fast_paths}
     gm: Optional[fx.GraphModule] = None
     reason = ""  # why mode="auto" chose what it chose (CaptureInfo.mode_reason)
     if mode in ("symbolic", "auto"):
@@ -98,7 +101,8 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
         # after the capture and its Python-state test (NOTE [State writes] for parameters).
         with preserved_state([root] if root is not None and preserve else [], always=True):
             tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
-                                                  force_outplace=force_outplace)
+                                                  force_outplace=force_outplace,
+                                                  fast_paths=fast_paths)
             info.written = list(tracer.writes.written)
             try:
                 fn = methods[0][1] if root is None else None
@@ -114,7 +118,8 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
                     def recapture() -> fx.GraphModule:
                         again, again_root = capture_concrete(methods, root=root, name=name,
                                                              guards=True,
-                                                             force_outplace=force_outplace)
+                                                             force_outplace=force_outplace,
+                                                             fast_paths=fast_paths)
                         return assemble(again, again_root,
                                         CaptureInfo(mode="concrete", is_function=root is None,
                                                     name=name), fn)
