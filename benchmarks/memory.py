@@ -35,7 +35,7 @@ import pickle
 import re
 from typing import Any, Callable, Dict, Optional
 
-__all__ = ["peak_rss_growth", "rss_kib", "MMAP_THRESHOLD"]
+__all__ = ["peak_rss_growth", "rss_kib", "measure_case", "MMAP_THRESHOLD"]
 
 #: blocks at least this large get their own mmap in the measuring child (glibc)
 MMAP_THRESHOLD = 128 * 1024
@@ -112,3 +112,109 @@ def peak_rss_growth(fn: Callable[[], Any], setup: Optional[Callable[[], Any]] = 
     if status != "ok":
         raise RuntimeError(f"peak_rss_growth: {value}")
     return int(value)
+
+
+# ------------------------------------------------------------------------ the memory table
+
+def _chain(x: Any) -> Any:
+    """100 pointwise ops (50 times ``x * 1.0001 + 0.1``): eager frees each intermediate."""
+    for _ in range(50):
+        x = x * 1.0001 + 0.1
+    return x
+
+
+def _cases() -> Dict[str, Any]:
+    """name -> (make model, make example, grad enabled) for the table."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from zoo import CASES  # noqa: E402 - tests/ holds the zoo
+
+    def big_transformer() -> Any:
+        torch.manual_seed(0)
+        layer = torch.nn.TransformerEncoderLayer(d_model=512, nhead=8, dim_feedforward=2048,
+                                                 batch_first=True)
+        return torch.nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False).eval()
+
+    cases: Dict[str, Any] = {
+        "pointwise_100_1000x1000": (lambda: _chain, lambda: (torch.randn(1000, 1000),), True),
+        "transformer_6x512_no_grad": (big_transformer, lambda: (torch.randn(4, 128, 512),),
+                                      False),
+    }
+    for c in CASES:
+        cases[c.name] = (c.make, (lambda c=c: c.example(c.batch)), True)
+    return cases
+
+
+def _tracer(name: str) -> Callable[[Any, Any], Any]:
+    import warnings
+
+    import torch
+
+    import fxtrace
+
+    def jit(model: Any, example: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.trace(model, example, check_trace=False)
+
+    def fx(model: Any, example: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fxtrace.trace(model, example, check_trace=False)
+
+    def eager(model: Any, example: Any) -> Any:
+        return model(*example)
+    return {"eager": eager, "fxtrace": fx, "jit": jit}[name]
+
+
+def measure_case(make: Callable[[], Any], example: Callable[[], Any], grad: bool,
+                 how: str) -> int:
+    """Peak RSS growth of one eager forward (``how="eager"``) or one ``check_trace=False``
+    trace of a model built (and run once eagerly, and the tracer warmed on a tiny function)
+    in ``setup``, so that building, lazy initialisation and imports are the baseline."""
+    import torch
+
+    state: Dict[str, Any] = {}
+    run = _tracer(how)
+
+    def setup() -> None:
+        state["model"], state["example"] = make(), example()
+        with torch.set_grad_enabled(grad):
+            state["model"](*state["example"])
+            if how != "eager":
+                run(lambda t: t + 1, (torch.ones(2),))
+
+    def fn() -> None:
+        with torch.set_grad_enabled(grad):
+            run(state["model"], state["example"])
+    return peak_rss_growth(fn, setup)
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Print peak RSS growth (MiB) of an eager forward, fxtrace.trace and torch.jit.trace."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--cases", default="", help="comma-separated names (default: all)")
+    args = parser.parse_args(argv)
+    cases = _cases()
+    names = [n for n in args.cases.split(",") if n] or list(cases)
+    mib = 1024 * 1024
+    print("| case | eager MiB | fxtrace MiB | torch.jit MiB | fxtrace - eager MiB "
+          "| fxtrace / jit |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in names:
+        make, example, grad = cases[name]
+        got = {how: measure_case(make, example, grad, how) for how in ("eager", "fxtrace", "jit")}
+        ratio = f"{got['fxtrace'] / got['jit']:.2f}" if got["jit"] > 0 else "-"
+        print(f"| {name} | {got['eager'] / mib:.1f} | {got['fxtrace'] / mib:.1f} "
+              f"| {got['jit'] / mib:.1f} | {(got['fxtrace'] - got['eager']) / mib:+.1f} "
+              f"| {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
