@@ -30,7 +30,7 @@ from .state import preserved_state
 #: folded tensors as new module state, which torch.jit.trace's results do not have.
 CAPTURE_PASSES = [eliminate_dead_code, eliminate_common_subexpressions, eliminate_dead_code]
 
-__all__ = ["trace", "trace_module", "capture"]
+__all__ = ["trace", "trace_module", "capture", "optimize"]
 
 
 
@@ -155,6 +155,35 @@ def finish_capture(gm: fx.GraphModule, fold_batchnorm: bool = False) -> fx.Graph
     gm.meta[INFO] = info
     info.passes = records
     return fold_on_request(gm) if fold_batchnorm else gm
+
+
+def optimize(traced: Any) -> Any:
+    """The opt-in optimisation set (NOTE [Optimisation set], ``docs/passes.md``): a new trace
+    computing what ``traced`` computes, through the passes of
+    ``fxtrace.passes.optimize.OPTIMIZE_PASSES`` (inactive dropout dropped, eval-mode
+    BatchNorm folded into the Conv/Linear before it, then the default passes again).
+
+    ``traced`` is a result of :func:`trace` / :func:`trace_module` (a new ScriptModule or
+    ScriptFunction is returned, sharing the model's parameters) or an ``fx.GraphModule`` of
+    :func:`capture` (a new GraphModule is returned). ``traced`` itself is left unchanged.
+    Not torch.jit's ``optimize=`` argument, which is deprecated and only warns."""
+    from .passes.optimize import copy_capture, optimize_capture
+    gm = traced if isinstance(traced, fx.GraphModule) else (
+        getattr(traced, "_fxtrace_capture", None) or
+        getattr(traced, "__dict__", {}).get("_fxtrace_capture"))
+    if not isinstance(gm, fx.GraphModule) or not isinstance(gm.meta.get(INFO), CaptureInfo):
+        raise InvalidArgument("fxtrace.optimize takes what fxtrace.trace, trace_module or "
+                              f"capture returned; got {type(traced).__name__}{_where()}")
+    new = optimize_capture(copy_capture(gm))
+    if traced is gm:
+        return new
+    info = new.meta[INFO]
+    out: Any = lower_function(new, info.name) if info.is_function else lower_module(new)
+    out.__dict__["_fxtrace_capture"] = new
+    stored = getattr(traced, "_fxtrace_traced_inputs", None)
+    if stored is not None:
+        out.__dict__["_fxtrace_traced_inputs"] = stored
+    return out
 
 
 def _function_name(func: Callable[..., Any]) -> str:
