@@ -34,7 +34,7 @@ import fxtrace  # noqa: E402
 
 __all__ = ["models", "traced_programs", "call_latency", "main"]
 
-Model = Tuple[Callable[[], Any], Callable[[], Tuple[Any, ...]]]
+Model = Tuple[Callable[[], Any], Callable[[], Tuple[Any, ...]], bool]  # make, example, strict
 
 
 def _transformer_6x256() -> torch.nn.Module:
@@ -45,25 +45,27 @@ def _transformer_6x256() -> torch.nn.Module:
 
 
 def models() -> Dict[str, Model]:
-    """name -> (make an eval-mode model or a function, make its example inputs)."""
+    """name -> (make an eval-mode model or a function, make its example inputs, strict)."""
     out: Dict[str, Model] = {}
     for c in ZOO:
-        out[c.name] = (c.make, (lambda c=c: c.example(c.batch)))
+        out[c.name] = (c.make, (lambda c=c: c.example(c.batch)), True)
     for v in vision.CASES:
-        out[v.name] = ((lambda v=v: v.make().eval()), (lambda v=v: v.example(v.batch)))
+        out[v.name] = ((lambda v=v: v.make().eval()), (lambda v=v: v.example(v.batch)),
+                       v.strict)
     out["transformer_6x256"] = ((lambda: _transformer_6x256().eval()),
-                                (lambda: (torch.randn(2, 64, 256),)))
+                                (lambda: (torch.randn(2, 64, 256),)), True)
     return out
 
 
-def traced_programs(make: Callable[[], Any], example: Tuple[Any, ...]) -> Dict[str, Any]:
+def traced_programs(make: Callable[[], Any], example: Tuple[Any, ...], strict: bool = True
+                    ) -> Dict[str, Any]:
     """``{"jit": ..., "fxtrace": ..., "optimized": ...}`` of one model, traced under no_grad."""
     model = make()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        jit = torch.jit.trace(model, example)
-        plain = fxtrace.trace(model, example)
-        optimized = fxtrace.optimize(fxtrace.trace(model, example))
+        jit = torch.jit.trace(model, example, strict=strict)
+        plain = fxtrace.trace(model, example, strict=strict)
+        optimized = fxtrace.optimize(fxtrace.trace(model, example, strict=strict))
     return {"jit": jit, "fxtrace": plain, "optimized": optimized}
 
 
@@ -96,9 +98,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     print("| model | jit µs | fxtrace µs | optimized µs | fxtrace / jit | optimized / jit |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in names:
-        make, example_of = table[name]
+        make, example_of, strict = table[name]
         example = example_of()
-        got = call_latency(traced_programs(make, example), example, args.warmup, args.calls)
+        got = call_latency(traced_programs(make, example, strict), example, args.warmup,
+                           args.calls)
         print(f"| {name} | {got['jit']:.0f} | {got['fxtrace']:.0f} | {got['optimized']:.0f} "
               f"| {got['fxtrace'] / got['jit']:.2f} | {got['optimized'] / got['jit']:.2f} |",
               flush=True)

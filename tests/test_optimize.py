@@ -158,3 +158,43 @@ def test_no_grad_attention_records_native_multi_head_attention() -> None:
         traced = fxtrace.trace(Attend(), (x,))
         torch.testing.assert_close(traced(x), Attend()(x))
     assert "_native_multi_head_attention" in _targets(gm)
+
+
+class Functional(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = torch.nn.BatchNorm1d(4).eval()
+        self.norm = torch.nn.LayerNorm(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.hardswish(self.bn(x)) + torch.nn.functional.hardsigmoid(x)
+        z = torch.nn.functional.relu(self.norm(y))
+        return torch.nn.functional.relu(z * 2, inplace=True)
+
+
+def test_functional_wrappers_become_their_aten_ops_bitwise() -> None:
+    from fxtrace.passes.direct_ops import call_ops_directly
+    from fxtrace.passes.manager import run_passes
+
+    model = Functional().eval()
+    model.bn.running_mean.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 4)
+    gm = fxtrace.capture(model, (x,))
+    def calls(gm: fx.GraphModule) -> set:
+        return {(getattr(n.target, "__module__", None) or "torch", n.target.__name__)
+                for m in gm.modules() if isinstance(m, fx.GraphModule)
+                for n in m.graph.nodes if n.op == "call_function"}
+
+    wrappers = {("torch.nn.functional", f) for f in ("batch_norm", "relu", "hardswish",
+                                                      "hardsigmoid", "layer_norm")}
+    assert wrappers <= calls(gm)
+    gm, records = run_passes(gm, [call_ops_directly])
+    after = calls(gm)
+    assert records[0].modified
+    assert not wrappers & after
+    assert {"relu", "relu_", "hardswish", "hardsigmoid", "batch_norm", "layer_norm"} <= {
+        name for _, name in after}
+    y = torch.randn(3, 4)
+    assert torch.equal(gm(y), model(y))  # bitwise: the op the wrapper would call
+    traced = fxtrace.optimize(fxtrace.trace(model, (x,)))
+    assert torch.equal(traced(y), model(y))

@@ -22,6 +22,7 @@ import torch.fx as fx
 from ..capture.meta import INFO
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .direct_ops import call_ops_directly
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .identities import drop_inactive_dropout
@@ -34,6 +35,7 @@ __all__ = ["OPTIMIZE_PASSES", "optimize_capture", "copy_capture"]
 OPTIMIZE_PASSES: List[Callable[[fx.GraphModule], PassResult]] = [
     drop_inactive_dropout,
     fold_batchnorm,
+    call_ops_directly,
     eliminate_dead_code,
     eliminate_common_subexpressions,
     fold_constants,
