@@ -338,8 +338,8 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
     ``root`` is the module the methods belong to (None for a plain function). All methods
     share one tracer, so a submodule called from several of them gets one graph per distinct
     behaviour. ``fast_paths``: record the fused kernels eager takes (NOTE [Fast paths] in
-    :mod:`.environment`). Returns the tracer and the root's :class:`ModuleTrace` (``named`` holds the
-    root graph of each method).
+    :mod:`.environment`). Returns the tracer and the root's :class:`ModuleTrace` (``named``
+    holds the root graph of each method).
     """
     tracer = ConcreteTracer(root, name, guards, force_outplace)
     tracer.fast_paths = fast_paths

@@ -14,8 +14,8 @@ import torch.fx as fx
 from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, tensor_meta_of
 from .values import untraced
 
-__all__ = ["Frame", "holder", "held", "ModuleTrace", "MetadataRead", "Unrecordable", "LEAF_TYPES", "new_node",
-           "graph_key", "signature_of", "bind_names", "short"]
+__all__ = ["Frame", "ModuleTrace", "MetadataRead", "Unrecordable", "LEAF_TYPES", "new_node",
+           "graph_key", "signature_of", "bind_names", "short", "holder", "held"]
 
 LEAF_TYPES = (int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout,
                torch.memory_format, type(Ellipsis), torch.Generator)
@@ -114,8 +114,8 @@ class Frame:
 # intermediate is freed when the user's code drops it, as in eager, and the capture's peak
 # memory is one eager forward's. A node keeps only the metadata (``TENSOR_META``) the passes
 # and lowering read. A dead entry cannot be confused with a new tensor that reuses its id:
-# the reference then answers None (or the new tensor, which ``is`` the value looked up only
-# if it is that tensor). Other values (traced numbers, devices) are small and held as before.
+# its reference answers None, which is not the tensor looked up. Other values (traced
+# numbers, devices) are small and held as before.
 class _Weak(weakref.ref):
     """A value-map entry's weak reference (its own type: a user's weakref is a value)."""
 
