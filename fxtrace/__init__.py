@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .api import capture, trace, trace_module
+from .api import capture, optimize, trace, trace_module
 from .errors import (
     FxTraceError,
     InternalError,
@@ -35,7 +35,7 @@ from .errors import (
 )
 
 __all__ = [
-    "trace", "trace_module", "capture", "check", "check_calls", "probe_dynamic", "ProbeReport",
+    "trace", "trace_module", "capture", "optimize", "check", "check_calls", "probe_dynamic", "ProbeReport",
     "DimProbe",
     "CheckWarning", "FxTraceError", "TraceError", "SymbolicTraceError", "InvalidArgument",
     "InvalidAttribute", "LoweringError", "PassError", "VerifyError", "TracingCheckError",

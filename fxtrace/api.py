@@ -31,7 +31,7 @@ from .state import preserved_state
 #: folded tensors as new module state, which torch.jit.trace's results do not have.
 CAPTURE_PASSES = [eliminate_dead_code, eliminate_common_subexpressions, eliminate_dead_code]
 
-__all__ = ["trace", "trace_module", "capture"]
+__all__ = ["trace", "trace_module", "capture", "optimize"]
 
 
 
@@ -51,8 +51,8 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
                          mode: str = "concrete", guards: bool = True,
                          force_outplace: bool = False, fold_batchnorm: bool = False,
                          passes: bool = True, keep_structure: bool = False,
-                         preserve: bool = True, same_as: Optional[Dict[str, Any]] = None
-                         ) -> Optional[fx.GraphModule]:
+                         preserve: bool = True, same_as: Optional[Dict[str, Any]] = None,
+                         fast_paths: Optional[bool] = None) -> Optional[fx.GraphModule]:
     """Capture ``methods`` in ``mode`` and run the capture passes; ``gm.meta["fxtrace"]`` says
     which mode produced the graph (``"auto"`` resolves to one of the other two).
     ``fold_batchnorm`` (eval mode only) folds Conv/Linear + BatchNorm afterwards.
@@ -61,12 +61,15 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
     ``preserve=False``: the caller restores the module's state itself (a re-trace), so the
     capture takes no snapshot of its own for the failure path. ``same_as``: the kept
     structures of an earlier capture (``{method: Structure}``); a concrete capture equal to
-    them returns None before its graphs are assembled (the trace check's fast path)."""
+    them returns None before its graphs are assembled (the trace check's fast path).
+    ``fast_paths``: record the fused kernels eager takes without grad (NOTE [Fast paths]);
+    default: whether grad is off now (a re-trace repeats the first capture's answer)."""
     if mode not in MODES:
         raise InvalidArgument(f"mode must be one of {MODES}; got {mode!r}{_where()}")
     if fold_batchnorm:
         require_eval_for_fold(root)
-    options = {"guards": guards, "force_outplace": force_outplace}
+    fast_paths = not torch.is_grad_enabled() if fast_paths is None else fast_paths
+    options = {"guards": guards, "force_outplace": force_outplace, "fast_paths": fast_paths}
     gm: Optional[fx.GraphModule] = None
     reason = ""  # why mode="auto" chose what it chose (CaptureInfo.mode_reason)
     if mode in ("symbolic", "auto"):
@@ -100,7 +103,8 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
         # after the capture and its Python-state test (NOTE [State writes] for parameters).
         with preserved_state([root] if root is not None and preserve else [], always=True):
             tracer, root_trace = capture_concrete(methods, root=root, name=name, guards=guards,
-                                                  force_outplace=force_outplace)
+                                                  force_outplace=force_outplace,
+                                                  fast_paths=fast_paths)
             info.written = list(tracer.writes.written)
             try:
                 fn = methods[0][1] if root is None else None
@@ -116,7 +120,8 @@ def _capture_unless_same(root: Optional[torch.nn.Module], methods: List[Method],
                     def recapture() -> fx.GraphModule:
                         again, again_root = capture_concrete(methods, root=root, name=name,
                                                              guards=True,
-                                                             force_outplace=force_outplace)
+                                                             force_outplace=force_outplace,
+                                                             fast_paths=fast_paths)
                         return assemble(again, again_root,
                                         CaptureInfo(mode="concrete", is_function=root is None,
                                                     name=name), fn)
@@ -152,6 +157,35 @@ def finish_capture(gm: fx.GraphModule, fold_batchnorm: bool = False) -> fx.Graph
     gm.meta[INFO] = info
     info.passes = records
     return fold_on_request(gm) if fold_batchnorm else gm
+
+
+def optimize(traced: Any) -> Any:
+    """The opt-in optimisation set (NOTE [Optimisation set], ``docs/passes.md``): a new trace
+    computing what ``traced`` computes, through the passes of
+    ``fxtrace.passes.optimize.OPTIMIZE_PASSES`` (inactive dropout dropped, eval-mode
+    BatchNorm folded into the Conv/Linear before it, then the default passes again).
+
+    ``traced`` is a result of :func:`trace` / :func:`trace_module` (a new ScriptModule or
+    ScriptFunction is returned, sharing the model's parameters) or an ``fx.GraphModule`` of
+    :func:`capture` (a new GraphModule is returned). ``traced`` itself is left unchanged.
+    Not torch.jit's ``optimize=`` argument, which is deprecated and only warns."""
+    from .passes.optimize import copy_capture, optimize_capture
+    gm = traced if isinstance(traced, fx.GraphModule) else (
+        getattr(traced, "_fxtrace_capture", None) or
+        getattr(traced, "__dict__", {}).get("_fxtrace_capture"))
+    if not isinstance(gm, fx.GraphModule) or not isinstance(gm.meta.get(INFO), CaptureInfo):
+        raise InvalidArgument("fxtrace.optimize takes what fxtrace.trace, trace_module or "
+                              f"capture returned; got {type(traced).__name__}{_where()}")
+    new = optimize_capture(copy_capture(gm))
+    if traced is gm:
+        return new
+    info = new.meta[INFO]
+    out: Any = lower_function(new, info.name) if info.is_function else lower_module(new)
+    out.__dict__["_fxtrace_capture"] = new
+    stored = getattr(traced, "_fxtrace_traced_inputs", None)
+    if stored is not None:
+        out.__dict__["_fxtrace_traced_inputs"] = stored
+    return out
 
 
 def _function_name(func: Callable[..., Any]) -> str:

@@ -62,6 +62,8 @@ Method = Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]
 class ConcreteTracer(ModuleCalls):
     """Runs user code once and records its torch-level operations (see the module NOTE)."""
 
+    fast_paths = False  # NOTE [Fast paths] in .environment
+
     def restore_python_state(self) -> None:
         """Put back the Python attributes forward assigned and the containers it mutated in
         place (NOTE [Python state]): after a trace the model's Python state is as before.
@@ -329,15 +331,18 @@ class ConcreteTracer(ModuleCalls):
 
 def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any, ...], Dict[str, Any]]],
                      *, root: Optional[torch.nn.Module], name: str, guards: bool = True,
-                     force_outplace: bool = False) -> Tuple[ConcreteTracer, ModuleTrace]:
+                     force_outplace: bool = False, fast_paths: bool = False
+                     ) -> Tuple[ConcreteTracer, ModuleTrace]:
     """Run each ``(method_name, fn, args, kwargs)`` once, recording it into a root graph.
 
     ``root`` is the module the methods belong to (None for a plain function). All methods
     share one tracer, so a submodule called from several of them gets one graph per distinct
-    behaviour. Returns the tracer and the root's :class:`ModuleTrace` (``named`` holds the
-    root graph of each method).
+    behaviour. ``fast_paths``: record the fused kernels eager takes (NOTE [Fast paths] in
+    :mod:`.environment`). Returns the tracer and the root's :class:`ModuleTrace` (``named``
+    holds the root graph of each method).
     """
     tracer = ConcreteTracer(root, name, guards, force_outplace)
+    tracer.fast_paths = fast_paths
     containers = tracer.containers = python_containers(root)
     root_trace = tracer.trace_of(root, "")
     try:

@@ -117,6 +117,30 @@ def _patched_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
     return tracer.call_module(module, _ORIG["call"], args, kwargs)
 
 
+#: The fused-kernel checks of ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer``
+#: (NOTE [Fast paths]), by the qualified name of the function that asks.
+_FAST_PATH_CHECKS = ("MultiheadAttention.forward", "TransformerEncoderLayer.forward")
+
+
+# NOTE [Fast paths]
+# In eval mode without grad, ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer``
+# call one fused kernel (``torch._native_multi_head_attention``,
+# ``torch._transformer_encoder_layer_fwd``) unless ``torch.overrides.has_torch_function``
+# says some argument overrides torch functions, which the recording mode itself makes true.
+# Those two checks get eager's answer (the mode popped while they ask), so the capture
+# records the fused call eager makes, as torch.jit.trace does, instead of a graph four times
+# as large. Every other caller gets the mode's answer. Only for a capture that started
+# without grad (``fast_paths``): the trace check re-captures under ``no_grad`` and must repeat
+# the first capture's path, and with grad on eager's path depends on requires_grad flags.
+def _has_torch_function(args: Any) -> bool:
+    tracer = current_tracer()
+    if tracer is not None and tracer.fast_paths and \
+            sys._getframe(1).f_code.co_qualname in _FAST_PATH_CHECKS:
+        with torch.overrides._pop_mode_temporarily():
+            return bool(_ORIG["has_torch_function"](args))
+    return bool(_ORIG["has_torch_function"](args))
+
+
 def _is_tracing() -> bool:
     return current_tracer() is not None or _ORIG["is_tracing"]()
 
@@ -277,7 +301,8 @@ def _install() -> None:
                  script_call=torch._C.ScriptFunction.__call__,
                  apply=torch.autograd.Function.__dict__["apply"],
                  param_deepcopy=torch.nn.Parameter.__dict__["__deepcopy__"],
-                 iter=torch.Tensor.__dict__["__iter__"])
+                 iter=torch.Tensor.__dict__["__iter__"],
+                 has_torch_function=torch.overrides.has_torch_function)
     _ORIG_RANGE = builtins.range
     _ORIG_MATH.update({name: getattr(math, name) for name in _MATH_ESCAPES})
     torch.nn.Module._call_impl = _patched_call  # type: ignore[method-assign,assignment]
@@ -287,6 +312,7 @@ def _install() -> None:
     torch.autograd.Function.apply = classmethod(_autograd_apply)  # type: ignore[method-assign,assignment]
     torch.nn.Parameter.__deepcopy__ = _param_deepcopy  # type: ignore[method-assign,assignment]
     torch.Tensor.__iter__ = _tensor_iter  # type: ignore[method-assign,assignment]
+    torch.overrides.has_torch_function = _has_torch_function
     for name in _MATH_ESCAPES:
         setattr(math, name, _math_escape(name))
 
@@ -299,6 +325,7 @@ def _uninstall() -> None:
     torch.autograd.Function.apply = _ORIG["apply"]  # type: ignore[method-assign]
     torch.nn.Parameter.__deepcopy__ = _ORIG["param_deepcopy"]  # type: ignore[method-assign]
     torch.Tensor.__iter__ = _ORIG["iter"]  # type: ignore[method-assign]
+    torch.overrides.has_torch_function = _ORIG["has_torch_function"]
     for name, fn in _ORIG_MATH.items():
         setattr(math, name, fn)
     for cls, own in reversed(_HOOKED):

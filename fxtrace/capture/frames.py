@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -14,7 +15,7 @@ from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, tensor_met
 from .values import untraced
 
 __all__ = ["Frame", "ModuleTrace", "MetadataRead", "Unrecordable", "LEAF_TYPES", "new_node",
-           "graph_key", "signature_of", "bind_names", "short"]
+           "graph_key", "signature_of", "bind_names", "short", "holder", "held"]
 
 LEAF_TYPES = (int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout,
                torch.memory_format, type(Ellipsis), torch.Generator)
@@ -71,7 +72,7 @@ class Frame:
         self.parent = parent
         self.trace = trace
         self.graph = fx.Graph()
-        # id(obj) -> (obj, node); holding obj keeps the id from being reused while tracing.
+        # id(obj) -> (obj or weak reference to a tensor, node); see NOTE [Value lifetime].
         self.values: Dict[int, Tuple[Any, fx.Node]] = {}
         self.lifted: List[Any] = []          # caller values read without being passed in
         self.last_placeholder: Optional[fx.Node] = None
@@ -101,11 +102,34 @@ class Frame:
         return node
 
     def bind(self, value: Any, node: fx.Node) -> None:
-        self.values[id(value)] = (value, node)
+        self.values[id(value)] = (holder(value), node)
 
     def lookup(self, value: Any) -> Optional[fx.Node]:
         hit = self.values.get(id(value))
-        return hit[1] if hit is not None and hit[0] is value else None
+        return hit[1] if hit is not None and held(hit[0]) is value else None
+
+
+# NOTE [Value lifetime]
+# The value map holds a tensor through a weak reference, never the tensor itself: an
+# intermediate is freed when the user's code drops it, as in eager, and the capture's peak
+# memory is one eager forward's. A node keeps only the metadata (``TENSOR_META``) the passes
+# and lowering read. A dead entry cannot be confused with a new tensor that reuses its id:
+# its reference answers None, which is not the tensor looked up. Other values (traced
+# numbers, devices) are small and held as before.
+class _Weak(weakref.ref):
+    """A value-map entry's weak reference (its own type: a user's weakref is a value)."""
+
+    __slots__ = ()
+
+
+def holder(value: Any) -> Any:
+    """What the value map stores for ``value``: a weak reference for a tensor."""
+    return _Weak(value) if isinstance(value, torch.Tensor) else value
+
+
+def held(entry: Any) -> Any:
+    """The value a value-map entry stands for (None once a weakly held tensor died)."""
+    return entry() if type(entry) is _Weak else entry
 
 
 def short(value: Any) -> Any:

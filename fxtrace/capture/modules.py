@@ -14,7 +14,7 @@ import torch.fx as fx
 
 from .. import tree
 from ..errors import TraceError
-from .frames import LEAF_TYPES, Frame, ModuleTrace, bind_names, graph_key, signature_of
+from .frames import LEAF_TYPES, Frame, ModuleTrace, bind_names, graph_key, held, signature_of
 from .guards import Guards
 from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, tensor_meta_of
 from .methods import reads_training
@@ -138,7 +138,7 @@ class ModuleCalls(Guards):
         """Make a tensor produced in a finished submodule call available in the open frames
         (see NOTE [Submodule outputs]). False when it was not produced by a recorded op."""
         hit = self.produced.get(id(value))
-        if hit is None or hit[0] is not value:
+        if hit is None or held(hit[0]) is not value:
             return False
         _, frame, node = hit
         open_frames = {id(f) for f in self.frames}

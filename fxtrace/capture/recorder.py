@@ -20,7 +20,7 @@ import torch.fx as fx
 
 from .. import tree
 from ..errors import TraceError
-from .frames import LEAF_TYPES, Frame, ModuleTrace, Unrecordable, new_node
+from .frames import LEAF_TYPES, Frame, ModuleTrace, Unrecordable, held, holder, new_node
 from .meta import (
     MODULE,
     SOURCE,
@@ -99,7 +99,8 @@ class Recorder:
         self.frames: List[Frame] = []
         self.module_traces: Dict[int, ModuleTrace] = {}
         self.specialisations: List[Specialisation] = []
-        # Every tensor a recorded op returned: id -> (tensor, frame, node).
+        # Every tensor a recorded op returned: id -> (weak reference, frame, node); NOTE
+        # [Value lifetime] in .frames.
         self.produced: Dict[int, Tuple[torch.Tensor, Frame, fx.Node]] = {}
         self._warned: set = set()
         self.param_names: Dict[int, List[str]] = {}
@@ -220,7 +221,7 @@ class Recorder:
             if isinstance(leaf, torch.Tensor):
                 hit = self.produced.get(id(leaf))
                 # (a tensor produced in this very frame is bound in it: nothing to export)
-                if hit is not None and hit[0] is leaf and hit[1] is not frame \
+                if hit is not None and held(hit[0]) is leaf and hit[1] is not frame \
                         and self._find(leaf, frame) is None:
                     self._export(leaf)
 
@@ -302,7 +303,7 @@ class Recorder:
 
         def produced(leaf_node: fx.Node, t: Any) -> None:
             frame.bind(t, leaf_node)
-            self.produced[id(t)] = (t, frame, leaf_node)
+            self.produced[id(t)] = (holder(t), frame, leaf_node)
         self.bind_tree(frame, node, out, _is_tensor, produced)
 
     def record_scalar(self, op: Callable[..., Any], args: Tuple[Any, ...], value: Any) -> Any:

@@ -1,0 +1,111 @@
+"""Traced-call latency: fxtrace.trace (plain and with ``fxtrace.optimize``) vs torch.jit.trace.
+
+Every model is traced in eval mode under ``torch.no_grad()`` (the inference setting; the
+transformers then take their fused kernels in eager, torch.jit and fxtrace alike) and called
+in the same context. Per model: one warmup of ``--warmup`` calls per program (the profiling
+executor settles), then ``--calls`` calls, alternating between the programs in blocks of 10 so
+that load changes on a shared machine hit all alike; the figure is the median call in µs.
+One intra-op thread (``torch.set_num_threads(1)``), as in the other benchmarks.
+
+Columns: ``fxtrace / jit`` (plain trace) and ``optimized / jit`` (``fxtrace.optimize`` of
+the trace: the passes of ``docs/passes.md``); below 1 fxtrace is faster.
+
+    python benchmarks/latency.py [--calls 400] [--models mlp,resnet]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from models import vision  # noqa: E402
+from zoo import CASES as ZOO  # noqa: E402
+
+import fxtrace  # noqa: E402
+
+__all__ = ["models", "traced_programs", "call_latency", "main"]
+
+Model = Tuple[Callable[[], Any], Callable[[], Tuple[Any, ...]], bool]  # make, example, strict
+
+
+def _transformer_6x256() -> torch.nn.Module:
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(d_model=256, nhead=8, dim_feedforward=1024,
+                                             batch_first=True)
+    return torch.nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
+
+
+def models() -> Dict[str, Model]:
+    """name -> (make an eval-mode model or a function, make its example inputs, strict)."""
+    out: Dict[str, Model] = {}
+    for c in ZOO:
+        out[c.name] = (c.make, (lambda c=c: c.example(c.batch)), True)
+    for v in vision.CASES:
+        out[v.name] = ((lambda v=v: v.make().eval()), (lambda v=v: v.example(v.batch)),
+                       v.strict)
+    out["transformer_6x256"] = ((lambda: _transformer_6x256().eval()),
+                                (lambda: (torch.randn(2, 64, 256),)), True)
+    return out
+
+
+def traced_programs(make: Callable[[], Any], example: Tuple[Any, ...], strict: bool = True
+                    ) -> Dict[str, Any]:
+    """``{"jit": ..., "fxtrace": ..., "optimized": ...}`` of one model, traced under no_grad."""
+    model = make()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jit = torch.jit.trace(model, example, strict=strict)
+        plain = fxtrace.trace(model, example, strict=strict)
+        optimized = fxtrace.optimize(fxtrace.trace(model, example, strict=strict))
+    return {"jit": jit, "fxtrace": plain, "optimized": optimized}
+
+
+def call_latency(programs: Dict[str, Any], example: Tuple[Any, ...], warmup: int,
+                 calls: int) -> Dict[str, float]:
+    """Median µs of one call of each program (see the module docstring)."""
+    times: Dict[str, List[float]] = {name: [] for name in programs}
+    with torch.no_grad():
+        for fn in programs.values():
+            for _ in range(warmup):
+                fn(*example)
+        for block in range(0, calls, 10):
+            for name, fn in programs.items():
+                for _ in range(min(10, calls - block)):
+                    t0 = time.perf_counter()
+                    fn(*example)
+                    times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) * 1e6 for name, ts in times.items()}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--models", default="", help="comma-separated names (default: all)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    table = models()
+    names = [n for n in args.models.split(",") if n] or list(table)
+    print("| model | jit µs | fxtrace µs | optimized µs | fxtrace / jit | optimized / jit |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in names:
+        make, example_of, strict = table[name]
+        example = example_of()
+        got = call_latency(traced_programs(make, example, strict), example, args.warmup,
+                           args.calls)
+        print(f"| {name} | {got['jit']:.0f} | {got['fxtrace']:.0f} | {got['optimized']:.0f} "
+              f"| {got['fxtrace'] / got['jit']:.2f} | {got['optimized'] / got['jit']:.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
