@@ -74,9 +74,15 @@ def export(model: Union[Callable[..., Any], torch.nn.Module], example_inputs: An
         label = _function_name(model)
     methods: List[Method] = [("forward", root if root is not None else model, args, kwargs)]
     try:
-        gm = _capture(root, methods, label, guards=guards)
+        # an observation: the capture, the probe and export leave the model as it was (its
+        # buffers too: the exported program starts from the values they had before)
+        bound = _buffer_bindings(root)
         with preserved_state([root] if root is not None else [], always=True):
-            return _export_capture(gm, model, args, kwargs, dynamic, strict, label)
+            gm = _capture(root, methods, label, guards=guards)
+            ep = _export_capture(gm, model, args, kwargs, dynamic, strict, label)
+        for (module, name), buffer in bound.items():
+            module._buffers[name] = buffer  # a forward rebinding ``self.count = ...``
+        return _own_state(ep, root)
     except ExportRefused:
         raise
     except Exception as e:
@@ -105,6 +111,24 @@ def _export_capture(gm: fx.GraphModule, model: Any, args: Tuple[Any, ...],
     return export_graph(gm, args, kwargs, auto, strict, label)
 
 
+def _buffer_bindings(root: Optional[torch.nn.Module]) -> Dict[Tuple[Any, str], torch.Tensor]:
+    """``{(module, name): buffer}``: the objects a forward may rebind, to bind them again."""
+    if root is None:
+        return {}
+    return {(m, n): b for m in root.modules() for n, b in m._buffers.items() if b is not None}
+
+
+def _own_state(ep: torch.export.ExportedProgram,
+               root: Optional[torch.nn.Module]) -> torch.export.ExportedProgram:
+    """The program's buffers start from the model's values before the export (restored), in
+    tensors of its own: calling the program does not write into the model, nor the reverse."""
+    buffers = dict(root.named_buffers()) if root is not None else {}
+    for name, value in list(ep.state_dict.items()):
+        if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+            ep.state_dict[name] = buffers.get(name, value).detach().clone()
+    return ep
+
+
 def _is_constraint_violation(e: Optional[BaseException]) -> bool:
     text = f"{type(e).__name__}: {e}"
     return "Constraints violated" in text or "ConstraintViolation" in text
@@ -124,7 +148,10 @@ def _chosen_dims(gm: fx.GraphModule, model: Any, args: Tuple[Any, ...],
     from .checking.dynamic import probe_dynamic
     gm.__dict__["_fxtrace_traced_inputs"] = {"forward": (args, kwargs)}
     try:
-        report = probe_dynamic(gm, model)
+        # the probe runs the graph, which writes its own buffers (``self.count += 1``): they
+        # are the program's initial state, so they come back as they were
+        with preserved_state([gm], always=True):
+            report = probe_dynamic(gm, model)
     finally:
         del gm.__dict__["_fxtrace_traced_inputs"]
     groups: Dict[str, List[InputDim]] = {}

@@ -133,6 +133,26 @@ def test_export_is_an_observation() -> None:
         assert torch.equal(v, before[k]), k
 
 
+class _Counter(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count = self.count + 1  # a rebinding: the program writes its own buffer
+        return x * self.count
+
+
+def test_stateful_program_starts_from_the_models_state(tmp_path: Any) -> None:
+    model = _Counter()
+    ep = fxtrace.export(model, (torch.ones(3),))
+    assert model.count.item() == 0  # export (capture, probe) left the model as it was
+    program = _reloaded(ep, tmp_path)
+    for step in (1, 2, 3):  # the program counts from the model's state, on its own buffer
+        assert torch.equal(program(torch.ones(4)), torch.full((4,), float(step)))
+    assert model.count.item() == 0
+
+
 def test_hf_bert_exports_and_matches_at_other_lengths(tmp_path: Any) -> None:
     pytest.importorskip("transformers")
     import hf_models
