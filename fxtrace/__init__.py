@@ -35,8 +35,8 @@ from .errors import (
 )
 
 __all__ = [
-    "trace", "trace_module", "capture", "optimize", "check", "check_calls", "probe_dynamic", "ProbeReport",
-    "DimProbe",
+    "trace", "trace_module", "capture", "optimize", "check", "check_calls", "probe_dynamic",
+    "ProbeReport", "DimProbe", "export", "ExportRefused",
     "CheckWarning", "FxTraceError", "TraceError", "SymbolicTraceError", "InvalidArgument",
     "InvalidAttribute", "LoweringError", "PassError", "VerifyError", "TracingCheckError",
     "PropertyCheckError", "TracerWarning", "InvalidInput", "InvalidOption", "UnknownArgumentName",
@@ -48,7 +48,8 @@ __version__ = "0.1.0"
 _LAZY = {"check": "fxtrace.checking.properties", "check_calls": "fxtrace.checking.sequences",
          "CheckWarning": "fxtrace.checking.check_report",
          "probe_dynamic": "fxtrace.checking.dynamic", "ProbeReport": "fxtrace.checking.dynamic",
-         "DimProbe": "fxtrace.checking.dynamic"}
+         "DimProbe": "fxtrace.checking.dynamic", "export": "fxtrace.export_api",
+         "ExportRefused": "fxtrace.exporting.program"}
 _SUBMODULES = ("inspect", "strategies", "cli", "demo", "checking", "tree")
 
 

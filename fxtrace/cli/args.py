@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emit no runtime guards: freeze values as torch.jit.trace does")
     p.add_argument("--save", metavar="OUT.pt",
                    help="write the result with torch.jit.save (loadable without fxtrace)")
+    p.add_argument("--export", metavar="OUT.pt2",
+                   help="also export the capture with fxtrace.export and write it with "
+                        "torch.export.save (load it with torch.export.load; see docs/export.md)")
     _add_common(p, "nodes")
     _add_pictures(p, dot_optional=False)
     p.set_defaults(handler=cmd_trace)

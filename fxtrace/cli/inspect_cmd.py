@@ -8,6 +8,7 @@ import sys
 from .common import EXIT_OK, PRINTABLE_TABLES, check_format, quiet_jit_deprecation, tables_arg
 from .common import fail as _fail
 from .common import first_line as _first_line
+from .export_cmd import inspect_exported, is_exported_file
 from .pictures import dot_to_stdout, picture_requests, write_pictures
 
 __all__ = ["cmd_inspect"]
@@ -16,6 +17,8 @@ __all__ = ["cmd_inspect"]
 def cmd_inspect(args: argparse.Namespace) -> int:
     import torch
 
+    if is_exported_file(args.file):  # written by torch.export.save (fxtrace trace --export)
+        return inspect_exported(args)
     tables = tables_arg(args.table, PRINTABLE_TABLES)
     fmt = check_format(args.format)
     pictures = picture_requests(args)

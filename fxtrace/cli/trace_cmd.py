@@ -8,6 +8,7 @@ from typing import Any
 
 from .common import EXIT_OK, PRINTABLE_TABLES, check_format, quiet_jit_deprecation, tables_arg
 from .common import fail as _fail
+from .export_cmd import check_export_path, export_target
 from .pictures import dot_to_stdout, picture_requests, write_pictures
 from .target import describe, do_trace, prepare
 
@@ -33,6 +34,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         parent = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(parent):
             _fail(f"cannot save to {args.save}: directory {parent} does not exist")
+    check_export_path(getattr(args, "export", None))
     pictures = picture_requests(args)
     # with --dot - the DOT text is stdout; everything else goes to stderr, tables are skipped
     out = sys.stderr if dot_to_stdout(args) else sys.stdout
@@ -57,5 +59,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
             torch.jit.save(traced, args.save)
         print(f"saved {args.save} ({os.path.getsize(args.save)} bytes); load it with "
               "torch.jit.load, no fxtrace needed", file=out)
+    if getattr(args, "export", None):
+        export_target(target, args.export, not args.no_guards, out)
     return EXIT_OK
 
