@@ -22,7 +22,10 @@ behaviour: no guard refuses another path). Each trace is then
 2. **checked**: ``fxtrace.check(traced, fresh original, example_inputs=example, seed=0)``
    with defaults (``max_examples`` 100 unless ``--examples``). ``detected``: it raised
    ``PropertyCheckError`` on a shrunk input. A raise on a trace that is wrong on no probe is
-   an *alarm on a correct trace* (listed: a probe set is not exhaustive, so read the row).
+   an *alarm on a correct trace* (listed: a probe set is not exhaustive, so read the row),
+   unless a fresh trace really is wrong or raises on the shrunk input where eager answers
+   (run as a probe): then it is a real error of the trace that no probe has (``found by the
+   check``), listed apart and not counted as an alarm.
 
 3. **checked on call sequences**: ``fxtrace.checking.sequences.check_calls`` with the same
    arguments (column ``check_calls``): what it adds on traces wrong only across calls.
@@ -115,13 +118,26 @@ def judge(trap: Trap, impl: str) -> str:
     return "raises" if raises else "correct"
 
 
+def confirmed(trap: Trap, impl: str, inputs: Any) -> Optional[str]:
+    """``wrong`` or ``raises`` when a fresh trace really is wrong (or raises where eager
+    answers) on the shrunk input of an alarm: then the alarm is a real error of the trace
+    that no probe of the trap has, not a false alarm. None otherwise."""
+    if inputs is None or inputs[1]:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outcome = _outcomes(trap, impl, [Probe(tuple(inputs[0]))])[0]
+    return outcome if outcome != "ok" else None
+
+
 def check(trap: Trap, impl: str, examples: Optional[int],
-          checker: Any = fxtrace.check) -> Tuple[str, float, str]:
-    """``(verdict, seconds, shrunk input)`` of ``checker`` (``fxtrace.check`` or
-    ``check_calls``) on a fresh trace."""
+          checker: Any = fxtrace.check) -> Tuple[str, float, str, Any]:
+    """``(verdict, seconds, shrunk input, shrunk (args, kwargs))`` of ``checker``
+    (``fxtrace.check`` or ``check_calls``) on a fresh trace."""
     traced, error = _trace(trap, impl)
     if error is not None:
-        return "n/a", 0.0, ""
+        return "n/a", 0.0, "", None
+    inputs = None
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -133,11 +149,11 @@ def check(trap: Trap, impl: str, examples: Optional[int],
         if e.inputs is None:
             verdict, shrunk = "nothing compared", ""
         else:
-            verdict = "detected"
+            verdict, inputs = "detected", e.inputs
             shrunk = describe_inputs(*e.inputs)
     except Exception as e:  # noqa: BLE001 - reported as the row's verdict
         verdict, shrunk = f"error ({type(e).__name__})", str(e).splitlines()[0][:60]
-    return verdict, time.perf_counter() - start, shrunk
+    return verdict, time.perf_counter() - start, shrunk, inputs
 
 
 def main() -> None:
@@ -159,6 +175,7 @@ def main() -> None:
     raising = [0, 0]  # traces that raise on a probe eager answers; of them alarmed on
     correct = alarms = 0
     alarm_rows: List[str] = []
+    real_rows: List[str] = []  # alarms confirmed on their shrunk input: not false
     for trap in TRAPS:
         if only and trap.name not in only:
             continue
@@ -166,7 +183,7 @@ def main() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 truth = judge(trap, impl)
-            verdict, seconds, shrunk = check(trap, impl, opts.examples, first)
+            verdict, seconds, shrunk, inputs = check(trap, impl, opts.examples, first)
             if verdict == "n/a":
                 continue
             times.append(seconds)
@@ -177,11 +194,16 @@ def main() -> None:
                 raising[0] += 1
                 raising[1] += verdict == "detected"
             elif truth == "correct":
-                correct += 1
-                if verdict != "passed":
-                    alarms += 1
-                    alarm_rows.append(f"{trap.name} / {label}: {verdict} {shrunk}")
-            seq, seq_s, _ = check(trap, impl, opts.examples, check_calls)
+                real = confirmed(trap, impl, inputs) if verdict == "detected" else None
+                if real is not None:  # the probes missed a real error; the check found it
+                    truth = f"{real} (found by the check)"
+                    real_rows.append(f"{trap.name} / {label}: the trace {real} on {shrunk}")
+                else:
+                    correct += 1
+                    if verdict != "passed":
+                        alarms += 1
+                        alarm_rows.append(f"{trap.name} / {label}: {verdict} {shrunk}")
+            seq, seq_s, _, _ = check(trap, impl, opts.examples, check_calls)
             seq_times.append(seq_s)
             if truth == "wrong (across calls)":
                 across[0] += 1
@@ -202,11 +224,15 @@ def main() -> None:
     print(f"recall, both: {detected} of {reachable} ({100.0 * detected / max(1, reachable):.0f}%)")
     print(f"traces that raise on a probe eager answers (not silent): {raising[1]} of "
           f"{raising[0]} detected")
-    print(f"alarms on traces correct on every probe: {alarms} of {correct}")
+    print(f"false alarms on traces correct on every probe: {alarms} of {correct}")
     for line in alarm_rows:
         print(f"  alarm: {line}")
+    print(f"real errors no probe has, found by the check and confirmed on its shrunk input "
+          f"(fresh trace vs eager): {len(real_rows)}")
+    for line in real_rows:
+        print(f"  found: {line}")
     print(f"check_calls (sequences of calls): {across[1]} of {across[0]} traces wrong only "
-          f"across calls detected; alarms on traces correct on every probe: "
+          f"across calls detected; false alarms on traces correct on every probe: "
           f"{len(seq_alarms)} of {correct}")
     for line in seq_alarms:
         print(f"  check_calls alarm: {line}")

@@ -45,6 +45,7 @@ class Stats:
     skipped: int = 0
     spurious: int = 0
     sampled: int = 0
+    covered: int = 0  # inputs run after the search: the example under each variant
     first_refusal: str = ""
     first_skip: str = ""
     leaves: Dict[str, OutputCheck] = dataclasses.field(default_factory=dict)
@@ -90,8 +91,12 @@ def _acceptance(stats: Stats) -> str:
 
 def count_notes(stats: Stats) -> List[str]:
     """The notes every report carries: counts, acceptance, the first refusal and skip."""
-    notes = [f"{stats.examples} inputs run in {stats.batches} Hypothesis examples: "
-             f"{stats.agreed} agreed, {stats.refused} refused by a "
+    runs = f"{stats.examples} inputs run in {stats.batches} Hypothesis examples"
+    if stats.covered:
+        runs = (f"{stats.examples} inputs run ({stats.examples - stats.covered} in "
+                f"{stats.batches} Hypothesis examples, {stats.covered} the example under each "
+                "rank, dtype and index variant)")
+    notes = [f"{runs}: {stats.agreed} agreed, {stats.refused} refused by a "
              f"guard (a correct refusal, not a pass), {stats.skipped} skipped (eager raised)"]
     if stats.refused:
         notes.append(f"acceptance: {_acceptance(stats)}; the rest were refused by a guard")
@@ -216,9 +221,10 @@ def failure_report(failure: Failure, divergence: Optional[str], explanation: str
                             expected=describe(failure.want) if failure.want is not None else "",
                             actual=abbrev(failure.detail, 60), first_divergence=divergence)]
     if failure.kind.startswith("graph"):
-        for r in rows:
+        for r in rows:  # the graph is wrong for this input, whatever the values say
             if r.status == "ok":
                 r.status = "ok (by luck)"
+            r.first_divergence = divergence or "-"
     notes = [f"input: {describe_inputs(args, kwargs)}"]
     if explanation:
         notes.append(explanation)

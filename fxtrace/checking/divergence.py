@@ -31,7 +31,7 @@ from ..capture.structure import short_args, target_name
 from .graphs import canonical, retrace
 from .trace_check import clone_inputs, compare_outputs
 
-__all__ = ["first_divergence", "record"]
+__all__ = ["first_divergence", "record", "positional"]
 
 Entry = Tuple[str, fx.Node, Any, str]  # (module path, node, value, canonical key)
 
@@ -57,7 +57,7 @@ class _Recorder(fx.Interpreter):
         return super().call_module(target, args, kwargs)
 
 
-def _positional(gm: fx.GraphModule, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> List[Any]:
+def positional(gm: fx.GraphModule, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> List[Any]:
     out: List[Any] = []
     rest = list(args)
     for node in gm.graph.nodes:
@@ -76,7 +76,7 @@ def record(gm: fx.GraphModule, args: Tuple[Any, ...], kwargs: Dict[str, Any]) ->
     """Every node value of ``gm``'s tree on the inputs, in execution order (see module doc)."""
     log: List[Entry] = []
     try:
-        _Recorder(gm, "", log).run(*_positional(gm, clone_inputs(args), clone_inputs(kwargs)))
+        _Recorder(gm, "", log).run(*positional(gm, clone_inputs(args), clone_inputs(kwargs)))
     except Exception:  # noqa: BLE001 - what ran so far is still worth comparing
         pass
     return log

@@ -15,6 +15,14 @@ inputs the trace was taken with):
   that input gives a structurally equal graph; a difference is a specialisation without a
   guard (the trace would have given a wrong answer on some input like it).
 
+NOTE [Coverage]
+Hypothesis draws one rank and one dtype variant per example among many; with a budget of a
+hundred inputs a rare variant may never be drawn (its generator favours what it drew before).
+So after the search the example itself is checked under every variant the original takes,
+and with each integral input at both ends of the range the original takes: a trace wrong only
+at float64, or only for another index, is found whatever the budget. A failure there is
+shrunk by a second search that draws that variant on every input.
+
 A failure is shrunk by Hypothesis and raised as :class:`PropertyCheckError` carrying a
 :class:`fxtrace.inspect.CheckReport` (print it with ``fxtrace.inspect.check_table``): the
 input shapes and dtypes, each output leaf with its max abs/rel error, and the first fx node
@@ -24,6 +32,8 @@ is returned, with the share of accepted inputs.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import math
 import warnings
@@ -55,9 +65,17 @@ from .check_report import (
 from .check_run import InputChecker, Sampler
 from .divergence import first_divergence
 from .dynamic import eager_dynamic_dims
+from .frozen import frozen_line
 from .graphs import capture_of
 from .trace_check import isolated_state, owning_module
-from .variants import Variant, find_variants, with_batch_variants, with_variants
+from .variants import (
+    Variant,
+    coverage_calls,
+    find_int_ranges,
+    find_variants,
+    with_batch_variants,
+    with_variants,
+)
 
 __all__ = ["check", "PropertyCheckError", "CheckWarning", "describe", "describe_inputs"]
 
@@ -66,24 +84,41 @@ _TITLE = "fxtrace.check"
 
 def _strategy(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any, original: Any,
               stateful: List[torch.nn.Module], ranks: Optional[bool] = None,
-              dtypes: Optional[bool] = None) -> SearchStrategy:
+              dtypes: Optional[bool] = None, indices: Optional[bool] = None) -> SearchStrategy:
     """The strategy of input sets (as calls), each with its own rank and dtype variant."""
-    return with_variants(*_strategy_parts(traced, inputs, dynamic, example_inputs, original,
-                                          stateful, ranks, dtypes))
+    plan = _strategy_parts(traced, inputs, dynamic, example_inputs, original, stateful, ranks,
+                           dtypes, indices)
+    return with_variants(plan.strategy, plan.rank, plan.dtype)
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What ``fxtrace.check`` draws: ``strategy`` (of calls) with one of the ``rank`` and one
+    of the ``dtype`` variants per list; ``cover``: calls checked after the search, each with
+    the variants that draw inputs like it (:func:`~fxtrace.checking.variants.coverage_calls`)."""
+
+    strategy: SearchStrategy
+    rank: List[Variant] = dataclasses.field(default_factory=list)
+    dtype: List[Variant] = dataclasses.field(default_factory=list)
+    cover: List[Tuple[Call, Tuple[List[Variant], List[Variant]]]] = \
+        dataclasses.field(default_factory=list)
+    #: the example input set (None: an ``inputs=`` strategy and no example stored or given)
+    example: Optional[Call] = None
 
 
 def _strategy_parts(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any,
                     original: Any, stateful: List[torch.nn.Module], ranks: Optional[bool],
-                    dtypes: Optional[bool]) -> Tuple[SearchStrategy, List[Variant],
-                                                     List[Variant]]:
-    """The strategy of input sets (as calls): the dims it varies; and the rank and dtype
-    changes the original accepts (:mod:`fxtrace.checking.variants`)."""
+                    dtypes: Optional[bool], indices: Optional[bool] = None) -> _Plan:
+    """The strategy of input sets (as calls): the dims it varies, integral values over the
+    range the original takes (half of the inputs; the other half keep the example's range);
+    and the rank and dtype changes the original accepts (:mod:`fxtrace.checking.variants`)."""
     example, kw_mode = example_call(traced, example_inputs)
     if isinstance(inputs, SearchStrategy):
-        if dynamic is not None or ranks or dtypes:
-            raise InvalidArgument("fxtrace.check: dynamic=, ranks= and dtypes= shape the default "
-                                  "strategy; they cannot be combined with an inputs= strategy")
-        return inputs.map(lambda v: as_call(v, kw_mode)), [], []
+        if dynamic is not None or ranks or dtypes or indices:
+            raise InvalidArgument("fxtrace.check: dynamic=, ranks=, dtypes= and indices= shape "
+                                  "the default strategy; they cannot be combined with an inputs= "
+                                  "strategy")
+        return _Plan(inputs.map(lambda v: as_call(v, kw_mode)), example=example)
     if inputs is not None:  # concrete example inputs (as the CLI passes them)
         example = as_call(inputs, kw_mode)
     if example is None:
@@ -94,12 +129,18 @@ def _strategy_parts(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any,
     # auto (None): with dynamic=None only; an explicit dynamic= says exactly what varies
     ranks = dynamic is None if ranks is None else ranks
     dtypes = dynamic is None if dtypes is None else dtypes
+    indices = dynamic is None if indices is None else indices
     if dynamic is None:  # auto: the dims at which the original itself takes other sizes
         dynamic = eager_dynamic_dims(original, args, kwargs, stateful) or False
-    base_calls = inputs_like(base, dynamic=dynamic).map(lambda v: as_call(v, kw_mode))
+    values = inputs_like(base, dynamic=dynamic)
+    ranges = find_int_ranges(original, (tuple(args), dict(kwargs)), stateful) if indices else {}
+    if ranges:  # the example's values first: what a failure shrinks towards
+        values = st.one_of(values, inputs_like(base, dynamic=dynamic, int_ranges=ranges))
+    base_calls = values.map(lambda v: as_call(v, kw_mode))
     rank, dtype = find_variants(original, (tuple(args), dict(kwargs)), stateful,
                                 ranks=bool(ranks), dtypes=bool(dtypes))
-    return base_calls, rank, dtype
+    cover = coverage_calls((tuple(args), dict(kwargs)), rank, dtype, ranges)
+    return _Plan(base_calls, rank, dtype, cover, (tuple(args), dict(kwargs)))
 
 
 def _save_load(traced: Any) -> Any:
@@ -135,7 +176,8 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
           save_load: bool = True, retrace_stable: bool = True, sample: Optional[int] = 3,
           seed: Optional[int] = None, batch: int = 4,
           settings: Optional[Settings] = None, repro_path: Optional[str] = None,
-          ranks: Optional[bool] = None, dtypes: Optional[bool] = None) -> CheckReport:
+          ranks: Optional[bool] = None, dtypes: Optional[bool] = None,
+          indices: Optional[bool] = None) -> CheckReport:
     """Property-check ``traced`` against ``original`` on inputs generated by Hypothesis.
 
     Args:
@@ -171,7 +213,11 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         dtypes: also draw inputs of another floating dtype (float32, float64, float16,
             bfloat16) or integer width (int64, int32) where eager takes them on the example;
             the relative tolerance is raised to what float16/bfloat16 allow. Default (None):
-            with ``dynamic=None`` only. False: never; True: always.
+            with ``dynamic=None`` only. False: never; True: always. Also across floating and
+            integer dtypes (float32 <-> int64) where eager takes them.
+        indices: also draw integral inputs over the range of values the original takes
+            (probed on the example: an index ``x[int(i)]`` up to the edge where eager raises),
+            for half of the inputs. Default (None): with ``dynamic=None`` only.
 
     Returns:
         A :class:`fxtrace.inspect.CheckReport` (every leaf ``ok``; counts and the share of
@@ -187,8 +233,8 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         raise InvalidArgument(f"fxtrace.check: batch must be an int >= 1, got {batch!r}")
     root = owning_module(original)
     stateful = [root] if root is not None else []
-    strategy, rank, dtype = _strategy_parts(traced, inputs, dynamic, example_inputs, original,
-                                            stateful, ranks, dtypes)
+    plan = _strategy_parts(traced, inputs, dynamic, example_inputs, original, stateful, ranks,
+                           dtypes, indices)
     limit = max_examples if max_examples is not None else _settings(settings, None).max_examples
     gm = capture_of(traced)
     stats = Stats()
@@ -201,12 +247,15 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     stateful += [m for m in (traced, loaded) if isinstance(m, torch.nn.Module)
                  and all(m is not s for s in stateful)]
     checker.stateful = stateful
-    test = _search(checker, strategy, limit, batch, settings, seed, (rank, dtype))
+    checker.example = plan.example
+    search = functools.partial(_search, checker, plan.strategy, limit, batch, settings, seed)
+    test = search((plan.rank, plan.dtype))
     with isolated_state(stateful), torch.no_grad():
         written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
         checker.snapshot = StateSnapshot(stateful, parameters=True, copies=written)
         try:
             test()
+            _cover(checker, plan.cover, search)
         except Failure as failure:
             _raise_failure(failure, checker, tolerance, seed, repro_path)
         except Unsatisfiable:
@@ -221,15 +270,36 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     return _verdict(stats, title)
 
 
+def _cover(checker: InputChecker, cover: List[Tuple[Call, Tuple[List[Variant], List[Variant]]]],
+           search: Any) -> None:
+    """Check each coverage call (the example under each variant; NOTE [Coverage]); a failure
+    is shrunk by a search drawing that variant only, or raised as it is if that search does
+    not find it again."""
+    for call, variants in cover:
+        checker.stats.covered += 1
+        try:
+            checker.one(call)
+        except Failure as failure:
+            checker.sampler.failing = True
+            fixed = variants != ([], [])
+            try:
+                search(variants, fixed=fixed)()
+            except (Unsatisfiable, Flaky):
+                pass  # the search found nothing to shrink: the failure as it was found
+            raise failure from None
+
+
 def _search(checker: InputChecker, strategy: SearchStrategy, limit: int, batch: int,
             settings: Optional[Settings], seed: Optional[int],
-            variants: Tuple[List[Variant], List[Variant]] = ([], [])) -> Any:
+            variants: Tuple[List[Variant], List[Variant]] = ([], []), fixed: bool = False
+            ) -> Any:
     """The Hypothesis test: lists of input sets, checked one by one within ``limit``. One
     rank and one dtype variant is drawn per list, after the list (so the inputs drawn at the
-    example's rank and dtype are those a check without variants draws)."""
+    example's rank and dtype are those a check without variants draws); ``fixed``: always one
+    of ``variants``."""
     calls = strategy.map(lambda call: [call]) if batch == 1 else \
         st.lists(strategy, min_size=1, max_size=2 * batch - 1)
-    calls = with_batch_variants(calls, *variants)
+    calls = with_batch_variants(calls, *variants, fixed=fixed)
     stats, sampler = checker.stats, checker.sampler
 
     def one_batch(batch_calls: List[Call]) -> None:
@@ -268,7 +338,13 @@ def _raise_failure(failure: Failure, checker: InputChecker, tolerance: float,
                                                        tolerance)
         except Exception as e:  # noqa: BLE001 - diagnostics must not hide the failure
             explanation = f"first divergence not found: {type(e).__name__}: {e}"
+    frozen = frozen_line(checker.original, checker.root, checker.example, failure.call) \
+        if checker.example is not None else None
+    if frozen is not None:  # NOTE [Frozen line]: the decision, not a node downstream of it
+        divergence = frozen.column
     report = failure_report(failure, divergence, explanation, tolerance, checker.stats, seed)
+    if frozen is not None:
+        report.notes.insert(1, frozen.note())
     if repro_path is not None:
         torch.save({"args": args, "kwargs": kwargs, "kind": failure.kind, "seed": seed},
                    repro_path)
