@@ -28,7 +28,11 @@ behaviour: no guard refuses another path). Each trace is then
    check``), listed apart and not counted as an alarm.
 
 3. **checked on call sequences**: ``fxtrace.checking.sequences.check_calls`` with the same
-   arguments (column ``check_calls``): what it adds on traces wrong only across calls.
+   arguments (column ``check_calls``, with ``.train()``/``.eval()`` steps for modules): what
+   it finds on traces wrong only across calls or only after a mode switch (``after setup``:
+   every setup of the corpus is ``.eval()`` or ``.train()``). ``fxtrace.check`` runs it itself
+   when a call of the original changes its state (NOTE [Call sequences]); both figures are
+   printed.
 
 Prints one row per trace, then recall per tracer (reachable wrong traces detected /
 reachable wrong traces), alarms on traces correct on every probe (each listed: read it, the
@@ -169,7 +173,9 @@ def main() -> None:
     first = functools.partial(fxtrace.check, ranks=False, dtypes=False) if opts.no_variants \
         else fxtrace.check
     rows, times, seq_times = [], [], []
-    across = [0, 0]  # traces wrong only across calls; of them detected by check_calls
+    # traces wrong only across calls / only after a mode switch: [n, by check_calls,
+    # by fxtrace.check's default]
+    across, switched = [0, 0, 0], [0, 0, 0]
     seq_alarms: List[str] = []
     counts = {label: [0, 0] for label in TRACERS.values()}  # reachable, detected
     raising = [0, 0]  # traces that raise on a probe eager answers; of them alarmed on
@@ -205,10 +211,12 @@ def main() -> None:
                         alarm_rows.append(f"{trap.name} / {label}: {verdict} {shrunk}")
             seq, seq_s, _, _ = check(trap, impl, opts.examples, check_calls)
             seq_times.append(seq_s)
-            if truth == "wrong (across calls)":
-                across[0] += 1
-                across[1] += seq == "detected"
-            elif truth == "correct" and seq != "passed":
+            for kind, tally in (("across calls", across), ("after setup", switched)):
+                if truth == f"wrong ({kind})":
+                    tally[0] += 1
+                    tally[1] += seq == "detected"
+                    tally[2] += verdict == "detected"
+            if truth == "correct" and seq != "passed":
                 seq_alarms.append(f"{trap.name} / {label}: {seq}")
             rows.append((trap.name, trap.kind, label, truth, verdict, f"{seconds:.2f}",
                          shrunk[:40], seq))
@@ -231,9 +239,12 @@ def main() -> None:
           f"(fresh trace vs eager): {len(real_rows)}")
     for line in real_rows:
         print(f"  found: {line}")
-    print(f"check_calls (sequences of calls): {across[1]} of {across[0]} traces wrong only "
-          f"across calls detected; false alarms on traces correct on every probe: "
-          f"{len(seq_alarms)} of {correct}")
+    print(f"wrong only across calls: check_calls detected {across[1]} of {across[0]}, "
+          f"fxtrace.check (its default call sequences) {across[2]} of {across[0]}")
+    print(f"wrong only after .train()/.eval(): check_calls detected {switched[1]} of "
+          f"{switched[0]}, fxtrace.check (default) {switched[2]} of {switched[0]}")
+    print(f"check_calls false alarms on traces correct on every probe: {len(seq_alarms)} of "
+          f"{correct}")
     for line in seq_alarms:
         print(f"  check_calls alarm: {line}")
     if seq_times:

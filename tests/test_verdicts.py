@@ -85,14 +85,16 @@ def far_branch(x):
 def test_a_trace_refusing_every_input_does_not_pass():
     traced = _quiet_trace(far_branch, torch.full((4,), 500.0))
     with pytest.raises(fxtrace.PropertyCheckError) as info:
-        # no rank or dtype variants: the example's own values under them take the branch
-        fxtrace.check(traced, far_branch, max_examples=20, seed=0, ranks=False, dtypes=False)
+        fxtrace.check(traced, far_branch, max_examples=20, seed=0)
     report = info.value.report
     assert report.title == "fxtrace.check FAILED: no input accepted"
     assert "every generated input was refused by a guard" in report.notes[0]
     line = _line_of(far_branch, "if x")
-    assert report.notes[1].startswith("refused 20x by: fxtrace guard failed at "
-                                      f"test_verdicts.py:{line}")
+    # 20 searched, and the example's variants that leave the branch (its own accepted ones
+    # do not make the check pass: NOTE [Acceptance])
+    assert report.counts["refused"] >= 20
+    assert report.notes[1].startswith(f"refused {report.counts['refused']}x by: fxtrace guard "
+                                      f"failed at test_verdicts.py:{line}")
 
 
 def test_few_accepted_inputs_warn_and_the_rate_is_in_the_verdict():

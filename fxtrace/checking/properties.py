@@ -241,8 +241,10 @@ NOTE [Coverage]); a failure
     not find it again."""
     for call, variants in cover:
         checker.stats.covered += 1
+        agreed = checker.stats.agreed
         try:
             checker.one(call)
+            checker.stats.covered_agreed += checker.stats.agreed - agreed
         except Failure as failure:
             checker.sampler.failing = True
             fixed = variants != ([], [])
@@ -326,7 +328,7 @@ def _verdict(stats: Stats, title: str) -> CheckReport:
         raise PropertyCheckError(_message(report) + "\nno example could be checked: eager "
                                  "raised on every generated input; pass inputs= or dynamic=",
                                  report)
-    if stats.agreed == 0:
+    if stats.agreed == stats.covered_agreed and stats.refused:  # NOTE [Acceptance]
         report = refusal_report(stats, _TITLE)
         raise PropertyCheckError(_message(report), report)
     share = 100.0 * stats.agreed / stats.checked
