@@ -327,6 +327,11 @@ def test_pytest_plugin_fixture(pytester):
                                           "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*fxtrace.check found a counterexample*", "*max abs*"])
+    # the report once: not again as the context of pytest's failure
+    out = result.stdout.str()
+    assert "During handling of the above exception" not in out
+    assert out.count("fxtrace.check FAILED") == 1
+    assert "DEBUG    torch.__trace" not in out
 
 
 # --------------------------------------------------------------------------- cost of checking

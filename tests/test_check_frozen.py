@@ -184,3 +184,22 @@ def test_frozen_line_leaves_the_module_as_it_was():
     frozen_line(gate, gate, ((x,), {}), ((other,), {}))
     assert all(torch.equal(before[k], v) for k, v in gate.state_dict().items())
     assert torch.equal(rng, torch.random.get_rng_state())
+
+
+def test_the_divergence_search_logs_no_structured_trace_records(monkeypatch):
+    """A trace's graph that raises on the failing input (the loop past the input's length) is
+    run by the recording interpreter: torch's fx Interpreter would log a structured-trace
+    record per raise (empty DEBUG lines under a test run's log capture) and append "While
+    executing" to the error; the recorder does neither."""
+    import torch.fx.interpreter as interpreter
+
+    from fxtrace.checking.divergence import record
+    from fxtrace.checking.graphs import capture_of
+    records = []
+    monkeypatch.setattr(interpreter, "trace_structured", lambda *a, **k: records.append(a))
+    traced = _fx(loop, torch.ones(3, 4), guards=False)
+    gm = capture_of(traced)
+    log = record(gm, (torch.ones(1, 4),), {})
+    assert log and records == []
+    error = _failure(traced, loop, (torch.ones(3, 4),))
+    assert "While executing" not in str(error) and records == []
