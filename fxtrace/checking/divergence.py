@@ -31,7 +31,7 @@ from ..capture.structure import short_args, target_name
 from .graphs import canonical, retrace
 from .trace_check import clone_inputs, compare_outputs
 
-__all__ = ["first_divergence", "record", "positional"]
+__all__ = ["first_divergence", "record", "record_raising", "positional"]
 
 Entry = Tuple[str, fx.Node, Any, str]  # (module path, node, value, canonical key)
 
@@ -75,6 +75,15 @@ def positional(gm: fx.GraphModule, args: Tuple[Any, ...], kwargs: Dict[str, Any]
         elif node.args:
             out.append(node.args[0])  # the default value
     return out
+
+
+def record_raising(gm: fx.GraphModule, args: Tuple[Any, ...], kwargs: Dict[str, Any]
+                   ) -> List[Entry]:
+    """:func:`record` that lets the error of a raising node through (the inputs are used as
+    given, not cloned)."""
+    log: List[Entry] = []
+    _Recorder(gm, "", log).run(*positional(gm, args, kwargs))
+    return log
 
 
 def record(gm: fx.GraphModule, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> List[Entry]:

@@ -29,7 +29,7 @@ from ..capture.assemble import assemble
 from ..capture.concrete import capture_concrete
 from ..capture.meta import CaptureInfo
 from ..state import preserved_state
-from .divergence import positional
+from .divergence import record_raising
 from .refusals import guard_code, guard_location, guard_refusal
 from .trace_check import clone_inputs
 
@@ -81,8 +81,10 @@ def frozen_line(original: Any, root: Optional[torch.nn.Module], example: Tuple[A
             gm = _guarded_capture(original, root, clone_inputs(tuple(example[0])),
                                   clone_inputs(dict(example[1])))
             try:
-                gm(*positional(gm, clone_inputs(tuple(failing[0])),
-                               clone_inputs(dict(failing[1]))))
+                # through the recording interpreter, not gm(...): a GraphModule called
+                # directly prints the generated code of a raising node to stderr
+                record_raising(gm, clone_inputs(tuple(failing[0])),
+                               clone_inputs(dict(failing[1])))
             except Exception as e:  # noqa: BLE001 - a guard firing is the answer
                 message = guard_refusal(e)
                 if message is None:
