@@ -56,7 +56,7 @@ from models import vision  # noqa: E402
 from zoo import BY_NAME, CASES  # noqa: E402
 
 import fxtrace  # noqa: E402
-from fxtrace.checking.properties import _strategy  # noqa: E402
+from fxtrace.checking.plan import strategy_parts  # noqa: E402
 from fxtrace.checking.trace_check import clone_inputs  # noqa: E402
 
 #: Vision models for table 2 and the (batch, height/width) they are checked at.
@@ -142,7 +142,9 @@ def _check_run(traced: Any, model: torch.nn.Module, strategy: Any, examples: int
 def property_row(label: str, model: torch.nn.Module, x: Tuple[Any, ...], examples: int,
                  repeat: int) -> List[str]:
     traced = fxtrace.trace(model, x, check_trace=False)
-    strategy, _ = _strategy(traced, None, None, None, model, [model])
+    # the example's ranks, dtypes and values: the per-input cost of the default draw
+    strategy = strategy_parts(traced, None, None, None, model, [model], False, False,
+                              False).strategy
     strategy = strategy.map(lambda call: call[0])  # inputs= takes positional inputs
     _check_run(traced, model, strategy, 3, True)  # warm-up: the executors' first runs
     inf = float("inf")

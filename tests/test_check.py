@@ -256,8 +256,12 @@ def test_check_shrinks_a_failure_to_a_small_input(tmp_path):
     assert x.numel() == 1 and float(x.sum()) <= 0           # shrunk: 1x1, the branch not taken
     row = err.report.outputs[0]
     assert row.status == "mismatch" and row.max_abs == 1.0
-    assert row.first_divergence.startswith("%add (test_check.py:")
-    assert "first divergence" in str(err) and "max abs" in str(err)
+    # NOTE [Frozen line]: the report names the frozen `if`, the first diverging node follows
+    line = f.__code__.co_firstlineno + 2
+    assert row.first_divergence == f"frozen at test_check.py:{line}"
+    assert any(n.startswith(f"frozen line: test_check.py:{line} (if x.sum() > 0:)")
+               for n in err.report.notes)
+    assert "%add (test_check.py:" in str(err) and "max abs" in str(err)
     saved = torch.load(repro)
     assert torch.equal(saved["args"][0], x)
 
@@ -323,6 +327,11 @@ def test_pytest_plugin_fixture(pytester):
                                           "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*fxtrace.check found a counterexample*", "*max abs*"])
+    # the report once: not again as the context of pytest's failure
+    out = result.stdout.str()
+    assert "During handling of the above exception" not in out
+    assert out.count("fxtrace.check FAILED") == 1
+    assert "DEBUG    torch.__trace" not in out
 
 
 # --------------------------------------------------------------------------- cost of checking

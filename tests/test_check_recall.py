@@ -224,18 +224,27 @@ def test_every_run_starts_from_the_same_state_on_both_sides():
     assert report.ok and report.counts["agreed"] > 10
     assert float(counter.count) == 0.0
     hidden = Hidden()
-    report = fxtrace.check(_fx(Hidden(), x, guards=False, check_trace=False), hidden, example_inputs=(x,),
-                           seed=0, max_examples=40, ranks=False, dtypes=False)
+    # calls=False: call by call only (sequences find the trace's real error: the state it
+    # writes in place is (3,), and a (2, 3) input after a (3,) one raises)
+    report = fxtrace.check(_fx(Hidden(), x, guards=False, check_trace=False), hidden,
+                           example_inputs=(x,), seed=0, max_examples=40, ranks=False,
+                           dtypes=False, calls=False)
     assert report.ok and torch.equal(hidden.h, torch.zeros(3))
 
 
 def test_torch_jit_misses_state_but_the_check_compares_call_by_call():
     """torch.jit freezes the rebound state as a constant: call by call from the same state it
-    agrees with eager, so the per-input check passes it (what call sequences would add)."""
+    agrees with eager, so the per-input check passes it; the call sequences that
+    ``fxtrace.check`` runs for a model whose call changes its state find it."""
     x = torch.randn(3)
     traced = _jit(RebindCounter(), x)
     traced.load_state_dict(RebindCounter().state_dict())
-    assert fxtrace.check(traced, RebindCounter(), example_inputs=(x,), seed=0).ok
+    assert fxtrace.check(traced, RebindCounter(), example_inputs=(x,), seed=0, calls=False).ok
+    with pytest.raises(fxtrace.PropertyCheckError) as caught:
+        fxtrace.check(traced, RebindCounter(), example_inputs=(x,), seed=0)
+    text = str(caught.value)
+    assert "fxtrace.check_calls FAILED" in text and "state_dict['count']" in text
+    assert text.rstrip().splitlines()[1].startswith("  call 1: ")
 
 
 class PyCounter(torch.nn.Module):
@@ -253,7 +262,8 @@ def test_call_sequences_find_what_drifts_across_calls():
     x = torch.randn(3)
     traced = _jit(PyCounter(), x)        # the count of the tracing call, frozen
     model = PyCounter()
-    assert fxtrace.check(traced, model, example_inputs=(x,), seed=0).ok  # call by call: right
+    # call by call: right
+    assert fxtrace.check(traced, model, example_inputs=(x,), seed=0, calls=False).ok
     with pytest.raises(fxtrace.PropertyCheckError) as caught:
         check_calls(traced, model, example_inputs=(x,), seed=0)
     assert "call 1" in str(caught.value) and model.calls == 0  # state put back

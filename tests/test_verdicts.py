@@ -90,8 +90,11 @@ def test_a_trace_refusing_every_input_does_not_pass():
     assert report.title == "fxtrace.check FAILED: no input accepted"
     assert "every generated input was refused by a guard" in report.notes[0]
     line = _line_of(far_branch, "if x")
-    assert report.notes[1].startswith("refused 20x by: fxtrace guard failed at "
-                                      f"test_verdicts.py:{line}")
+    # 20 searched, and the example's variants that leave the branch (its own accepted ones
+    # do not make the check pass: NOTE [Acceptance])
+    assert report.counts["refused"] >= 20
+    assert report.notes[1].startswith(f"refused {report.counts['refused']}x by: fxtrace guard "
+                                      f"failed at test_verdicts.py:{line}")
 
 
 def test_few_accepted_inputs_warn_and_the_rate_is_in_the_verdict():
@@ -115,7 +118,9 @@ def test_most_inputs_accepted_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", CheckWarning)
         report = fxtrace.check(traced, f, max_examples=10, seed=0)
-    assert report.title.endswith("10 of 10 inputs accepted (100%)")
+    n = report.counts["inputs"]  # 10 searched, and the example under each rank/dtype variant
+    assert n > 10 and report.counts["agreed"] == n
+    assert report.title.endswith(f"{n} of {n} inputs accepted (100%)")
 
 
 def same_length(ids, mask):
@@ -188,3 +193,55 @@ def test_bert_probe_links_ids_and_mask_and_the_refusal_quotes_the_fired_guard():
     result = fxtrace.check(traced, model, max_examples=20, seed=0)
     refusal = next(n for n in result.notes if n.startswith("first refusal: "))
     assert "fxtrace guard failed at " in refusal and "module in eval mode" not in refusal
+
+
+def frozen_length(x):
+    n = x.numpy().shape[0]            # frozen, unguarded: the example's length
+    return x.reshape(n, 1) * 2
+
+
+def test_a_trace_raising_a_shape_error_on_half_the_inputs_fails():
+    """Half of the inputs have the example's length (agreed), half another one, where the
+    trace raises a shape error that no guard raised: the check fails on one of those, with
+    the error, not ``PASSED`` with refusals."""
+    traced = _quiet_trace(frozen_length, torch.ones(4))
+    inputs = st.tuples(st.sampled_from([4, 5]), st.integers(0, 9)).map(
+        lambda p: torch.full((p[0],), float(p[1])))
+    with pytest.raises(fxtrace.PropertyCheckError) as info:
+        fxtrace.check(traced, frozen_length, inputs, max_examples=12, seed=0, batch=1)
+    report = info.value.report
+    assert report.title == "fxtrace.check FAILED: trace raised"
+    assert "is invalid for input of size 5" in report.outputs[0].actual
+    (x,), _ = info.value.inputs
+    assert x.shape == (5,) and float(x.sum()) == 0.0  # shrunk: values to zero, length kept
+    assert report.counts["refused"] == 0
+
+
+@pytest.mark.slow
+def test_bert_with_a_mask_longer_than_the_ids_is_a_failure_not_a_refusal():
+    """Issue 18: eager BERT takes an attention mask one token longer than the ids; the trace
+    raises a shape error. That is a failure with the input and the error (it was counted as a
+    guard's refusal and the check PASSED with 0 inputs agreed)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=17)
+    model = transformers.BertModel(cfg).eval()
+    ids = torch.randint(0, 99, (1, 8))
+    traced = _quiet_trace(model, example_kwarg_inputs={
+        "input_ids": ids, "attention_mask": torch.ones(1, 8, dtype=torch.long)}, strict=False)
+    longer = st.integers(2, 6).map(lambda n: {
+        "input_ids": torch.randint(0, 99, (1, n), generator=torch.Generator().manual_seed(n)),
+        "attention_mask": torch.ones(1, n + 1, dtype=torch.long)})
+    with torch.no_grad():  # eager takes it
+        model(**longer.example())
+    with pytest.raises(fxtrace.PropertyCheckError) as info:
+        fxtrace.check(traced, model, longer, max_examples=5, seed=0, batch=1)
+    report = info.value.report
+    assert report.title == "fxtrace.check FAILED: trace raised"
+    assert report.outputs[0].actual.startswith("RuntimeError: The size of tensor a (")
+    note = next(n for n in report.notes if n.startswith("trace raised: "))
+    assert "must match the size of tensor b" in note and "fxtrace guard failed" not in note
+    assert "RuntimeError: RuntimeError" not in note
+    _, kwargs = info.value.inputs
+    assert kwargs["attention_mask"].shape[1] == kwargs["input_ids"].shape[1] + 1

@@ -3,10 +3,11 @@
 NOTE [Acceptance]
 A guard refusing an input is a correct answer, but a check whose inputs were all refused has
 compared nothing and proves nothing. So the verdict states how many of the inputs eager
-accepted the trace accepted too (``accepted``), fails when that is none of them (every
-generated input refused: :class:`~fxtrace.PropertyCheckError`, naming the guards that refused
-most), and warns (:class:`CheckWarning`, and a ``WARNING`` note) when fewer than
-:data:`LOW_ACCEPTANCE` of them were accepted.
+accepted the trace accepted too (``accepted``), fails when that is none of the generated ones
+(:class:`~fxtrace.PropertyCheckError`, naming the guards that refused most; the example
+itself under a rank, dtype or index variant, checked after the search, does not count: it has
+the example's own values), and warns (:class:`CheckWarning`, and a ``WARNING`` note) when
+fewer than :data:`LOW_ACCEPTANCE` of them were accepted.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ class Stats:
     skipped: int = 0
     spurious: int = 0
     sampled: int = 0
+    covered: int = 0  # inputs run after the search: the example under each variant
+    covered_agreed: int = 0  # of them, agreed on
     first_refusal: str = ""
     first_skip: str = ""
     leaves: Dict[str, OutputCheck] = dataclasses.field(default_factory=dict)
@@ -90,8 +93,12 @@ def _acceptance(stats: Stats) -> str:
 
 def count_notes(stats: Stats) -> List[str]:
     """The notes every report carries: counts, acceptance, the first refusal and skip."""
-    notes = [f"{stats.examples} inputs run in {stats.batches} Hypothesis examples: "
-             f"{stats.agreed} agreed, {stats.refused} refused by a "
+    runs = f"{stats.examples} inputs run in {stats.batches} Hypothesis examples"
+    if stats.covered:
+        runs = (f"{stats.examples} inputs run ({stats.examples - stats.covered} in "
+                f"{stats.batches} Hypothesis examples, {stats.covered} the example under each "
+                "rank, dtype and index variant)")
+    notes = [f"{runs}: {stats.agreed} agreed, {stats.refused} refused by a "
              f"guard (a correct refusal, not a pass), {stats.skipped} skipped (eager raised)"]
     if stats.refused:
         notes.append(f"acceptance: {_acceptance(stats)}; the rest were refused by a guard")
@@ -121,10 +128,15 @@ def low_acceptance_note(stats: Stats) -> Optional[str]:
 
 
 def refusal_report(stats: Stats, title: str) -> CheckReport:
-    """The report when every input eager accepted was refused: nothing was compared."""
+    """The report when every generated input eager accepted was refused: nothing was
+    compared but, at most, variants of the example itself (NOTE [Acceptance])."""
+    searched = stats.checked - stats.covered_agreed
     notes = [f"every generated input was refused by a guard ({stats.refused} of "
-             f"{stats.checked}): the trace was compared with eager on none, so the check "
+             f"{searched}): the trace was compared with eager on none, so the check "
              "has not passed"]
+    if stats.covered_agreed:
+        notes[0] += (f" (it agreed on {stats.covered_agreed} rank, dtype or index variant(s) "
+                     "of the example itself only)")
     notes += [f"refused {c}x by: {m}" for c, m in stats.top_guards()]
     notes.append("pass inputs= or dynamic= (dynamic=False keeps the example's sizes) for "
                  "inputs the trace accepts, or re-trace on inputs like the ones it must take")
@@ -216,9 +228,10 @@ def failure_report(failure: Failure, divergence: Optional[str], explanation: str
                             expected=describe(failure.want) if failure.want is not None else "",
                             actual=abbrev(failure.detail, 60), first_divergence=divergence)]
     if failure.kind.startswith("graph"):
-        for r in rows:
+        for r in rows:  # the graph is wrong for this input, whatever the values say
             if r.status == "ok":
                 r.status = "ok (by luck)"
+            r.first_divergence = divergence or "-"
     notes = [f"input: {describe_inputs(args, kwargs)}"]
     if explanation:
         notes.append(explanation)

@@ -92,6 +92,7 @@ class InputChecker:
         self.snapshot: Optional[StateSnapshot] = None
         self.canon: Dict[Any, List[str]] = {}  # the trace's canonical graphs, computed once
         self.kept: Optional[KeptAttributes] = None
+        self.example: Optional[Call] = None  # the example input set (NOTE [Frozen line])
 
     def _kept(self) -> Any:
         """The tensor state the snapshot does not cover, saved once (on first use: after

@@ -15,6 +15,22 @@ inputs the trace was taken with):
   that input gives a structurally equal graph; a difference is a specialisation without a
   guard (the trace would have given a wrong answer on some input like it).
 
+NOTE [Call sequences]
+Every input above starts from the same saved state, so a trace that drifts from eager only
+across calls passes it. When one call of the original changes the original's state (its
+buffers, a rebound tensor attribute, a Python counter or container: ``changes_state``), the
+check also runs sequences of calls (``check_calls``): trace and eager in turn, state
+carried, ``.train()``/``.eval()`` switches in between for modules, outputs and common
+``state_dict()`` entries compared after every call. ``calls=True``/``False`` forces it.
+
+NOTE [Coverage]
+Hypothesis draws one rank and one dtype variant per example among many; with a budget of a
+hundred inputs a rare variant may never be drawn (its generator favours what it drew before).
+So after the search the example itself is checked under every variant the original takes,
+and with each integral input at both ends of the range the original takes: a trace wrong only
+at float64, or only for another index, is found whatever the budget. A failure there is
+shrunk by a second search that draws that variant on every input.
+
 A failure is shrunk by Hypothesis and raised as :class:`PropertyCheckError` carrying a
 :class:`fxtrace.inspect.CheckReport` (print it with ``fxtrace.inspect.check_table``): the
 input shapes and dtypes, each output leaf with its max abs/rel error, and the first fx node
@@ -24,13 +40,14 @@ is returned, with the share of accepted inputs.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
-from hypothesis import HealthCheck, Phase, Verbosity, assume, given
+from hypothesis import assume, given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
@@ -41,8 +58,7 @@ from ..capture.meta import INFO
 from ..errors import InvalidArgument, PropertyCheckError
 from ..inspect.report import CheckReport, OutputCheck
 from ..state import StateSnapshot
-from ..strategies import inputs_like
-from .calls import Call, as_call, describe, describe_inputs, example_call
+from .calls import Call, describe, describe_inputs
 from .check_report import (
     CheckWarning,
     Failure,
@@ -54,52 +70,19 @@ from .check_report import (
 )
 from .check_run import InputChecker, Sampler
 from .divergence import first_divergence
-from .dynamic import eager_dynamic_dims
+from .frozen import frozen_line
 from .graphs import capture_of
+from .plan import hypothesis_settings, strategy_parts
+from .sequences import changes_state
 from .trace_check import isolated_state, owning_module
-from .variants import Variant, find_variants, with_batch_variants, with_variants
+from .variants import (
+    Variant,
+    with_batch_variants,
+)
 
 __all__ = ["check", "PropertyCheckError", "CheckWarning", "describe", "describe_inputs"]
 
 _TITLE = "fxtrace.check"
-
-
-def _strategy(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any, original: Any,
-              stateful: List[torch.nn.Module], ranks: Optional[bool] = None,
-              dtypes: Optional[bool] = None) -> SearchStrategy:
-    """The strategy of input sets (as calls), each with its own rank and dtype variant."""
-    return with_variants(*_strategy_parts(traced, inputs, dynamic, example_inputs, original,
-                                          stateful, ranks, dtypes))
-
-
-def _strategy_parts(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any,
-                    original: Any, stateful: List[torch.nn.Module], ranks: Optional[bool],
-                    dtypes: Optional[bool]) -> Tuple[SearchStrategy, List[Variant],
-                                                     List[Variant]]:
-    """The strategy of input sets (as calls): the dims it varies; and the rank and dtype
-    changes the original accepts (:mod:`fxtrace.checking.variants`)."""
-    example, kw_mode = example_call(traced, example_inputs)
-    if isinstance(inputs, SearchStrategy):
-        if dynamic is not None or ranks or dtypes:
-            raise InvalidArgument("fxtrace.check: dynamic=, ranks= and dtypes= shape the default "
-                                  "strategy; they cannot be combined with an inputs= strategy")
-        return inputs.map(lambda v: as_call(v, kw_mode)), [], []
-    if inputs is not None:  # concrete example inputs (as the CLI passes them)
-        example = as_call(inputs, kw_mode)
-    if example is None:
-        raise InvalidArgument("fxtrace.check needs inputs: pass inputs= (a strategy or example "
-                              "inputs) or example_inputs=, or a trace made with _store_inputs=True")
-    args, kwargs = example
-    base = kwargs if kw_mode else args
-    # auto (None): with dynamic=None only; an explicit dynamic= says exactly what varies
-    ranks = dynamic is None if ranks is None else ranks
-    dtypes = dynamic is None if dtypes is None else dtypes
-    if dynamic is None:  # auto: the dims at which the original itself takes other sizes
-        dynamic = eager_dynamic_dims(original, args, kwargs, stateful) or False
-    base_calls = inputs_like(base, dynamic=dynamic).map(lambda v: as_call(v, kw_mode))
-    rank, dtype = find_variants(original, (tuple(args), dict(kwargs)), stateful,
-                                ranks=bool(ranks), dtypes=bool(dtypes))
-    return base_calls, rank, dtype
 
 
 def _save_load(traced: Any) -> Any:
@@ -110,32 +93,13 @@ def _save_load(traced: Any) -> Any:
         buf.seek(0)
         return torch.jit.load(buf)
 
-
-def _settings(base: Optional[Settings], max_examples: Optional[int]) -> Settings:
-    parent = base if base is not None else Settings()
-    kw: Dict[str, Any] = dict(
-        deadline=None, report_multiple_bugs=False,
-        suppress_health_check=list(parent.suppress_health_check) + [
-            HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-    )
-    if base is None:
-        kw["database"] = None
-    # Hypothesis' explain phase re-runs the shrunk failure many times to annotate its own
-    # printout, which the check's report replaces: about half of a failing check's time
-    kw["phases"] = tuple(p for p in parent.phases if p != Phase.explain)
-    if max_examples is not None:
-        kw["max_examples"] = max_examples
-    if parent.verbosity == Verbosity.normal:
-        kw["verbosity"] = Verbosity.quiet  # the report replaces Hypothesis' own printout
-    return Settings(parent, **kw)
-
-
 def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optional[int] = None,
           tolerance: float = 1e-5, dynamic: Any = None, example_inputs: Any = None,
           save_load: bool = True, retrace_stable: bool = True, sample: Optional[int] = 3,
           seed: Optional[int] = None, batch: int = 4,
           settings: Optional[Settings] = None, repro_path: Optional[str] = None,
-          ranks: Optional[bool] = None, dtypes: Optional[bool] = None) -> CheckReport:
+          ranks: Optional[bool] = None, dtypes: Optional[bool] = None,
+          indices: Optional[bool] = None, calls: Optional[bool] = None) -> CheckReport:
     """Property-check ``traced`` against ``original`` on inputs generated by Hypothesis.
 
     Args:
@@ -171,7 +135,19 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         dtypes: also draw inputs of another floating dtype (float32, float64, float16,
             bfloat16) or integer width (int64, int32) where eager takes them on the example;
             the relative tolerance is raised to what float16/bfloat16 allow. Default (None):
-            with ``dynamic=None`` only. False: never; True: always.
+            with ``dynamic=None`` only. False: never; True: always. Also across floating and
+            integer dtypes (float32 <-> int64) where eager takes them.
+        indices: also draw integral inputs over the range of values the original takes
+            (probed on the example: an index ``x[int(i)]`` up to the edge where eager raises),
+            for half of the inputs. Default (None): with ``dynamic=None`` only.
+        calls: also check sequences of calls, state carried from call to call, with
+            ``.train()``/``.eval()`` switches for modules
+            (:func:`fxtrace.checking.sequences.check_calls`, ``max_examples // 4``
+            sequences, at least 10): a trace wrong only across calls (a frozen counter,
+            running statistics, a cache) or after a mode switch. Default (None): when one
+            call of the original changes its state (buffers, rebound tensor attributes,
+            Python counters or containers; NOTE [Call sequences]). A failing sequence
+            raises with the shrunk sequence.
 
     Returns:
         A :class:`fxtrace.inspect.CheckReport` (every leaf ``ok``; counts and the share of
@@ -187,9 +163,10 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         raise InvalidArgument(f"fxtrace.check: batch must be an int >= 1, got {batch!r}")
     root = owning_module(original)
     stateful = [root] if root is not None else []
-    strategy, rank, dtype = _strategy_parts(traced, inputs, dynamic, example_inputs, original,
-                                            stateful, ranks, dtypes)
-    limit = max_examples if max_examples is not None else _settings(settings, None).max_examples
+    plan = strategy_parts(traced, inputs, dynamic, example_inputs, original, stateful, ranks,
+                           dtypes, indices)
+    limit = max_examples if max_examples is not None else \
+        hypothesis_settings(settings, None).max_examples
     gm = capture_of(traced)
     stats = Stats()
     loaded = _save_load(traced) if save_load else None
@@ -201,12 +178,15 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     stateful += [m for m in (traced, loaded) if isinstance(m, torch.nn.Module)
                  and all(m is not s for s in stateful)]
     checker.stateful = stateful
-    test = _search(checker, strategy, limit, batch, settings, seed, (rank, dtype))
+    checker.example = plan.example
+    search = functools.partial(_search, checker, plan.strategy, limit, batch, settings, seed)
+    test = search((plan.rank, plan.dtype))
     with isolated_state(stateful), torch.no_grad():
         written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
         checker.snapshot = StateSnapshot(stateful, parameters=True, copies=written)
         try:
             test()
+            _cover(checker, plan.cover, search)
         except Failure as failure:
             _raise_failure(failure, checker, tolerance, seed, repro_path)
         except Unsatisfiable:
@@ -218,18 +198,74 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
             raise PropertyCheckError(_message(report), report) from e
     title = (f"{_TITLE}: trace vs eager{', save/load' if save_load else ''}"
              f"{', re-trace' if checker.retrace else ''}")
-    return _verdict(stats, title)
+    report = _verdict(stats, title)
+    if calls if calls is not None else \
+            plan.example is not None and changes_state(original, plan.example):
+        report.notes.append(_sequences(traced, original, inputs, example_inputs, tolerance,
+                                       seed, settings, max(10, limit // 4)))
+    return report
+
+
+def _sequences(traced: Any, original: Any, inputs: Any, example_inputs: Any, tolerance: float,
+               seed: Optional[int], settings: Optional[Settings], examples: int) -> str:
+    """Run the call-sequence check (NOTE [Call sequences]); its failure is the check's.
+    Returns the note of a check that passed (or compared no sequence)."""
+    from .sequences import check_calls
+    try:
+        seq = check_calls(traced, original, inputs, example_inputs=example_inputs,
+                          max_examples=examples, tolerance=tolerance, seed=seed,
+                          settings=settings)
+    except PropertyCheckError as e:
+        if e.inputs is not None:
+            raise
+        return "call sequences: none compared (every second call refused or outside eager's " \
+            "domain)"
+    c = seq.counts
+    return (f"call sequences: {c['sequences']} sequences, {c['calls']} calls agreed (outputs "
+            f"and state_dict after every call), {c['switches']} .train()/.eval() switches, "
+            f"{c['refused']} refused by a guard")
+
+
+def _cover(checker: InputChecker, cover: List[Tuple[Call, Tuple[List[Variant], List[Variant]]]],
+           search: Any) -> None:
+    """Check each coverage call (the example under each variant; NOTE [Call sequences]
+Every input above starts from the same saved state, so a trace that drifts from eager only
+across calls passes it. When one call of the original changes the original's state (its
+buffers, a rebound tensor attribute, a Python counter or container: ``changes_state``), the
+check also runs sequences of calls (``check_calls``): trace and eager in turn, state
+carried, ``.train()``/``.eval()`` switches in between for modules, outputs and common
+``state_dict()`` entries compared after every call. ``calls=True``/``False`` forces it.
+
+NOTE [Coverage]); a failure
+    is shrunk by a search drawing that variant only, or raised as it is if that search does
+    not find it again."""
+    for call, variants in cover:
+        checker.stats.covered += 1
+        agreed = checker.stats.agreed
+        try:
+            checker.one(call)
+            checker.stats.covered_agreed += checker.stats.agreed - agreed
+        except Failure as failure:
+            checker.sampler.failing = True
+            fixed = variants != ([], [])
+            try:
+                search(variants, fixed=fixed)()
+            except (Unsatisfiable, Flaky):
+                pass  # the search found nothing to shrink: the failure as it was found
+            raise failure from None
 
 
 def _search(checker: InputChecker, strategy: SearchStrategy, limit: int, batch: int,
             settings: Optional[Settings], seed: Optional[int],
-            variants: Tuple[List[Variant], List[Variant]] = ([], [])) -> Any:
+            variants: Tuple[List[Variant], List[Variant]] = ([], []), fixed: bool = False
+            ) -> Any:
     """The Hypothesis test: lists of input sets, checked one by one within ``limit``. One
     rank and one dtype variant is drawn per list, after the list (so the inputs drawn at the
-    example's rank and dtype are those a check without variants draws)."""
+    example's rank and dtype are those a check without variants draws); ``fixed``: always one
+    of ``variants``."""
     calls = strategy.map(lambda call: [call]) if batch == 1 else \
         st.lists(strategy, min_size=1, max_size=2 * batch - 1)
-    calls = with_batch_variants(calls, *variants)
+    calls = with_batch_variants(calls, *variants, fixed=fixed)
     stats, sampler = checker.stats, checker.sampler
 
     def one_batch(batch_calls: List[Call]) -> None:
@@ -251,7 +287,7 @@ def _search(checker: InputChecker, strategy: SearchStrategy, limit: int, batch: 
     # Hypothesis' lists of 1..2b-1 inputs hold about 0.6 b on average (it favours short
     # lists): ask for about limit / (0.6 b) examples, so that the budget is used and few
     # examples are drawn only to be skipped.
-    test = _settings(settings, max(1, math.ceil(limit / max(1.0, 0.6 * batch))))(test)
+    test = hypothesis_settings(settings, max(1, math.ceil(limit / max(1.0, 0.6 * batch))))(test)
     if seed is not None:
         test = hypothesis_seed(seed)(test)
     return test
@@ -268,7 +304,13 @@ def _raise_failure(failure: Failure, checker: InputChecker, tolerance: float,
                                                        tolerance)
         except Exception as e:  # noqa: BLE001 - diagnostics must not hide the failure
             explanation = f"first divergence not found: {type(e).__name__}: {e}"
+    frozen = frozen_line(checker.original, checker.root, checker.example, failure.call) \
+        if checker.example is not None else None
+    if frozen is not None:  # NOTE [Frozen line]: the decision, not a node downstream of it
+        divergence = frozen.column
     report = failure_report(failure, divergence, explanation, tolerance, checker.stats, seed)
+    if frozen is not None:
+        report.notes.insert(1, frozen.note())
     if repro_path is not None:
         torch.save({"args": args, "kwargs": kwargs, "kind": failure.kind, "seed": seed},
                    repro_path)
@@ -286,7 +328,7 @@ def _verdict(stats: Stats, title: str) -> CheckReport:
         raise PropertyCheckError(_message(report) + "\nno example could be checked: eager "
                                  "raised on every generated input; pass inputs= or dynamic=",
                                  report)
-    if stats.agreed == 0:
+    if stats.agreed == stats.covered_agreed and stats.refused:  # NOTE [Acceptance]
         report = refusal_report(stats, _TITLE)
         raise PropertyCheckError(_message(report), report)
     share = 100.0 * stats.agreed / stats.checked

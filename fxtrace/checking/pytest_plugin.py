@@ -14,8 +14,8 @@ the installed entry point, enable it with ``-p fxtrace.checking.pytest_plugin`` 
 The fixture calls :func:`fxtrace.check` with the active Hypothesis settings profile (so
 ``--hypothesis-profile`` / ``settings.load_profile`` decide ``max_examples``, derandomisation
 the seed); ``--fxtrace-examples N`` overrides ``max_examples`` for the whole run.
-A failure fails the test with ``pytest.fail`` and the report table (no traceback noise); the
-:class:`fxtrace.PropertyCheckError` is chained.
+A failure fails the test with ``pytest.fail`` and the report table, printed once (no
+traceback noise, and no "During handling of the above exception" copy of it).
 """
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def fxtrace_check(request: Any) -> Callable[..., Any]:
         try:
             return check(traced, original, *args, **kwargs)
         except PropertyCheckError as e:
-            pytest.fail(f"fxtrace.check found a counterexample:{e}", pytrace=False)
+            error = e
+        # outside the except block: pytest would print the error's report again as the
+        # context of its failure ("During handling of the above exception ...")
+        pytest.fail(f"fxtrace.check found a counterexample:{error}", pytrace=False)
 
     return run

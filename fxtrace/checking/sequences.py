@@ -9,6 +9,12 @@ and the common entries of ``state_dict()`` are compared. A guard's refusal ends 
 (a correct refusal; the state of the two sides is then no longer comparable). The shrunk
 failing sequence is raised as :class:`~fxtrace.PropertyCheckError`.
 
+Mode switches: where both sides are modules (a trace is a ``ScriptModule`` with its own
+``training`` flag, so it accepts ``.train()``/``.eval()`` as if it covered both modes), a
+sequence may also hold ``.eval()`` and ``.train()`` steps, applied to both sides. A trace
+frozen in one mode (dropout, BatchNorm statistics) then differs from eager after the switch;
+an fxtrace trace guarded on the flag refuses (a correct refusal, ending the sequence).
+
 Invariant: every sequence starts from the state both sides had when ``check_calls`` was
 called (buffers, training flags, RNG, rebound tensor attributes, a trace's written constants;
 restored after each sequence and at the end), so sequences are independent and replayable.
@@ -16,7 +22,7 @@ restored after each sequence and at the end), so sequences are independent and r
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from hypothesis import assume, given
@@ -24,18 +30,24 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from hypothesis.strategies import SearchStrategy
 
 from ..errors import PropertyCheckError
 from ..inspect.report import CheckReport, OutputCheck
 from .attributes import KeptAttributes
 from .calls import Call, describe_inputs
 from .check_report import Failure
+from .plan import hypothesis_settings
+from .plan import strategy as plan_strategy
 from .refusals import error_text, guard_refusal
 from .trace_check import compare_outputs, isolated_state, owning_module, run_isolated
 
-__all__ = ["check_calls"]
+__all__ = ["check_calls", "changes_state", "Step"]
 
 _TITLE = "fxtrace.check_calls"
+
+#: One step of a sequence: a call, or a mode switch of both sides ("train" / "eval").
+Step = Union[Call, str]
 
 
 def _state(module: Any) -> Dict[str, torch.Tensor]:
@@ -61,20 +73,32 @@ class _Runner:
         self.traced, self.original, self.stateful = traced, original, stateful
         self.tolerance = tolerance
         self.kept = KeptAttributes(stateful)
-        self.counts = {"sequences": 0, "calls": 0, "refused": 0, "skipped": 0}
+        self.counts = {"sequences": 0, "calls": 0, "refused": 0, "skipped": 0, "switches": 0}
+        self.at = 0
 
-    def sequence(self, calls: Sequence[Call]) -> None:
+    def sequence(self, steps: Sequence[Step]) -> None:
         self.counts["sequences"] += 1
         ran = 0
         with self.kept.kept(), isolated_state(self.stateful):
-            for number, call in enumerate(calls):
-                if not self._one(calls, number, call):
+            for number, step in enumerate(steps):
+                if isinstance(step, str):
+                    self._switch(step)
+                    continue
+                if not self._one(steps, number, step):
                     break
                 ran += 1
         assume(ran >= 2)  # a sequence of fewer calls checks nothing fxtrace.check does not
 
-    def _one(self, calls: Sequence[Call], number: int, call: Call) -> bool:
+    def _switch(self, mode: str) -> None:
+        """``.train()`` / ``.eval()`` on both sides (restored with the sequence's state)."""
+        self.counts["switches"] += 1
+        for side in (self.traced, self.original):
+            if isinstance(side, torch.nn.Module):
+                side.train(mode == "train")
+
+    def _one(self, calls: Sequence[Step], number: int, call: Call) -> bool:
         """One call on both sides (state carried); False ends the sequence."""
+        self.at = number  # a failure's sequence ends here (the steps after it are noise)
         try:
             want = run_isolated(self.original, call[0], call[1], [])
         except Exception:  # noqa: BLE001 - outside the original's domain
@@ -92,47 +116,115 @@ class _Runner:
         problems = [p for _, p in compare_outputs(got, want, self.tolerance)]
         problems += _state_problems(self.traced, self.original, self.tolerance)
         if problems:
-            raise Failure(f"call {number + 1} of the sequence differs from eager",
+            nth = sum(1 for step in calls[:number + 1] if not isinstance(step, str))
+            raise Failure(f"call {nth} of the sequence differs from eager",
                           _as_call(calls, number), got=got, want=want,
                           detail="\n".join(problems))
         return True
 
 
-def _as_call(calls: Sequence[Call], number: int) -> Call:
+def _as_call(calls: Sequence[Step], number: int) -> Call:
     """The failing call; the sequence up to it is in ``Failure.detail``'s report notes."""
-    return calls[number]
+    step = calls[number]
+    assert not isinstance(step, str)
+    return step
+
+
+def _fingerprint(root: torch.nn.Module) -> List[Any]:
+    """What a call can change on ``root``'s tree: buffer and parameter values, and each
+    module's own attributes (tensors by identity, containers by length, plain values)."""
+    out: List[Any] = [(k, v.detach().clone()) for k, v in root.state_dict().items()
+                      if isinstance(v, torch.Tensor)]
+    for path, m in root.named_modules():
+        for name, value in m.__dict__.items():
+            if name.startswith("_") or name == "training":
+                continue
+            if isinstance(value, torch.Tensor):
+                out.append((path, name, id(value)))
+            elif isinstance(value, (list, dict, set)):
+                out.append((path, name, type(value), len(value)))
+            elif isinstance(value, (int, float, bool, str, type(None))):
+                out.append((path, name, value))
+    return out
+
+
+def _same_fingerprint(a: List[Any], b: List[Any]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if len(x) == 2 and len(y) == 2 and isinstance(x[1], torch.Tensor):
+            if x[0] != y[0] or not isinstance(y[1], torch.Tensor) or \
+                    x[1].shape != y[1].shape or not torch.equal(x[1], y[1]):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def changes_state(original: Any, call: Call) -> bool:
+    """Whether one call of the module ``original`` on ``call`` changes its state (buffers,
+    tensor attributes rebound, Python counters and containers): then its trace can be wrong
+    across calls, which only call sequences show. State is restored afterwards; a function,
+    or a call that raises, is taken as stateless."""
+    root = owning_module(original)
+    if root is None:
+        return False
+    kept = KeptAttributes([root])
+    with kept.kept(), isolated_state([root]), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = _fingerprint(root)
+        saved = {id(m): dict(m.__dict__) for m in root.modules()}
+        try:
+            original(*call[0], **call[1])
+        except Exception:  # noqa: BLE001 - outside the original's domain: no verdict
+            return False
+        finally:
+            after = _fingerprint(root)
+            for m in root.modules():  # Python attributes: put back what forward assigned
+                for name, value in saved[id(m)].items():
+                    if m.__dict__.get(name) is not value:
+                        m.__dict__[name] = value
+                for name in [n for n in m.__dict__ if n not in saved[id(m)]]:
+                    del m.__dict__[name]
+    return not _same_fingerprint(before, after)
 
 
 def check_calls(traced: Any, original: Any, inputs: Any = None, *,
                 example_inputs: Any = None, length: int = 4,
                 max_examples: Optional[int] = None, tolerance: float = 1e-5,
-                seed: Optional[int] = None, settings: Optional[Settings] = None
-                ) -> CheckReport:
+                seed: Optional[int] = None, settings: Optional[Settings] = None,
+                modes: Optional[bool] = None) -> CheckReport:
     """Check ``traced`` against ``original`` on sequences of calls (module docstring).
 
     ``inputs``/``example_inputs`` as for :func:`fxtrace.check` (the strategy of one input set;
     default: the example's, with rank and dtype variants, as ``fxtrace.check``'s default).
-    ``length``: the longest sequence (at least 2). ``max_examples``: sequences to run.
-    Returns a :class:`~fxtrace.inspect.CheckReport`; raises
+    ``length``: the longest sequence of calls (at least 2). ``max_examples``: sequences to
+    run. ``modes``: also ``.train()``/``.eval()`` steps between calls (default: when both
+    sides are modules). Returns a :class:`~fxtrace.inspect.CheckReport`; raises
     :class:`~fxtrace.PropertyCheckError` with the shrunk failing sequence in its notes, or
     when no sequence of two calls could be run."""
-    from .properties import _settings, _strategy
     root = owning_module(original)
     stateful: List[Any] = [root] if root is not None else []
-    strategy = _strategy(traced, inputs, None, example_inputs, original, stateful)
+    strategy: SearchStrategy = plan_strategy(traced, inputs, None, example_inputs, original,
+                                         stateful)
     stateful += [traced] if isinstance(traced, torch.nn.Module) and traced is not root else []
+    if modes is None:
+        modes = isinstance(traced, torch.nn.Module) and root is not None
+    if modes:  # a call first in one_of: what a failing sequence shrinks towards
+        strategy = st.one_of(strategy, st.sampled_from(["eval", "train"]))
     runner = _Runner(traced, original, stateful, tolerance)
-    seen: List[Tuple[Sequence[Call], Failure]] = []
+    seen: List[Tuple[Sequence[Step], Failure]] = []
 
-    def test(calls: List[Call]) -> None:
+    def test(calls: List[Step]) -> None:
         try:
             runner.sequence(calls)
         except Failure as f:
-            seen.append((calls, f))
+            seen.append((calls[:runner.at + 1], f))
             raise
 
-    test_fn = given(st.lists(strategy, min_size=2, max_size=max(2, length)))(test)
-    test_fn = _settings(settings, max_examples)(test_fn)
+    size = max(2, length) * (2 if modes else 1)
+    test_fn = given(st.lists(strategy, min_size=2, max_size=size))(test)
+    test_fn = hypothesis_settings(settings, max_examples)(test_fn)
     if seed is not None:
         test_fn = hypothesis_seed(seed)(test_fn)
     with torch.no_grad(), warnings.catch_warnings():
@@ -158,17 +250,29 @@ def check_calls(traced: Any, original: Any, inputs: Any = None, *,
     return report
 
 
-def _report(failure: Failure, calls: Sequence[Call], runner: _Runner,
+def _steps(calls: Sequence[Step]) -> List[str]:
+    """``call 1: args[0]=...``, ``.eval()``: the steps of a sequence, numbered by call."""
+    out, number = [], 0
+    for step in calls:
+        if isinstance(step, str):
+            out.append(f".{step}()")
+        else:
+            number += 1
+            out.append(f"call {number}: {describe_inputs(*step)}")
+    return out
+
+
+def _report(failure: Failure, calls: Sequence[Step], runner: _Runner,
             seed: Optional[int]) -> CheckReport:
-    notes = [f"call {i + 1}: {describe_inputs(*c)}" for i, c in enumerate(calls)]
+    notes = _steps(calls)
     notes += [failure.detail, f"hypothesis seed: {seed}"]
     return CheckReport(outputs=[OutputCheck(path="out", status="mismatch")],
                        title=f"{_TITLE} FAILED: {failure.kind}", notes=notes,
                        counts=dict(runner.counts))
 
 
-def _failure_text(calls: Sequence[Call], failure: Failure, seed: Optional[int]) -> str:
+def _failure_text(calls: Sequence[Step], failure: Failure, seed: Optional[int]) -> str:
     lines = [f"{_TITLE} FAILED: {failure.kind}"]
-    lines += [f"  call {i + 1}: {describe_inputs(*c)}" for i, c in enumerate(calls)]
+    lines += [f"  {step}" for step in _steps(calls)]
     lines += ["  " + line for line in failure.detail.splitlines()[:6]]
     return "\n".join(lines)

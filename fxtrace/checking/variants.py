@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from hypothesis import strategies as st
@@ -27,7 +27,8 @@ from .attributes import kept_tensor_attributes
 from .calls import Call, tensor_leaves
 from .trace_check import run_isolated
 
-__all__ = ["Variant", "find_variants", "with_variants", "with_batch_variants", "dtype_tolerance"]
+__all__ = ["Variant", "find_variants", "find_int_ranges", "with_variants", "with_batch_variants",
+           "dtype_tolerance"]
 
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _INTS = (torch.int64, torch.int32)
@@ -95,6 +96,10 @@ def _candidates(leaves: List[Tuple[str, torch.Tensor]], ranks: bool,
                 own = {leaves[i][1].dtype for i in g}
                 dtype.extend(Variant("dtype", g, d) for d in family
                              if d not in own and not (len(g) > 1 and len(kinds) > 1))
+            # across the families (float <-> int), where the original runs them: code that
+            # branches on x.is_floating_point() or divides with // takes its other path
+            other = _INTS[0] if family is _FLOATS else _FLOATS[0]
+            dtype.extend(Variant("dtype", g, other) for g in groups)
     return rank, dtype
 
 
@@ -111,6 +116,66 @@ def find_variants(original: Any, call: Call, stateful: Sequence[Any], *, ranks: 
     with torch.no_grad():
         return ([v for v in rank if _eager_takes(original, v.apply(call), stateful)],
                 [v for v in dtype if _eager_takes(original, v.apply(call), stateful)])
+
+
+#: how far beyond the example's values an integral input's range is probed (doubling steps)
+_INT_STEPS = (1, 2, 4, 8)
+
+
+def find_int_ranges(original: Any, call: Call, stateful: Sequence[Any]
+                    ) -> Dict[int, Tuple[int, int]]:
+    """``{tensor input: (low, high)}``: for each integral (not bool) tensor input, the range of
+    values the original takes when the input is filled with one value, found on both sides of
+    the example's own range (eager run on the example with that input filled).
+
+    An index (``x[int(i)]``, an embedding's ids) is taken up to an edge where eager raises:
+    the range ends at that edge (found exactly by bisection). A side with no edge within
+    ``_INT_STEPS`` is widened by the last step. Only inputs whose range grows are returned.
+    """
+    out: Dict[int, Tuple[int, int]] = {}
+    leaves = tensor_leaves(*call)
+    with torch.no_grad():
+        for i, (_, t) in enumerate(leaves):
+            if t.dtype == torch.bool or t.is_floating_point() or t.is_complex() or \
+                    t.numel() == 0:
+                continue
+            lo, hi = int(t.min()), int(t.max())
+            info = torch.iinfo(t.dtype)
+
+            def takes(v: int, i: int = i) -> bool:
+                return _eager_takes(original, _filled(call, i, v), stateful)
+            new = (_edge(takes, lo, -1, info.min), _edge(takes, hi, 1, info.max))
+            if new != (lo, hi):
+                out[i] = new
+    return out
+
+
+def _edge(takes: Any, start: int, sign: int, limit: int) -> int:
+    """The farthest value from ``start`` (in direction ``sign``, within ``limit``) such that
+    eager takes every probed value up to it."""
+    good = start
+    for step in _INT_STEPS:
+        v = start + sign * step
+        if (v - limit) * sign > 0:
+            return good
+        if not takes(v):
+            bad = v
+            while abs(bad - good) > 1:  # bisect the edge between good and bad
+                mid = (good + bad) // 2
+                good, bad = (mid, bad) if takes(mid) else (good, mid)
+            return good
+        good = v
+    return good
+
+
+def _filled(call: Call, index: int, value: int) -> Call:
+    number = itertools.count()
+
+    def leaf(v: Any) -> Any:
+        if isinstance(v, torch.Tensor) and next(number) == index:
+            return torch.full_like(v, value)
+        return v
+    return tree.map_leaves(leaf, tuple(call[0])), tree.map_leaves(leaf, dict(call[1]))
 
 
 def _eager_takes(original: Any, call: Call, stateful: Sequence[Any]) -> bool:
@@ -143,11 +208,13 @@ def with_variants(strategy: SearchStrategy, rank: List[Variant],
 
 
 def with_batch_variants(lists: SearchStrategy, rank: List[Variant],
-                        dtype: List[Variant]) -> SearchStrategy:
+                        dtype: List[Variant], fixed: bool = False) -> SearchStrategy:
     """``lists`` (of lists of calls) with one rank and one dtype variant drawn per list, after
-    it, and applied to each of its calls."""
+    it, and applied to each of its calls (``fixed``: never the identity, for a search that
+    shrinks a failure of one given variant)."""
     if not rank and not dtype:
         return lists
+    choice = (lambda vs: st.sampled_from(vs) if vs else st.none()) if fixed else _choice
 
     def apply(drawn: Tuple[List[Call], Optional[Variant], Optional[Variant]]) -> List[Call]:
         calls, r, d = drawn
@@ -155,7 +222,22 @@ def with_batch_variants(lists: SearchStrategy, rank: List[Variant],
             if v is not None:
                 calls = [v.apply(c) for c in calls]
         return calls
-    return st.tuples(lists, _choice(rank), _choice(dtype)).map(apply)
+    return st.tuples(lists, choice(rank), choice(dtype)).map(apply)
+
+
+def coverage_calls(example: Call, rank: List[Variant], dtype: List[Variant],
+                   ranges: Dict[int, Tuple[int, int]]) -> List[Tuple[Call, Tuple[List[Variant],
+                                                                                List[Variant]]]]:
+    """The example under every variant, and with each integral input at both ends of its
+    range: ``(call, (rank, dtype))``, the variants that draw inputs like it. Run after the
+    random search, so that each variant the original takes is checked at least once (a few
+    Hypothesis examples may never draw a rare one)."""
+    out: List[Tuple[Call, Tuple[List[Variant], List[Variant]]]] = []
+    out += [(v.apply(example), ([v], [])) for v in rank]
+    out += [(v.apply(example), ([], [v])) for v in dtype]
+    for i, (lo, hi) in ranges.items():
+        out += [(_filled(example, i, value), ([], [])) for value in (lo, hi)]
+    return out
 
 
 def dtype_tolerance(call: Call, tolerance: float) -> float:

@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "--kwarg name) between 1 and its example size + 4; repeat or "
                         "comma-separate. Dims of equal example size vary together. Default: "
                         "the dims at which the original itself takes other sizes")
+    p.add_argument("--trace", metavar="SAVED.pt", default=None,
+                   help="check this saved trace (torch.jit.save of fxtrace's or torch.jit's "
+                        "trace, loaded with torch.jit.load) against MODULE:ATTR instead of "
+                        "tracing MODULE:ATTR; --input/--kwarg are its example inputs")
     p.add_argument("--tolerance", "--rtol", type=float, default=1e-5, metavar="R",
                    dest="tolerance",
                    help="relative tolerance of the output comparison (the absolute one is "

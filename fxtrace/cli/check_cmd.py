@@ -1,6 +1,8 @@
 """``fxtrace check``: trace MODULE:ATTR, then :func:`fxtrace.check` it and print the report.
 
-The command is a front end of ``fxtrace.check`` and nothing else: the input specs become its
+The command is a front end of ``fxtrace.check`` and nothing else (``--trace SAVED.pt``: the
+saved trace is loaded and checked against MODULE:ATTR instead of a fresh trace, so a trace
+already shipped, fxtrace's or torch.jit's, can be audited): the input specs become its
 example inputs, ``--dynamic`` its ``dynamic=`` pairs, ``--examples`` ``max_examples``, ``--seed``
 the Hypothesis seed, ``--tolerance`` its relative tolerance. Its verdict is the command's:
 the report table, then ``PASSED: ...`` (exit 0) or ``FAILED: ...`` (exit 1).
@@ -9,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import inspect as pyinspect
+import os
 from typing import Any, List, Mapping, Tuple
 
-from .common import EXIT_FAIL, EXIT_OK, check_format
+from .common import EXIT_FAIL, EXIT_OK, check_format, quiet_jit_deprecation
 from .common import fail as _fail
 from .target import Target, do_trace, prepare, trace_kwargs
 
@@ -87,6 +90,20 @@ def _verdict_line(report: Any, passed: bool) -> str:
             f"{counts['skipped']} skipped")
 
 
+def _load(path: str) -> Any:
+    """``--trace``: the saved trace, any TorchScript file (fxtrace's or torch.jit's)."""
+    import torch
+
+    if not os.path.isfile(path):
+        _fail(f"--trace {path}: no such file")
+    try:
+        with quiet_jit_deprecation():
+            return torch.jit.load(path)
+    except Exception as e:  # noqa: BLE001 - not a TorchScript file
+        _fail(f"--trace {path}: torch.jit.load cannot read it: "
+              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     import fxtrace
     import fxtrace.inspect as fi
@@ -96,7 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         _fail(f"--examples must be at least 1, got {args.examples}")
     target = prepare(args)
     dynamic = parse_dynamic(args.dynamic or [], target)
-    traced = do_trace(target, check=True)
+    traced = _load(args.trace) if getattr(args, "trace", None) else do_trace(target, check=True)
     inputs = target.args if not target.kwargs else \
         trace_kwargs(target, target.args, target.kwargs)["example_kwarg_inputs"]
     kw: dict = {"inputs": inputs, "max_examples": args.examples, "seed": args.seed,

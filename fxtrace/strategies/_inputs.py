@@ -83,6 +83,31 @@ def _normalise_dynamic(dynamic: Any, leaves: List[Tuple[str, torch.Tensor]]) -> 
     return [sorted(dims) for dims in result]
 
 
+def _check_int_ranges(int_ranges: Any, leaves: List[Tuple[str, torch.Tensor]]
+                      ) -> Dict[int, Tuple[int, int]]:
+    """``int_ranges`` checked: integral inputs only, ``low <= high``, within the dtype."""
+    if int_ranges is None:
+        return {}
+    if not isinstance(int_ranges, Mapping):
+        raise _fail(f"int_ranges={int_ranges!r} must be a dict {{input_index: (low, high)}}")
+    out: Dict[int, Tuple[int, int]] = {}
+    for index, bounds in int_ranges.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(leaves):
+            raise _fail(f"int_ranges names input {index!r}, but example_inputs has "
+                        f"{len(leaves)} tensor(s)")
+        path, tensor = leaves[index]
+        dtype = tensor.dtype
+        if dtype == torch.bool or _is_floating(dtype) or dtype in _COMPLEX:
+            raise _fail(f"int_ranges[{index}]: {path} has dtype {dtype}, not an integral dtype")
+        low, high = bounds
+        info = torch.iinfo(dtype)
+        if not info.min <= low <= high <= info.max:
+            raise _fail(f"int_ranges[{index}]=({low}, {high}) must satisfy "
+                        f"{info.min} <= low <= high <= {info.max} ({path} is {dtype})")
+        out[index] = (int(low), int(high))
+    return out
+
+
 def _int_range(tensor: torch.Tensor) -> Tuple[int, int]:
     """The inclusive [min, max] of an integral tensor's values; (0, 0) when it is empty.
 
@@ -100,7 +125,8 @@ def _int_range(tensor: torch.Tensor) -> Tuple[int, int]:
     return int(values.min()), int(values.max())
 
 
-def _default_elements(tensor: torch.Tensor) -> SearchStrategy[Any]:
+def _default_elements(tensor: torch.Tensor, int_range: Optional[Tuple[int, int]] = None
+                      ) -> SearchStrategy[Any]:
     dtype = tensor.dtype
     if dtype == torch.bool:
         return st.booleans()
@@ -112,11 +138,13 @@ def _default_elements(tensor: torch.Tensor) -> SearchStrategy[Any]:
             allow_subnormal=False, width=_COMPLEX_WIDTH[dtype],
         )
     # Integral: stay within the example's values (indices into an embedding, class labels...).
-    return st.integers(*_int_range(tensor))
+    return st.integers(*(int_range if int_range is not None else _int_range(tensor)))
 
 
-def _input_spec(path: str, tensor: torch.Tensor, mode: str, elements: Any, layout: str) -> _Spec:
-    """How to draw tensors like the example ``tensor`` (at ``path``) in values mode ``mode``."""
+def _input_spec(path: str, tensor: torch.Tensor, mode: str, elements: Any, layout: str,
+                own_range: Optional[Tuple[int, int]] = None) -> _Spec:
+    """How to draw tensors like the example ``tensor`` (at ``path``) in values mode ``mode``;
+    ``own_range``: the integral values' range when not the example's own."""
     if tensor.layout != torch.strided:
         raise _fail(f"{path} has layout={tensor.layout}; inputs_like supports strided (dense) tensors only")
     _check_dtype(tensor.dtype, name=f"{path}.dtype")
@@ -125,9 +153,9 @@ def _input_spec(path: str, tensor: torch.Tensor, mode: str, elements: Any, layou
         # elements is unused (NOTE [seeded]); nothing() makes any accidental use fail loudly.
         strategy, check = st.nothing(), False
         if not (tensor.dtype == torch.bool or _is_floating(tensor.dtype) or tensor.dtype in _COMPLEX):
-            int_range = _int_range(tensor)
+            int_range = own_range if own_range is not None else _int_range(tensor)
     elif elements is None:
-        strategy, check = _default_elements(tensor), False
+        strategy, check = _default_elements(tensor, own_range), False
     elif isinstance(elements, SearchStrategy):
         strategy, check = elements, True
     else:
@@ -148,6 +176,7 @@ def inputs_like(
     values: Optional[str] = None,
     link_sizes: bool = True,
     layout: str = "contiguous",
+    int_ranges: Optional[Mapping[int, Tuple[int, int]]] = None,
 ) -> SearchStrategy[Any]:
     """Return a strategy for argument structures like ``example_inputs``, with varied sizes.
 
@@ -181,6 +210,9 @@ def inputs_like(
       vary on its own.
     * ``layout`` (default ``"contiguous"``): as in :func:`tensors`; ``"noncontiguous"`` falls
       back to contiguous for a shape with fewer than 2 elements.
+    * ``int_ranges`` (default None): ``{input_index: (low, high)}``, the inclusive range of the
+      values of an integral tensor input instead of the example's own minimum and maximum
+      (``fxtrace.check`` passes the range of indices the original accepts).
 
     **Linking rule.** Dynamic dims that have the same size in the example vary together: one
     size is drawn for each distinct example size among the dynamic dims. With
@@ -250,7 +282,9 @@ def inputs_like(
         )
     mode = values if values is not None else ("seeded" if elements is None else "drawn")
 
-    specs = [_input_spec(path, tensor, mode, elements, layout) for path, tensor in leaves]
+    ranges = _check_int_ranges(int_ranges, leaves)
+    specs = [_input_spec(path, tensor, mode, elements, layout, ranges.get(i))
+             for i, (path, tensor) in enumerate(leaves)]
 
     dims = _normalise_dynamic(dynamic, leaves)
     # group key of each dynamic (input, dim): its example size when linked, else itself.
