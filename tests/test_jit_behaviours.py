@@ -159,3 +159,85 @@ def test_a_module_calling_a_traced_function_saves_and_loads() -> None:
         loaded = torch.jit.load(buf)
     y = torch.randn(5)
     torch.testing.assert_close(loaded(y), y * 2 + 1)
+
+
+class _ExportChild(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x).relu()
+
+    @torch.jit.export
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * 3
+
+
+class _Exports(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.child = _ExportChild()
+        self.k = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.child(x) + 1
+
+    @torch.jit.export
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.child.scale(x) * self.k
+
+
+def _reload(module: Any) -> Any:
+    import io
+
+    buf = io.BytesIO()
+    torch.jit.save(module, buf)
+    buf.seek(0)
+    return torch.jit.load(buf)
+
+
+def test_exported_methods_are_compiled_onto_the_trace() -> None:
+    """torch.jit.trace scripts ``@torch.jit.export`` methods onto its result (the user
+    marked them for TorchScript); fxtrace's result has them too, saved and reloaded."""
+    torch.manual_seed(0)
+    model = _Exports().eval()
+    x = torch.randn(2, 3)
+    fx, jit = _both(model, (x,))
+    assert type(fx).__name__ == type(jit).__name__
+    y = torch.randn(5, 3)
+    for traced in (fx, jit, _reload(fx)):
+        torch.testing.assert_close(traced(y), model(y))
+        torch.testing.assert_close(traced.head(y), model.head(y))
+        torch.testing.assert_close(traced.child.scale(y), model.child.scale(y))
+    assert fx.code.count("relu") == 0 and "forward" in fx.code  # forward is the trace's
+
+
+class _TwoMethods(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).relu()
+
+    def head(self, y: torch.Tensor) -> torch.Tensor:
+        return self.lin(y).sigmoid()
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["no-check-inputs", "check-inputs"])
+def test_trace_module_of_several_methods_saves_and_reloads(check: bool) -> None:
+    torch.manual_seed(0)
+    model = _TwoMethods().eval()
+    inputs = {"forward": torch.randn(1, 1, 6, 6), "head": torch.randn(3, 4)}
+    kw: Any = {"check_inputs": [{"forward": torch.randn(2, 1, 7, 7),
+                                  "head": torch.randn(5, 4)}]} if check else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fx = fxtrace.trace_module(model, inputs, **kw)
+        jit = torch.jit.trace_module(model, inputs, **kw)
+    x, y = torch.randn(2, 1, 8, 8), torch.randn(6, 4)
+    for traced in (fx, jit, _reload(fx)):
+        torch.testing.assert_close(traced(x), model(x))
+        torch.testing.assert_close(traced.head(y), model.head(y))

@@ -27,6 +27,7 @@ from .. import tree
 from .environment import RecordingMode, tracing_environment
 from .frames import Frame, MetadataRead, ModuleTrace, Unrecordable, bind_names, signature_of
 from .inner_calls import call_inner, needs_inner_calls
+from .lazy import materialise_lazy
 from .live_bools import TracedBool
 from .meta import STATE_WRITE
 from .methods import (
@@ -375,6 +376,8 @@ def _run_methods(tracer: ConcreteTracer, root_trace: ModuleTrace, methods: Seque
                 f"example_kwarg_inputs['{pname}']"
             node = tracer._input(frame, pname, value, where)
             tracer._guard_constant_input(frame, node, pname, value)
+        if root is not None and method_name == "forward":
+            materialise_lazy(root, args, kwargs, None)  # NOTE [Lazy modules]
         with tracing_environment(tracer):
             out = fn(*args, **kwargs)
         tracer._output(frame, out)
