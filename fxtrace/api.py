@@ -257,7 +257,8 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
                       force_outplace=_force_outplace, fold_batchnorm=fold_batchnorm,
                       keep_structure=check_trace)
         A.check_outputs(gm, strict)
-        script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit)
+        script = lower_module(gm, module_class=_module_class, compilation_unit=_compilation_unit,
+                              exports_of=mod)
         script.__dict__["_fxtrace_capture"] = gm
         if _store_inputs:
             # torch.jit keeps these in C++ for ``_retrieve_traced_inputs()``, which has no

@@ -29,6 +29,7 @@ import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]
 
 __all__ = ["preserved_state", "StateSnapshot", "RngStates", "restore_contents"]
 
@@ -66,17 +67,30 @@ class StateSnapshot:
     def __init__(self, modules: Sequence[torch.nn.Module], parameters: bool = False,
                  copies: Sequence[torch.Tensor] = ()) -> None:
         self.flags = [(m, m.training) for root in modules for m in root.modules()]
+        # plain tensor attributes (``self.h``): a trace may write them (a recorded rebinding)
+        self.tensor_attributes = [(m, name, t) for m, _ in self.flags
+                                  for name, t in m.__dict__.items()
+                                  if isinstance(t, torch.Tensor)]
+        copies = list(copies) + [t for _, _, t in self.tensor_attributes
+                                 if not isinstance(t, UninitializedTensorMixin)]
         # tensors known to be written in place (a capture saw it): copied, put back bitwise
-        self.copies = [(t, t.detach().clone()) for t in copies]
-        copied = {id(t) for t in copies}
+        copied: set = set()
+        self.copies: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        for t in copies:
+            if id(t) not in copied:
+                copied.add(id(t))
+                self.copies.append((t, t.detach().clone()))
         self.python = [(m, _python_attributes(m)) for m, _ in self.flags]
         seen = set()
         self.buffers: List[list] = []  # [tensor, clone, version after clone/restore]
         for root in modules:
             for b in root.buffers():
-                if id(b) not in seen:
-                    seen.add(id(b))
+                if id(b) not in seen and not isinstance(b, UninitializedTensorMixin):
+                    seen.add(id(b))  # (a lazy module's buffers: materialised, not restored)
                     self.buffers.append([b, b.detach().clone(), b._version])
+        # which tensor each buffer slot holds: ``self.count = self.count + 1`` rebinds it
+        self.slots = [(m, name, b) for m, _ in self.flags for name, b in m._buffers.items()
+                      if b is not None]
         self.params: List[list] = []  # [name, tensor, version]
         if parameters:
             seen = set()
@@ -103,6 +117,12 @@ class StateSnapshot:
                 m.training = training
         for m, saved in self.python:
             _restore_python_attributes(m, saved)
+        for m, name, b in self.slots:
+            if m._buffers.get(name) is not b:
+                m._buffers[name] = b
+        for m, name, t in self.tensor_attributes:
+            if m.__dict__.get(name) is not t:
+                m.__dict__[name] = t
         with torch.no_grad():
             for t, copy in self.copies:
                 t.data.copy_(copy)

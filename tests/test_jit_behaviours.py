@@ -159,3 +159,190 @@ def test_a_module_calling_a_traced_function_saves_and_loads() -> None:
         loaded = torch.jit.load(buf)
     y = torch.randn(5)
     torch.testing.assert_close(loaded(y), y * 2 + 1)
+
+
+class _ExportChild(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x).relu()
+
+    @torch.jit.export
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * 3
+
+
+class _Exports(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.child = _ExportChild()
+        self.k = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.child(x) + 1
+
+    @torch.jit.export
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.child.scale(x) * self.k
+
+
+def _reload(module: Any) -> Any:
+    import io
+
+    buf = io.BytesIO()
+    torch.jit.save(module, buf)
+    buf.seek(0)
+    return torch.jit.load(buf)
+
+
+def test_exported_methods_are_compiled_onto_the_trace() -> None:
+    """torch.jit.trace scripts ``@torch.jit.export`` methods onto its result (the user
+    marked them for TorchScript); fxtrace's result has them too, saved and reloaded."""
+    torch.manual_seed(0)
+    model = _Exports().eval()
+    x = torch.randn(2, 3)
+    fx, jit = _both(model, (x,))
+    assert type(fx).__name__ == type(jit).__name__
+    y = torch.randn(5, 3)
+    for traced in (fx, jit, _reload(fx)):
+        torch.testing.assert_close(traced(y), model(y))
+        torch.testing.assert_close(traced.head(y), model.head(y))
+        torch.testing.assert_close(traced.child.scale(y), model.child.scale(y))
+    assert fx.code.count("relu") == 0 and "forward" in fx.code  # forward is the trace's
+
+
+class _TwoMethods(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).relu()
+
+    def head(self, y: torch.Tensor) -> torch.Tensor:
+        return self.lin(y).sigmoid()
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["no-check-inputs", "check-inputs"])
+def test_trace_module_of_several_methods_saves_and_reloads(check: bool) -> None:
+    torch.manual_seed(0)
+    model = _TwoMethods().eval()
+    inputs = {"forward": torch.randn(1, 1, 6, 6), "head": torch.randn(3, 4)}
+    kw: Any = {"check_inputs": [{"forward": torch.randn(2, 1, 7, 7),
+                                  "head": torch.randn(5, 4)}]} if check else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fx = fxtrace.trace_module(model, inputs, **kw)
+        jit = torch.jit.trace_module(model, inputs, **kw)
+    x, y = torch.randn(2, 1, 8, 8), torch.randn(6, 4)
+    for traced in (fx, jit, _reload(fx)):
+        torch.testing.assert_close(traced(x), model(x))
+        torch.testing.assert_close(traced.head(y), model.head(y))
+
+
+def _cummax_out(a: torch.Tensor) -> Any:
+    values, indices = torch.empty(0), torch.empty(0, dtype=torch.long)
+    torch.cummax(a, 1, out=(values, indices))
+    return values, indices
+
+
+def _write_through_view(a: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    target = torch.zeros(12)
+    target.view(-1)[idx] = a.flatten()[:2]
+    return target
+
+
+def _tolist_0d(a: torch.Tensor) -> torch.Tensor:
+    return a * a.argmax().tolist()
+
+
+def _tolist_1d(a: torch.Tensor) -> torch.Tensor:
+    return a * sum(a.long().tolist())
+
+
+def _variable(a: torch.Tensor) -> torch.Tensor:
+    return a + torch.autograd.Variable(torch.ones(4))
+
+
+def _masked_write(a: torch.Tensor) -> torch.Tensor:
+    b = a.clone()
+    b[a > 0] = 0.0
+    return b
+
+
+def _powers(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a ** 2 + a ** b
+
+
+_X = torch.randn(3, 4)
+VALID = [
+    ("cummax-out", _cummax_out, (_X,), (torch.randn(5, 4),)),
+    ("index-put-through-view", _write_through_view, (_X, torch.tensor([1, 3])),
+     (_X * 2, torch.tensor([4, 5]))),
+    ("tolist-0d-guard", _tolist_0d, (torch.tensor([1., 3., 2.]),), (torch.tensor([2., 6., 4.]),)),
+    ("tolist-1d-guard", _tolist_1d, (torch.tensor([1., 3., 2.]),), (torch.tensor([1.2, 3.1, 2.5]),)),
+    ("variable-in-forward", _variable, (_X,), (torch.randn(5, 4),)),
+    ("masked-write", _masked_write, (_X,), (torch.randn(3, 4),)),
+    ("pow-operator", _powers, (_X.abs(), torch.rand(3, 4)), (_X.abs() * 2, torch.rand(3, 4))),
+]
+
+
+@pytest.mark.parametrize("name, fn, example, probe", VALID, ids=[v[0] for v in VALID])
+def test_valid_programs_trace_as_with_torch_jit(name: str, fn: Callable[..., Any],
+                                               example: Tuple[Any, ...],
+                                               probe: Tuple[Any, ...]) -> None:
+    """Programs torch.jit.trace traces: fxtrace traces them too, equal to eager (and to
+    torch.jit) on another input, and after save/load."""
+    fx, jit = _both(fn, example)
+    _agree(fx, jit, fn, *probe)
+    torch.testing.assert_close(_reload(fx)(*probe), fn(*probe))
+
+
+def test_iterating_over_a_tensor_warns_as_torch_jit() -> None:
+    def rows(a: torch.Tensor) -> torch.Tensor:
+        return torch.stack([r * 2 for r in a])
+
+    for lib in (torch.jit, fxtrace):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lib.trace(rows, (torch.randn(3, 4),), check_trace=False)
+        assert any(issubclass(w.category, torch.jit.TracerWarning) and
+                   "Iterating over a tensor" in str(w.message) for w in caught), lib
+
+
+def test_dict_input_with_extra_keys() -> None:
+    """torch.jit ignores keys the trace did not read; so does fxtrace with ``guards=False``.
+    With guards on (the default) the number of keys is guarded: a program that looks a key
+    up only when present would be silently wrong otherwise (docs/differences.md)."""
+    d = {"a": torch.ones(2), "b": torch.ones(2)}
+
+    def f(dd: dict) -> torch.Tensor:
+        return dd["a"] * 2
+
+    bigger = {"a": torch.ones(2), "b": torch.ones(2), "c": torch.ones(2)}
+    fx, jit = _both(f, (d,), strict=False)
+    fx_off = _trace_quiet(f, (d,), strict=False, guards=False)
+    torch.testing.assert_close(jit(bigger), f(bigger))
+    torch.testing.assert_close(fx_off(bigger), f(bigger))
+    with pytest.raises(torch.jit.Error, match="dict of 2 items"):
+        fx(bigger)
+
+
+def _trace_quiet(fn: Any, example: Tuple[Any, ...], **kw: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fxtrace.trace(fn, example, check_trace=False, **kw)
+
+
+def test_a_scripted_function_calling_a_traced_function_saves_and_loads() -> None:
+    inner = fxtrace.trace(lambda a: a * 2, (torch.randn(3),))
+
+    @torch.jit.script
+    def outer(a: torch.Tensor) -> torch.Tensor:
+        return inner(a) + 1
+
+    y = torch.randn(5)
+    torch.testing.assert_close(_reload(outer)(y), y * 2 + 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import sys
 import warnings
 from typing import Any, Callable, Tuple
 
@@ -195,7 +196,16 @@ def test_ctc_loss_with_length_lists() -> None:
 
 
 # -- errors -------------------------------------------------------------------------------------
-def test_unloweable_call_names_user_line_and_call() -> None:
+@pytest.fixture
+def record_python_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record Python torch functions as one call even where TorchScript cannot spell it (the
+    capture records their inner calls instead, fxtrace/capture/inner_calls.py): the lowering
+    error path for a recorded call TorchScript cannot compile, on a known example."""
+    monkeypatch.setattr(sys.modules["fxtrace.capture.concrete"], "needs_inner_calls",
+                        lambda *args: False)
+
+
+def test_unloweable_call_names_user_line_and_call(record_python_calls: None) -> None:
     def f(x: torch.Tensor) -> Any:
         return torch.unravel_index(x, (3, 4))  # TorchScript has no aten::unravel_index
 
@@ -206,7 +216,7 @@ def test_unloweable_call_names_user_line_and_call() -> None:
     assert f"test_lowering.py:{line}" in first and "unravel_index" in first
 
 
-def test_python_function_torchscript_cannot_compile_is_a_lowering_error() -> None:
+def test_python_function_torchscript_cannot_compile_is_a_lowering_error(record_python_calls: None) -> None:
     # F.gaussian_nll_loss uses a comprehension-if, which TorchScript cannot compile
     def f(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return F.gaussian_nll_loss(a, b, v, reduction="none")
@@ -289,7 +299,7 @@ class _GaussianLoss(torch.nn.Module):
         return F.gaussian_nll_loss(a, b, v, reduction="none")
 
 
-def test_module_lowering_error_names_user_line_and_module() -> None:
+def test_module_lowering_error_names_user_line_and_module(record_python_calls: None) -> None:
     line = inspect.getsourcelines(_GaussianLoss.forward)[1] + 1
     with pytest.raises(LoweringError) as info:
         with warnings.catch_warnings():

@@ -3,7 +3,9 @@ the check) every parameter, buffer, tensor attribute, RNG, training flag and Pyt
 of the model is as it was, bitwise."""
 from __future__ import annotations
 
+import os
 import random
+import sys
 import warnings
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -149,3 +151,92 @@ def test_trace_module_of_several_methods_leaves_state() -> None:
         warnings.simplefilter("ignore")
         fxtrace.trace_module(model, {"forward": x}, check_trace=False)
     assert _same(before, _fingerprint(model)) == []
+
+
+# -- every model in tests/ (the zoo and the traps), traced with the check -----------------------
+sys.path.insert(0, os.path.dirname(__file__))
+import traps as _traps  # noqa: E402
+import zoo as _zoo  # noqa: E402
+
+_STATEFUL = [(f"zoo:{c.name}", c.make, c.example(c.batch)) for c in _zoo.CASES] + [
+    (f"trap:{t.name}", t.make, t.example_inputs) for t in _traps.TRAPS]
+
+
+@pytest.mark.parametrize("name, make, example", _STATEFUL, ids=[c[0] for c in _STATEFUL])
+def test_every_test_model_is_left_as_it_was(name: str, make: Callable[[], Any],
+                                            example: Tuple[Any, ...]) -> None:
+    """trace with its default check, then ``check_inputs`` at another size where the model
+    takes one: whether it succeeds or raises, the model's state is bitwise as before."""
+    torch.manual_seed(0)
+    model = make()
+    if not isinstance(model, nn.Module):
+        model = _Wrap(model)
+    before = _fingerprint(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fxtrace.trace(model, example)
+        except Exception:  # noqa: BLE001 - refusing is fine; changing the model is not
+            pass
+    assert _same(before, _fingerprint(model)) == []
+
+
+class _Wrap(nn.Module):
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+class WritesOnLargeBatches(nn.Module):
+    """Writes its weight in place only on inputs other than the example: the capture never
+    sees the write, the check's runs on ``check_inputs`` do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.scale = torch.ones(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 3:
+            with torch.no_grad():
+                self.lin.weight.mul_(2)
+                self.scale.add_(1)
+        return self.lin(x) * self.scale
+
+
+@pytest.mark.parametrize("guards", [True, False])
+def test_writes_on_later_calls_are_put_back(guards: bool) -> None:
+    model = WritesOnLargeBatches()
+    x, later = torch.randn(2, 4), torch.randn(5, 4)
+    before = _fingerprint(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fxtrace.trace(model, x, check_inputs=[(later,)], guards=guards)
+        except Exception:  # noqa: BLE001 - the guard may refuse the check input
+            pass
+    assert _same(before, _fingerprint(model)) == []
+    assert not any("forward wrote parameter" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("root", [True, False], ids=["root", "child"])
+def test_lazy_modules_keep_their_materialisation_and_say_so(root: bool) -> None:
+    torch.manual_seed(0)
+    model: nn.Module = nn.LazyLinear(3) if root else nn.Sequential(
+        nn.LazyConv2d(4, 3), nn.LazyBatchNorm2d(), nn.Flatten(), nn.LazyLinear(2)).eval()
+    x = torch.randn(2, 4) if root else torch.randn(2, 3, 6, 6)
+    rng = torch.random.get_rng_state()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = fxtrace.trace(model, x)
+    lazy = [w for w in caught if "lazy module" in str(w.message)]
+    assert lazy and all(w.filename == __file__ for w in lazy)
+    assert not any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
+    assert torch.equal(rng, torch.random.get_rng_state())  # the init's draws are put back
+    before = _fingerprint(model)
+    fxtrace.trace(model, x)  # a second trace: nothing is lazy any more
+    assert _same(before, _fingerprint(model)) == []
+    torch.testing.assert_close(traced(x), model(x))

@@ -311,22 +311,17 @@ QUICK_OPS = [
     "byte", "double", "half", "bool", "bfloat16", "to", "normal", "uniform", "cauchy",
     "nonzero", "eye", "signal.windows.hann", "slice", "max_pool2d_with_indices_backward",
     "nn.functional.adaptive_max_pool3d", "nn.functional.ctc_loss", "_unsafe_masked_index",
+    "nn.functional.linear_cross_entropy", "nn.functional.triplet_margin_with_distance_loss",
+    "torch.ops.aten._safe_softmax.default",
 ]
 
 #: Samples (op name, sample index) fxtrace is known to get wrong, with the reason. The test
 #: asserts each still fails: when one starts passing, remove it from here. None of them is
 #: inside fxtrace/lower: each needs the capture to record something else.
 KNOWN_FAILURES: Dict[Tuple[str, int], str] = {
-    # Python-defined functions TorchScript cannot compile; TorchScript has no builtin for
-    # them, so the capture must record their inner torch calls instead.
-    ("nn.functional.gaussian_nll_loss", 0): "TorchScript: comprehension ifs are not supported",
-    ("nn.functional.gaussian_nll_loss", 1): "TorchScript: comprehension ifs are not supported",
-    ("nn.functional.linear_cross_entropy", 0): "TorchScript: keyword-only arguments",
-    ("nn.functional.linear_cross_entropy", 1): "TorchScript: keyword-only arguments",
-    # Capture: distance_function=nn.PairwiseDistance() cannot be recorded as an argument, so
-    # the whole call becomes a constant (warned) -- wrong at other sizes.
-    ("nn.functional.triplet_margin_with_distance_loss", 0): "capture: module argument -> constant",
-    ("nn.functional.triplet_margin_with_distance_loss", 1): "capture: module argument -> constant",
+    # Empty since the capture records the inner calls of Python torch functions TorchScript
+    # cannot spell (fxtrace/capture/inner_calls.py): gaussian_nll_loss, linear_cross_entropy,
+    # triplet_margin_with_distance_loss(distance_function=module) were the last four.
 }
 
 _OP_DB: Optional[Dict[str, Any]] = None

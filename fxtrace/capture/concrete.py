@@ -24,8 +24,11 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import torch
 
 from .. import tree
-from .environment import tracing_environment
+from .environment import RecordingMode, tracing_environment
 from .frames import Frame, MetadataRead, ModuleTrace, Unrecordable, bind_names, signature_of
+from .inner_calls import call_inner, needs_inner_calls
+from .lazy import materialise_lazy
+from .live_bools import TracedBool
 from .meta import STATE_WRITE
 from .methods import (
     CONVERSIONS,
@@ -83,6 +86,9 @@ class ConcreteTracer(ModuleCalls):
         handler = SPECIAL_METHODS.get(method) if method is not None else None
         if handler is not None:
             return handler(self, func, args, kwargs)
+        if method is None and needs_inner_calls(func, args, kwargs):
+            with RecordingMode(self):  # NOTE [Inner calls]
+                return call_inner(func, args, kwargs)
         real_args, real_kwargs = untraced_tree(args), untraced_tree(kwargs)
         out = func(*real_args, **real_kwargs)
         if method in CONVERSIONS and self.guards and args and out is args[0] and \
@@ -175,6 +181,10 @@ class ConcreteTracer(ModuleCalls):
             return out
         frame = self.frame
         op, target = ("call_method", method) if method is not None else ("call_function", func)
+        if type(out) is bool:  # NOTE [Live bools]: guarded only where Python decides on it
+            live = TracedBool(out, self, name)
+            frame.bind(live, self._create(frame, op, target, fx_args, fx_kwargs, out, source=src))
+            return live
         self.guard_equal(frame, (op, target, fx_args), out, name, src, f"{name}() == {out!r}",
                          kwargs=fx_kwargs)
         self._warn(src, f"Converting a tensor to a Python value ({name}) might cause the trace "
@@ -371,6 +381,8 @@ def _run_methods(tracer: ConcreteTracer, root_trace: ModuleTrace, methods: Seque
                 f"example_kwarg_inputs['{pname}']"
             node = tracer._input(frame, pname, value, where)
             tracer._guard_constant_input(frame, node, pname, value)
+        if root is not None and method_name == "forward":
+            materialise_lazy(root, args, kwargs, None)  # NOTE [Lazy modules]
         with tracing_environment(tracer):
             out = fn(*args, **kwargs)
         tracer._output(frame, out)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 import torch
 from torch.overrides import TorchFunctionMode
 
+from .custom_functions import guard_no_gradient
 from .methods import iterate
 from .pystate import state_name
 from .recorder import holds_traced_numbers, untraced_tree
@@ -226,10 +227,11 @@ def _param_deepcopy(param: torch.nn.Parameter, memo: Dict[int, Any]) -> Any:
 def _autograd_apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
     tracer = current_tracer()
     if tracer is not None:
-        tracer._warn(user_source(sys._getframe(1)),
-                     f"{cls.__qualname__} is a custom torch.autograd.Function: its forward is "
-                     "traced op by op and its custom backward is not kept; gradients of the "
-                     "trace are those of the recorded ops.")
+        src = user_source(sys._getframe(1))
+        tracer._warn(src, f"{cls.__qualname__} is a custom torch.autograd.Function: its forward "
+                          "is traced op by op and its custom backward is not kept; the trace "
+                          "raises where a gradient would flow into it.")
+        guard_no_gradient(tracer, cls, args, src)  # NOTE [Custom autograd Functions]
     # __get__ binds a Python classmethod and a C classmethod_descriptor alike.
     return _ORIG["apply"].__get__(None, cls)(*args, **kwargs)
 

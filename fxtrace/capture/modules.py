@@ -16,6 +16,7 @@ from .. import tree
 from ..errors import TraceError
 from .frames import LEAF_TYPES, Frame, ModuleTrace, bind_names, graph_key, held, signature_of
 from .guards import Guards
+from .lazy import materialise_lazy
 from .meta import MODULE, SOURCE, TENSOR_META, VALUE_TYPE, SourceLoc, tensor_meta_of
 from .methods import reads_training
 from .recorder import has_traced, is_traced_leaf
@@ -56,6 +57,7 @@ class ModuleCalls(Guards):
             # list, or a sibling reached through a reference): its ops are recorded inline.
             return orig_call(module, *args, **kwargs)
         src = user_source(sys._getframe(2))
+        materialise_lazy(module, args, kwargs, src)  # NOTE [Lazy modules]
         parent = self.frame
         relative = path[len(parent.path) + 1:] if parent.path else path
         trace = self.trace_of(module, path)

@@ -300,6 +300,28 @@ def _fmt_plain(value: Any) -> str:
     return repr(value)
 
 
+def _reachable(graphs: Dict[str, Any]) -> set:
+    """Keys of ``graphs`` (see :func:`graphs_of`) that the root graph calls, transitively."""
+    seen, todo = {""}, [""]
+    while todo:
+        key = todo.pop()
+        g = graphs.get(key)
+        if g is None:
+            continue
+        path = key.split(":")[0]
+        for node in (g.graph if isinstance(g, fx.GraphModule) else g).nodes:
+            if node.op not in ("call_module", "get_attr") or not isinstance(node.target, str):
+                continue
+            child = f"{path}.{node.target}" if path else node.target
+            found = [child] + [f"{child}:{u.target}" for u in node.users
+                               if u.op == "call_method" and isinstance(u.target, str)]
+            for k in found:
+                if k in graphs and k not in seen:
+                    seen.add(k)
+                    todo.append(k)
+    return seen
+
+
 def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward",
                cache: Optional[Dict[Any, List[str]]] = None) -> Optional[GraphDiff]:
     """The first structural difference between captures ``a`` and ``b``, or None.
@@ -307,6 +329,11 @@ def graph_diff(a: fx.GraphModule, b: fx.GraphModule, method: str = "forward",
     Linear in the number of nodes. ``cache``: a dict the caller keeps while comparing the same
     ``a`` with several re-traces; the canonical text of ``a``'s graphs is computed once."""
     ga, gb = graphs_of(a, method), graphs_of(b, method)
+    if a.meta.get(METHODS) or b.meta.get(METHODS):
+        # several methods share the tree: compare the graphs this method reaches in either
+        keep = _reachable(ga) | _reachable(gb)
+        ga = {k: g for k, g in ga.items() if k in keep}
+        gb = {k: g for k, g in gb.items() if k in keep}
     # Execution order is not known here; graphs are compared root first, then by path.
     for path in sorted(set(ga) | set(gb), key=lambda p: (p != "", p)):
         x, y = ga.get(path), gb.get(path)

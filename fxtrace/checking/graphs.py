@@ -25,7 +25,8 @@ from ..capture.structure import (
     target_name,
 )
 from ..errors import FxTraceError
-from ..state import preserved_state
+from ..state import StateSnapshot, preserved_state
+from .put_back import writes_put_back
 
 __all__ = ["GraphDiff", "Structure", "capture_of", "retrace", "retrace_diff", "graph_diff",
            "structure_of", "same_structure", "random_nodes", "describe_node", "diff_report",
@@ -71,8 +72,10 @@ def retrace(gm: fx.GraphModule, root: Optional[torch.nn.Module],
     first capture; None comes back when a concrete re-capture has them.
     """
     info = _info(gm)
-    with preserved_state([root] if root is not None else [], always=True, parameters=True,
-                         snapshot=snapshot), warnings.catch_warnings():
+    roots = [root] if root is not None else []
+    snap = snapshot if snapshot is not None else StateSnapshot(roots, parameters=True)
+    with preserved_state(roots, always=True, parameters=True, snapshot=snap), \
+            writes_put_back(roots, snap), warnings.catch_warnings():  # NOTE [Writes on later calls]
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         assert info.recapture is not None
         return info.recapture(root, method, func, args, kwargs, passes=passes,

@@ -39,6 +39,7 @@ from ..capture.structure import GraphDiff
 from ..errors import FxTraceError, TracerWarning, TracingCheckError
 from ..state import StateSnapshot, preserved_state
 from .graphs import capture_of, describe_node, diff_report, random_nodes, retrace_diff
+from .put_back import writes_put_back
 from .refusals import guard_refusal
 
 __all__ = ["check_trace", "compare_outputs", "flatten_outputs", "leaf_errors", "clone_inputs",
@@ -180,9 +181,11 @@ def isolated_state(stateful: Sequence[torch.nn.Module], snapshot: Optional[State
     ``snapshot``: a :class:`fxtrace.state.StateSnapshot` of ``stateful`` taken once by a
     caller that runs many bodies from the same state (the buffers are then cloned once)."""
     devices = _cuda_devices()
+    snap = snapshot if snapshot is not None else StateSnapshot(stateful, parameters=True)
     # preserved_state restores the CPU RNG; fork_rng is only needed for CUDA generators
-    with preserved_state(stateful, always=True, parameters=True, snapshot=snapshot), \
-            (torch.random.fork_rng(devices=devices) if devices else contextlib.nullcontext()):
+    with preserved_state(stateful, always=True, parameters=True, snapshot=snap), \
+            (torch.random.fork_rng(devices=devices) if devices else contextlib.nullcontext()), \
+            writes_put_back(stateful, snap):  # NOTE [Writes on later calls]
         yield
 
 

@@ -39,6 +39,7 @@ from .targets import (
     op_packet,
     python_method_of_function,
     tensor_method_name,
+    tolist_type,
 )
 from .types import expressible_namedtuple, scriptable_namedtuple, type_repr
 
@@ -223,6 +224,9 @@ class _Writer:
         if op == "call_method":
             if target == "nonzero" and kwargs.get("as_tuple") is True and len(args) == 1:
                 return self.nonzero_tuple(node, args[0])
+            hint = tolist_type(args[0]) if target == "tolist" and len(args) == 1 else None
+            if hint is not None:  # TorchScript types tolist() only through an annotation
+                return f"annotate({hint}, {self.value(args[0])}.tolist())"
             return self.method(target, args, kwargs)  # type: ignore[arg-type]
         if op == "call_function":
             return self.function(node, target, args, kwargs)

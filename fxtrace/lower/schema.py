@@ -194,6 +194,11 @@ def _bind(schema: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], convert: b
         declared = {p.name: p.type.kind() for p in params}
         kwargs = {k: v for k, v in kwargs.items()
                   if not (v is None and declared.get(k) != "OptionalType")}
+        outs = [p.name for p in params if p.kwarg_only and p.alias_info is not None
+                and p.alias_info.is_write]
+        if isinstance(kwargs.get("out"), (tuple, list)) and "out" not in declared and \
+                len(outs) == len(kwargs["out"]) > 1:  # Python's out=(a, b): one per output
+            kwargs.update(zip(outs, kwargs.pop("out")))
         if "input" in kwargs and "input" not in {p.name for p in params} and positional \
                 and positional[0].name == "self":
             kwargs["self"] = kwargs.pop("input")

@@ -125,13 +125,30 @@ def _register_constants(gm: fx.GraphModule, script: Any) -> None:
             script._c._register_attribute(node.target, torch._C.TensorType.get(), value)
 
 
+def _with_exports(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    """The ScriptModule torch.jit.trace starts from for a module with ``@torch.jit.export``
+    methods (``torch.jit._trace.make_module``): the user marked those methods for
+    TorchScript, so they are compiled (each module's exports only; ``forward`` is the
+    trace's), and the generated methods are defined onto it as onto a traced shell."""
+    return torch.jit._recursive.create_script_module(
+        module, torch.jit._recursive.make_stubs_from_exported_methods, share_types=False,
+        is_tracing=True)
+
+
 @paused_gc()  # NOTE [Paused GC]
 def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
-                 compilation_unit: Any = None) -> torch.jit.ScriptModule:
-    """A ScriptModule with ``root``'s tree, parameters and generated methods (see NOTE)."""
+                 compilation_unit: Any = None,
+                 exports_of: Optional[torch.nn.Module] = None) -> torch.jit.ScriptModule:
+    """A ScriptModule with ``root``'s tree, parameters and generated methods (see NOTE).
+    ``exports_of``: the user's module, whose ``@torch.jit.export`` methods are compiled onto
+    the result as torch.jit.trace does."""
     cls = module_class or torch.jit.TopLevelTracedModule
     with quiet_jit():
-        script = cls(_shell(root, {}), _compilation_unit=compilation_unit)
+        if exports_of is not None and module_class is None and \
+                torch._jit_internal.module_has_exports(exports_of):
+            script = _with_exports(exports_of)
+        else:
+            script = cls(_shell(root, {}), _compilation_unit=compilation_unit)
         for path, gm in _graph_modules(root):
             sub = _submodule(script, path)
             _register_constants(gm, sub)
@@ -139,6 +156,8 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
                 HAS_FORWARD, True) else {}
             methods.update({k: v.graph for k, v in gm.meta.get(METHODS, {}).items()})
             for name, graph in methods.items():
+                if sub._c._has_method(name):
+                    continue  # compiled with an exported method that calls it (_with_exports)
                 source = generate(graph, name)
                 what = f"{type(gm).__name__}.{name}" + (f" (module '{path}')" if path else "")
                 _define(lambda sub=sub, source=source: sub._c._define(

@@ -13,7 +13,7 @@ from ..capture.meta import TENSOR_META, VALUE_TYPE, TensorMeta
 from .schema import binds_as_recorded
 
 __all__ = ["NO_BUILTIN_DTYPE_METHODS", "binds", "ellipsis_fill", "is_tensor", "op_packet",
-           "python_method_of_function", "tensor_method_name"]
+           "python_method_of_function", "tensor_method_name", "tolist_type"]
 
 
 def python_method_of_function(name: str) -> bool:
@@ -91,3 +91,22 @@ def ellipsis_fill(base: Any, idx: Any) -> Optional[int]:
         return None
     fill = len(base.meta[TENSOR_META].shape) - sum(used)  # type: ignore[arg-type]
     return fill if fill >= 0 else None
+
+
+def tolist_type(t: Any) -> Optional[str]:
+    """The TorchScript type of ``t.tolist()`` for a recorded tensor ``t`` (``int``,
+    ``List[List[float]]``, ...), which TorchScript needs spelled out; None if unknown."""
+    if not is_tensor(t):
+        return None
+    meta = t.meta[TENSOR_META]
+    if meta.dtype == torch.bool:
+        elem = "bool"
+    elif meta.dtype.is_floating_point:
+        elem = "float"
+    elif meta.dtype.is_complex:
+        return None
+    else:
+        elem = "int"
+    for _ in range(len(meta.shape)):
+        elem = f"List[{elem}]"
+    return elem

@@ -1,0 +1,55 @@
+"""The check's runs put back every parameter and tensor attribute they write in place.
+
+NOTE [Writes on later calls]
+A capture copies what forward writes in place *on the example* (NOTE [State writes]); the
+check copies those tensors around each of its runs. A forward may also write a parameter only
+on other inputs (``if x.size(0) > 4: self.weight.mul_(2)``), which the capture never saw.
+The check's eager runs therefore run under a torch function mode that does what the capture
+does: copy a parameter or tensor attribute the first time a call is about to write into its
+storage, and copy it back when the run ends. A run that writes nothing costs the mode's
+dispatch, no copy; the traced runs (TorchScript) write only what the capture recorded.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, List, Sequence, Set
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from ..capture.writes import StateWrites
+from ..state import StateSnapshot
+
+__all__ = ["writes_put_back"]
+
+
+class _SaveBeforeWrite(TorchFunctionMode):
+    def __init__(self, writes: List[StateWrites]) -> None:
+        super().__init__()
+        self.writes = writes
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        for writes in self.writes:
+            writes.before(name, args, kwargs)
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def writes_put_back(modules: Sequence[torch.nn.Module], snapshot: StateSnapshot
+                    ) -> Iterator[None]:
+    """Run the body with NOTE [Writes on later calls]; on exit the written tensors are put
+    back and ``snapshot`` forgets their version bumps (nothing is left to warn about)."""
+    writes = [StateWrites(m) for m in modules]
+    try:
+        with _SaveBeforeWrite(writes):
+            yield
+    finally:
+        restored: Set[int] = set()
+        for w in writes:
+            restored.update(id(t) for t, _ in w.saved.values())
+            w.restore()
+        for entry in snapshot.params:
+            if id(entry[1]) in restored:
+                entry[2] = entry[1]._version
