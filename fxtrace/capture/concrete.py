@@ -175,8 +175,8 @@ class ConcreteTracer(ModuleCalls):
         op, target = ("call_method", method) if method is not None else ("call_function", func)
         self.guard_equal(frame, (op, target, fx_args), out, name, src, f"{name}() == {out!r}",
                          kwargs=fx_kwargs)
-        self._warn(src, f"Converting a tensor to a Python value ({name}) might cause the trace "
-                        "to be incorrect. fxtrace guards it at run time.")
+        self.warn_frozen(src, f"Converting a tensor to a Python value ({name}) might cause "
+                              "the trace to be incorrect", "value")
         return out
 
     def _on_property(self, prop: str, func: Callable[..., Any], args: Tuple[Any, ...]) -> Any:

@@ -17,7 +17,7 @@ import torch.fx as fx
 
 from ..errors import TracerWarning
 from .frames import Frame, short
-from .meta import GUARD, SOURCE, SourceLoc, Specialisation, guard_message
+from .meta import ADVICE, GUARD, SOURCE, SourceLoc, Specialisation, frozen_warning, guard_message
 from .recorder import Recorder
 from .source import in_torch_library, user_source
 from .values import TracedSize, is_traced, untraced
@@ -102,8 +102,8 @@ class Guards(Recorder):
             detail = f"a size or size expression equal to {untraced(args[0])} ({kind})"
         self._guard(frame, cond, kind, untraced(args[0]), src, detail)
         if not in_torch_library(sys._getframe(2)):
-            self._warn(src, f"A size was used as a Python value ({detail}): the trace is "
-                            "specialised to it; fxtrace guards it at run time.")
+            self.warn_frozen(src, f"A size was used as a Python value ({detail}): the trace "
+                                  "is specialised to it", "size")
 
     def specialise_tensor(self, kind: str, tensor: torch.Tensor, value: Any,
                           observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]],
@@ -119,9 +119,15 @@ class Guards(Recorder):
         if node.op == "get_attr":
             return  # a parameter or constant: its value is part of the model, not the input
         self.guard_equal(frame, observe(node), value, kind, src, f"{kind} gave {value!r}")
-        self._warn(src, message or f"Converting a tensor to a Python {kind} might cause the "
-                        "trace to be incorrect. fxtrace records it as a constant and guards it "
-                        "at run time.")
+        self.warn_frozen(src, message or f"Converting a tensor to a Python {kind} might cause "
+                                         "the trace to be incorrect", kind)
+
+    def warn_frozen(self, src: Optional[SourceLoc], what: str, kind: str) -> None:
+        """Warn at ``src`` that a value was frozen there, saying what happens with the guards
+        setting of this capture and what to do (``capture/meta.py:frozen_warning``)."""
+        where = src.short if src is not None else "the trace's inputs"
+        advice = ADVICE.get(kind if kind in ADVICE else ("value" if kind != "rank" else "size"))
+        self._warn(src, frozen_warning(what, self.guards, where, advice or ""))
 
     def specialise_plain(self, kind: str, value: Any, detail: str) -> None:
         """A value frozen without a guard (nothing in the graph can check it): recorded, and
