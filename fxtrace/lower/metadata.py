@@ -31,7 +31,7 @@ import torch.fx as fx
 from ..capture.meta import INFO, CaptureInfo, SourceLoc, Specialisation
 
 __all__ = ["ATTRIBUTE", "COMMENT", "SavedMetadata", "metadata_json", "with_metadata",
-           "attach", "saved_metadata", "read_archive"]
+           "attach", "saved_metadata", "read_archive", "remember"]
 
 #: The ScriptModule attribute holding the JSON.
 ATTRIBUTE = "_fxtrace_metadata"
@@ -134,3 +134,14 @@ def read_archive(path: str) -> Optional[str]:
     except (OSError, zipfile.BadZipFile):
         return None
     return None
+
+
+def remember(loaded: Any, path: str) -> None:
+    """Give ``loaded`` (``torch.jit.load(path)``) the metadata its archive holds when the
+    module itself carries none (a saved ``ScriptFunction``), so that tables of the loaded
+    object find it (:func:`saved_metadata`)."""
+    if saved_metadata(loaded) is not None or not hasattr(getattr(loaded, "_c", None), "hasattr"):
+        return
+    text = read_archive(path)
+    if text is not None and _parse(text) is not None:
+        loaded._c._register_attribute(ATTRIBUTE, torch._C.StringType.get(), text)
