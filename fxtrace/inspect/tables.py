@@ -16,16 +16,9 @@ import torch.fx
 
 from fxtrace.capture.meta import CaptureInfo
 
-from ._fit import (
-    DEFAULT_MAX_WIDTH,
-    DEFAULT_WIDTH,
-    cut,
-    fit_rows,
-    fits_width,
-    legend,
-    short_names,
-)
+from ._fit import DEFAULT_MAX_WIDTH, DEFAULT_WIDTH, cut
 from ._format import fmt_bytes, fmt_number
+from ._render import COLUMNS, render_table, short_types, with_legend
 from ._rows import (
     NodeRow,
     _as_graph_module,
@@ -52,75 +45,11 @@ __all__ = [
     "DEFAULT_TABLES",
 ]
 
-#: The documented column set of each table, in display order.
-COLUMNS: Dict[str, Tuple[str, ...]] = {
-    "nodes": ("#", "opcode", "name", "target", "args", "kwargs", "shape", "dtype", "device",
-              "location", "module"),
-    "modules": ("module", "type", "own params", "own bytes", "total params", "total bytes",
-                "nodes", "calls"),
-    "specialisations": ("#", "kind", "value", "count", "location", "code", "guarded",
-                        "module", "detail"),
-    "ops": ("op", "count", "share"),
-    "diff": ("", "mark", "#a", "a", "location a", "#b", "b", "location b"),
-    "check": ("output", "status", "max abs", "max rel", "expected", "actual",
-              "first divergence"),
-    "passes": ("#", "pass", "nodes before", "nodes after", "delta", "ms", "modified"),
-}
-
 #: What :func:`show` prints when not told otherwise.
 DEFAULT_TABLES = ("nodes", "modules", "specialisations")
 
 #: Text of the single row of an empty specialisations table.
 NONE_ROW = "(none)"
-
-
-def _tabulate(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str,
-              colalign: Optional[Sequence[str]] = None) -> str:
-    try:
-        from tabulate import tabulate
-    except ImportError as e:  # pragma: no cover - exercised only without tabulate
-        raise ImportError("fxtrace.inspect needs tabulate: pip install tabulate") from e
-    kw: Dict[str, Any] = {}
-    if colalign is not None and rows:
-        kw["colalign"] = tuple(colalign)
-    return tabulate([list(r) for r in rows], headers=list(headers), tablefmt=fmt,
-                    disable_numparse=True, **kw)
-
-
-def _align(table: str, right: Iterable[str]) -> List[str]:
-    right = set(right)
-    return ["right" if c in right else "left" for c in COLUMNS[table]]
-
-
-def _table(name: str, body: Sequence[Sequence[Any]], fmt: str, max_width: Optional[int],
-           width: Optional[int], right: Iterable[str] = (), drop_empty: bool = True) -> str:
-    """``body`` under ``COLUMNS[name]``, cells cut to ``max_width`` and the whole to ``width``
-    characters (see NOTE [Table width] in ``_fit.py``). When fitting a width, a column that
-    is empty in every row is left out (``kwargs`` of a graph without keyword arguments)."""
-    headers = list(COLUMNS[name])
-    colalign = _align(name, right)
-    if width and drop_empty and body and fits_width(fmt):
-        keep = [i for i in range(len(headers)) if any(str(r[i]) != "" for r in body)]
-        headers = [headers[i] for i in keep]
-        colalign = [colalign[i] for i in keep]
-        body = [[r[i] for i in keep] for r in body]
-
-    def render(rows: Sequence[Sequence[Any]]) -> str:
-        return _tabulate(rows, headers, fmt, colalign)
-
-    return render(fit_rows([list(r) for r in body], headers, fmt, width, max_width, render))
-
-
-def _short_types(types: Iterable[str], fmt: str) -> Dict[str, str]:
-    """The names a table prints for these classes: short, with a legend, in a picture
-    format; qualified in a data format (tsv, html, ...), which gets no legend line."""
-    types = list(types)
-    return short_names(types) if fits_width(fmt) else {t: t for t in types}
-
-
-def _with_legend(table: str, types: Iterable[str], fmt: str, width: Optional[int]) -> str:
-    text = legend(types, width) if fits_width(fmt) else ""
-    return f"{table}\n{text}" if text else table
 
 
 # --------------------------------------------------------------------------- nodes
@@ -146,7 +75,7 @@ def nodes_table(x: Any, *, fmt: str = "simple", recurse: bool = False,
     rows = rows_of(x, recurse)
     body = [(r.index, r.opcode, r.name, r.target, r.args, r.kwargs, r.shape, r.dtype, r.device,
              r.location, r.module) for r in rows]
-    return _table("nodes", body, fmt, max_width, width, ["#"])
+    return render_table("nodes", body, fmt, max_width, width, ["#"])
 
 
 # --------------------------------------------------------------------------- modules
@@ -234,7 +163,7 @@ def modules_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = DEF
     else:
         calls = _fx_calls(obj)
     types = {path: _module_type_name(m) for path, m in obj.named_modules()}
-    shorts = _short_types(types.values(), fmt)
+    shorts = short_types(types.values(), fmt)
     body = []
     for path, m in obj.named_modules():
         own, own_b = _param_stats(m, False)
@@ -248,9 +177,9 @@ def modules_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = DEF
             c = "-" if path == "" else 0
         body.append((path or "(root)", shorts[types[path]], own, fmt_bytes(own_b), tot,
                      fmt_bytes(tot_b), "-" if n is None else n, c))
-    table = _table("modules", body, fmt, max_width, width,
+    table = render_table("modules", body, fmt, max_width, width,
                    ["own params", "own bytes", "total params", "total bytes", "nodes", "calls"])
-    return _with_legend(table, types.values(), fmt, width)
+    return with_legend(table, types.values(), fmt, width)
 
 
 # --------------------------------------------------------------------------- specialisations
@@ -277,9 +206,9 @@ def specialisations_table(x: Any, *, fmt: str = "simple", group: bool = True,
     """
     body = specialisation_rows(x, group)
     if not body:
-        return _table("specialisations", [("", NONE_ROW, "", "", "", "", "", "", "")], fmt,
+        return render_table("specialisations", [("", NONE_ROW, "", "", "", "", "", "", "")], fmt,
                       max_width, width, ["#", "count"], drop_empty=False)
-    return _table("specialisations", body, fmt, max_width, width, ["#", "count"])
+    return render_table("specialisations", body, fmt, max_width, width, ["#", "count"])
 
 
 # --------------------------------------------------------------------------- ops
@@ -300,14 +229,14 @@ def ops_table(x: Any, *, fmt: str = "simple", recurse: bool = True,
     rows = [r for r in rows_of(x, recurse) if r.opcode not in ("placeholder", "output")
             and not (recurse and r.callee_traced)]
     types = {r.callee_type for r in rows if r.callee_type}
-    shorts = _short_types(types, fmt)
+    shorts = short_types(types, fmt)
     counts = Counter(f"call_module:{shorts[r.callee_type]}" if r.callee_type else r.op_key
                      for r in rows)
     total = sum(counts.values()) or 1
     body = [(k, n, f"{100.0 * n / total:.1f}%")
             for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    table = _table("ops", body, fmt, max_width, width, ["count", "share"])
-    return _with_legend(table, types, fmt, width)
+    table = render_table("ops", body, fmt, max_width, width, ["count", "share"])
+    return with_legend(table, types, fmt, width)
 
 
 # --------------------------------------------------------------------------- diff
@@ -388,7 +317,7 @@ def diff_table(a: Any, b: Any, *, fmt: str = "simple", recurse: bool = False,
             continue
         elided = False
         body.append((">>" if i == first else "", mark, *side(ra_i), *side(rb_i)))
-    table = _table("diff", body, fmt, max_width, width, ["#a", "#b"])
+    table = render_table("diff", body, fmt, max_width, width, ["#a", "#b"])
     if first is None:
         summary = f"no divergence: {len(aligned)} nodes match"
     else:
@@ -422,7 +351,7 @@ def check_table(report: Any, *, fmt: str = "simple", max_width: Optional[int] = 
                         f"{type(report).__qualname__}")
     body = [(o.path, o.status, fmt_number(o.max_abs), fmt_number(o.max_rel), o.expected,
              o.actual, o.first_divergence or "-") for o in report.outputs]
-    table = _table("check", body, fmt, max_width, width, ["max abs", "max rel"])
+    table = render_table("check", body, fmt, max_width, width, ["max abs", "max rel"])
     lines = [report.title] if getattr(report, "title", "") else []
     lines.append(table)
     lines += [f"note: {n}" for n in getattr(report, "notes", ()) or ()]
@@ -469,7 +398,7 @@ def passes_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = DEFA
         body.append((i, str(r.name), r.nodes_before, r.nodes_after,
                      f"{r.nodes_after - r.nodes_before:+d}", f"{r.ms:.2f}",
                      "yes" if r.modified else "no"))
-    table = _table("passes", body, fmt, max_width, width,
+    table = render_table("passes", body, fmt, max_width, width,
                    ["#", "nodes before", "nodes after", "delta", "ms"])
     return f"{_mode_lines(info)}\n{table}"
 
