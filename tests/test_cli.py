@@ -468,3 +468,79 @@ def test_trace_renders_svg_and_png(dot_dir, capsys) -> None:
     assert "rendered g.svg (dot -Tsvg)" in out and "rendered g.png (dot -Tpng)" in out
     assert "<svg" in (dot_dir / "g.svg").read_text()
     assert (dot_dir / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_dot_is_written_when_graphviz_is_missing(dot_dir, capsys, monkeypatch) -> None:
+    import shutil
+
+    from fxtrace.cli import main
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    assert main(["trace", "dotmodels.py:foo", "--input", "rand(3)", "--input", "rand(3)",
+                 "--table", "none", "--save", "foo.pt", "--dot", "g.dot", "--svg", "g.svg"]) == 2
+    captured = capsys.readouterr()
+    assert (dot_dir / "g.dot").read_text().startswith("digraph ")   # the DOT, written
+    assert (dot_dir / "foo.pt").exists() and not (dot_dir / "g.svg").exists()
+    assert "wrote g.dot" in captured.out
+    (err,) = [line for line in captured.err.splitlines() if line.strip()]
+    assert err.startswith("fxtrace: error: graphviz is not installed: --svg")
+    assert err.endswith("the DOT text is in g.dot")
+
+
+def test_recurse_lists_the_submodules_graphs(dot_dir, capsys) -> None:
+    from fxtrace.cli import main
+
+    argv = ["trace", "dotmodels.py:Net", "--input", "randn(2,3,8,8)", "--no-check"]
+    assert main(argv) == 0
+    flat = capsys.readouterr().out
+    assert main([*argv, "--recurse"]) == 0
+    deep = capsys.readouterr().out
+    assert "torch.conv2d" not in flat and "torch.conv2d" in deep   # the Conv2d's own graph
+
+
+def test_default_widths_are_the_tables_own(dot_dir, capsys) -> None:
+    import inspect as pyinspect
+
+    import fxtrace.inspect as fi
+    from fxtrace.cli import main
+    from fxtrace.inspect._fit import DEFAULT_MAX_WIDTH, DEFAULT_WIDTH
+    for table in (fi.nodes_table, fi.modules_table, fi.specialisations_table, fi.ops_table):
+        params = pyinspect.signature(table).parameters
+        assert params["max_width"].default == DEFAULT_MAX_WIDTH
+        assert params["width"].default == DEFAULT_WIDTH
+    with pytest.raises(SystemExit):
+        main(["trace", "--help"])
+    assert f"default: {DEFAULT_MAX_WIDTH})" in capsys.readouterr().out
+
+
+HF_FACTORY = textwrap.dedent("""\
+    import sys
+    sys.path.insert(0, {tests!r})
+    from hf_models import bert
+
+
+    def make_bert():
+        return bert()
+""")
+
+
+def test_trace_hugging_face_model_needs_no_strict(tmp_path, monkeypatch, capsys) -> None:
+    pytest.importorskip("transformers")
+    from fxtrace.cli import main
+
+    (tmp_path / "hfbert.py").write_text(HF_FACTORY.format(tests=os.path.dirname(__file__)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["trace", "hfbert.py:make_bert", "--kwarg", "input_ids=randint(3,99,(2,7))",
+            "--kwarg", "attention_mask=ones(2,7,dtype=int64)", "--table", "none"]
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        assert main(argv) == 2
+        (err,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert "breaks a rule of strict traces" in err and "pass --no-strict" in err
+        assert "running" not in err and "strict=False to trace()" not in err
+        assert main([*argv, "--no-strict", "--table", "specialisations", "--save", "b.pt"]) == 0
+        out = capsys.readouterr().out
+        assert "sdpa_attention.py:148" in out and (tmp_path / "b.pt").exists()
+        assert max(len(line) for line in out.splitlines()) <= 120
+    sys.modules.pop("hfbert", None)

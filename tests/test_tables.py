@@ -199,8 +199,8 @@ def columns(text: str) -> list:
 
 def test_nodes_table_golden():
     assert_expected_inline(nodes_table(small_gm()), """\
-  #  opcode         name    target        args             kwargs    shape     dtype               device    location     module
----  -------------  ------  ------------  ---------------  --------  --------  ------------------  --------  -----------  --------
+  #  opcode         name    target        args             kwargs    shape     dtype               device    location
+---  -------------  ------  ------------  ---------------  --------  --------  ------------------  --------  -----------
   0  placeholder    x       x                                        2x3       float32             cpu
   1  call_module    lin     lin           %x                         2x4       float32             cpu       model.py:11
   2  call_function  relu    torch.relu    %lin                       2x4       float32             cpu       model.py:12
@@ -215,16 +215,16 @@ def test_nodes_table_golden():
 
 def test_nodes_table_recurse_golden():
     assert_expected_inline(nodes_table(tree_gm(), recurse=True, fmt="plain"), """\
-  #  opcode         name    target      args    kwargs    shape    dtype    device    location     module
-  0  placeholder    x       x                             2x4      float32  cpu
-  1  call_module    sub     sub         %x                2x4      float32  cpu       model.py:11
-  2  call_module    sub_1   sub         %sub              2x4      float32  cpu       model.py:12
-  3  call_module    head    head        %sub_1            2x2      float32  cpu       model.py:13
-  4  output         output  output      %head             2x2      float32  cpu
-  5  placeholder    x       x                             2x4      float32  cpu                    sub
-  6  call_module    lin     lin         %x                2x4      float32  cpu       sub.py:11    sub
-  7  call_function  tanh    torch.tanh  %lin              2x4      float32  cpu       sub.py:12    sub
-  8  output         output  output      %tanh             2x4      float32  cpu                    sub
+  #  opcode         name    target      args    shape    dtype    device    location     module
+  0  placeholder    x       x                   2x4      float32  cpu
+  1  call_module    sub     sub         %x      2x4      float32  cpu       model.py:11
+  2  call_module    sub_1   sub         %sub    2x4      float32  cpu       model.py:12
+  3  call_module    head    head        %sub_1  2x2      float32  cpu       model.py:13
+  4  output         output  output      %head   2x2      float32  cpu
+  5  placeholder    x       x                   2x4      float32  cpu                    sub
+  6  call_module    lin     lin         %x      2x4      float32  cpu       sub.py:11    sub
+  7  call_function  tanh    torch.tanh  %lin    2x4      float32  cpu       sub.py:12    sub
+  8  output         output  output      %tanh   2x4      float32  cpu                    sub
 """)
 
 
@@ -236,6 +236,7 @@ module    type      own params    own bytes    total params    total bytes    no
 sub       Sub                0          0 B              20           80 B        4        2
 sub.lin   Linear            20         80 B              20           80 B        -        2
 head      Linear             8         32 B               8           32 B        -        1
+classes: torch.nn.modules.linear.Linear
 """)
 
 
@@ -247,18 +248,18 @@ def test_modules_table_counts_call_sites_without_capture_info():
 
 def test_specialisations_table_golden():
     assert_expected_inline(specialisations_table(tree_gm()), """\
-  #  kind    value                                     location     code             guarded    module    detail
----  ------  ----------------------------------------  -----------  ---------------  ---------  --------  --------
-  0  bool    True                                      model.py:21  if x.sum() > 0:  yes
-  1  int     4                                         sub.py:7     n = x.shape[1]   no         sub       size
-  2  item    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, …                                no
+  #  kind    value                                    count  location     code             guarded    module    detail
+---  ------  -------------------------------------  -------  -----------  ---------------  ---------  --------  --------
+  0  bool    True                                         1  model.py:21  if x.sum() > 0:  yes
+  1  int     4                                            1  sub.py:7     n = x.shape[1]   no         sub       size
+  2  item    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1…        1                                no
 """)
 
 
 def test_specialisations_table_empty():
     assert_expected_inline(specialisations_table(small_gm()), """\
-  #  kind    value    location    code    guarded    module    detail
----  ------  -------  ----------  ------  ---------  --------  --------
+  #  kind    value      count  location    code    guarded    module    detail
+---  ------  -------  -------  ----------  ------  ---------  --------  --------
      (none)
 """)
 
@@ -267,9 +268,9 @@ def test_ops_table_golden():
     assert_expected_inline(ops_table(tree_gm()), """\
 op                          count    share
 ------------------------  -------  -------
-call_module:Linear              2    40.0%
-call_module:Sub                 2    40.0%
-call_function:torch.tanh        1    20.0%
+call_module:Linear              2    66.7%
+call_function:torch.tanh        1    33.3%
+classes: torch.nn.modules.linear.Linear
 """)
 
 

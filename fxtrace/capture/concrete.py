@@ -187,8 +187,8 @@ class ConcreteTracer(ModuleCalls):
             return live
         self.guard_equal(frame, (op, target, fx_args), out, name, src, f"{name}() == {out!r}",
                          kwargs=fx_kwargs)
-        self._warn(src, f"Converting a tensor to a Python value ({name}) might cause the trace "
-                        "to be incorrect. fxtrace guards it at run time.")
+        self.warn_frozen(src, f"Converting a tensor to a Python value ({name}) might cause "
+                              "the trace to be incorrect", "value")
         return out
 
     def _on_property(self, prop: str, func: Callable[..., Any], args: Tuple[Any, ...]) -> Any:

@@ -7,6 +7,8 @@ structural ones (how many items a list has), which torch.jit checks too.
 """
 from __future__ import annotations
 
+import dis
+import linecache
 import operator
 import sys
 import warnings
@@ -17,9 +19,9 @@ import torch.fx as fx
 
 from ..errors import TracerWarning
 from .frames import Frame, short
-from .meta import GUARD, SOURCE, SourceLoc, Specialisation, guard_message
+from .meta import ADVICE, GUARD, SOURCE, SourceLoc, Specialisation, frozen_warning, guard_message
 from .recorder import Recorder
-from .source import in_torch_library, user_source
+from .source import in_torch_library, is_internal_file, user_source
 from .values import TracedSize, is_traced, untraced
 
 __all__ = ["Guards", "LIST_RESULTS"]
@@ -34,6 +36,52 @@ LIST_RESULTS = frozenset({
 
 _OP_TEXT = {operator.eq: "==", operator.ne: "!=", operator.lt: "<", operator.le: "<=",
             operator.gt: ">", operator.ge: ">="}
+
+
+def _value_name(node: fx.Node) -> str:
+    """The name a user knows a graph value by: an input's parameter name, else the node's."""
+    return str(node.target) if node.op == "placeholder" else node.name
+
+
+def _rank_of(value: Any) -> Optional[str]:
+    """The name of the tensor whose rank ``value`` (a graph node) reads: ``x.dim()``,
+    ``x.ndim``, ``len(x.shape)``; None for any other value."""
+    if not isinstance(value, fx.Node) or not value.args or not isinstance(value.args[0], fx.Node):
+        return None
+    base = value.args[0]
+    if value.op == "call_method" and value.target in ("dim", "ndimension"):
+        return _value_name(base)
+    if value.op == "call_function" and value.target is getattr and value.args[1:] == ("ndim",):
+        return _value_name(base)
+    if value.op == "call_function" and value.target is len and base.args and \
+            isinstance(base.args[0], fx.Node) and base.target in ("size", getattr):
+        return _value_name(base.args[0])
+    return None
+
+
+def _training_read(cls: type) -> Optional[SourceLoc]:
+    """The first line of ``cls``'s methods (``forward`` first) that reads ``self.training``,
+    else the line defining ``forward``; None without Python source."""
+    methods = [getattr(cls, "forward", None)] + [
+        vars(k)[name] for k in cls.__mro__ if k not in (torch.nn.Module, object)
+        for name in vars(k)]
+    first: Optional[SourceLoc] = None
+    for member in methods:
+        code = getattr(getattr(member, "__func__", member), "__code__", None)
+        if code is None or is_internal_file(code.co_filename):
+            continue
+        if first is None:
+            first = _loc(code, code.co_firstlineno)
+        for ins in dis.get_instructions(code):
+            if ins.argval == "training" and ins.opname.startswith("LOAD_") and \
+                    ins.positions is not None and ins.positions.lineno is not None:
+                return _loc(code, ins.positions.lineno)
+    return first
+
+
+def _loc(code: Any, line: int) -> SourceLoc:
+    return SourceLoc(code.co_filename, line, code.co_name,
+                     linecache.getline(code.co_filename, line).strip())
 
 
 class Guards(Recorder):
@@ -67,6 +115,10 @@ class Guards(Recorder):
             attr = names[0][len(prefix):] + ".training"
         frame.training_guarded.add(id(module))
         src = user_source(sys._getframe(2))
+        if frame.parent is None and module is frame.module:
+            # the root is called by fxtrace itself: the user's line is where its code reads
+            # the flag, not the caller's ``fxtrace.trace(...)``
+            src = _training_read(type(module)) or src
         value = bool(module.__dict__["training"])
         mode = "training" if value else "eval"
         self.guard_equal(frame, ("get_attr", attr, ()), value, "training", src,
@@ -95,15 +147,18 @@ class Guards(Recorder):
         cond = self._create(frame, "call_function", op, fx_args, {}, result, source=src)
         if result is not True:
             cond = self._create(frame, "call_function", operator.not_, (cond,), {}, True, source=src)
+        ranked = _rank_of(fx_args[0])
         if kind == "compare":
             text = _OP_TEXT.get(op, op.__name__)
             detail = f"{untraced(args[0])} {text} {untraced(args[1])} is {result}"
+            if ranked is not None:  # x.dim() != 4: a rank check, named as one
+                kind, detail = "rank", f"rank of {ranked} is {untraced(args[0])} ({detail})"
         else:
             detail = f"a size or size expression equal to {untraced(args[0])} ({kind})"
         self._guard(frame, cond, kind, untraced(args[0]), src, detail)
         if not in_torch_library(sys._getframe(2)):
-            self._warn(src, f"A size was used as a Python value ({detail}): the trace is "
-                            "specialised to it; fxtrace guards it at run time.")
+            self.warn_frozen(src, f"A size was used as a Python value ({detail}): the trace "
+                                  "is specialised to it", "size")
 
     def specialise_tensor(self, kind: str, tensor: torch.Tensor, value: Any,
                           observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]],
@@ -119,9 +174,15 @@ class Guards(Recorder):
         if node.op == "get_attr":
             return  # a parameter or constant: its value is part of the model, not the input
         self.guard_equal(frame, observe(node), value, kind, src, f"{kind} gave {value!r}")
-        self._warn(src, message or f"Converting a tensor to a Python {kind} might cause the "
-                        "trace to be incorrect. fxtrace records it as a constant and guards it "
-                        "at run time.")
+        self.warn_frozen(src, message or f"Converting a tensor to a Python {kind} might cause "
+                                         "the trace to be incorrect", kind)
+
+    def warn_frozen(self, src: Optional[SourceLoc], what: str, kind: str) -> None:
+        """Warn at ``src`` that a value was frozen there, saying what happens with the guards
+        setting of this capture and what to do (``capture/meta.py:frozen_warning``)."""
+        where = src.short if src is not None else "the trace's inputs"
+        advice = ADVICE.get(kind if kind in ADVICE else ("value" if kind != "rank" else "size"))
+        self._warn(src, frozen_warning(what, self.guards, where, advice or ""))
 
     def specialise_plain(self, kind: str, value: Any, detail: str) -> None:
         """A value frozen without a guard (nothing in the graph can check it): recorded, and
@@ -199,5 +260,8 @@ class Guards(Recorder):
         src = user_source(sys._getframe(2))
         frame = self.frame
         rank = tuple.__len__(sizes)
-        self.guard_equal(frame, ("call_function", len, (self.resolve(sizes),)), rank, "rank", src,
-                         f"a tensor of rank {rank}")
+        node = self.resolve(sizes)
+        tensor = node.args[0] if isinstance(node, fx.Node) and node.args else None
+        name = _value_name(tensor) if isinstance(tensor, fx.Node) else "a tensor"
+        self.guard_equal(frame, ("call_function", len, (node,)), rank, "rank", src,
+                         f"rank of {name} is {rank}")

@@ -64,6 +64,8 @@ __all__ = [
     "FOLDED_FROM",
     "GUARD_TEXT",
     "guard_message",
+    "frozen_warning",
+    "ADVICE",
 ]
 
 SOURCE = "fxtrace_source"
@@ -96,6 +98,41 @@ def guard_message(where: str, detail: str, structural: bool = False) -> str:
     return (f"{GUARD_TEXT} at {where}: traced with {detail}; "
             "this trace only covers inputs that take the same path"
             + (" [container check, kept with guards=False]" if structural else ""))
+
+
+#: What a user can do instead of freezing a value, by the kind of value frozen.
+ADVICE: Dict[str, str] = {
+    "bool": ("compute both sides and pick one with torch.where (the trace follows the data), or "
+             "put the branch in a function compiled with torch.jit.script and call that"),
+    "value": ("keep the value a tensor (x.sum() rather than x.sum().item()) so that the "
+              "trace follows it"),
+    "size": ("keep sizes as x.size(d) / x.shape[d] expressions fed to tensor ops, which the "
+             "trace follows; fxtrace.probe_dynamic(traced, model, inputs) lists the sizes a "
+             "trace accepts"),
+    "iter": ("iterate over a fixed number of rows (x.unbind(0) of a known size) or script "
+             "the loop with torch.jit.script"),
+}
+
+
+def frozen_warning(what: str, guarded: bool, where: str, advice: str = "") -> str:
+    """The TracerWarning of a value frozen into the trace, saying what happens in the mode
+    used: guarded (an input giving another value raises the guard at ``where``) or not
+    (``guards=False``: that input silently reuses the traced value, as in torch.jit).
+
+    ``what`` is the first sentence (torch.jit's wording where it has one), ``advice`` the
+    way out (:data:`ADVICE`)."""
+    what = what.rstrip(". ") + "."
+    if guarded:
+        text = (f"{what} fxtrace records the value seen while tracing and guards it: an input "
+                f"that gives another value raises '{GUARD_TEXT} at {where}' instead of "
+                "returning a wrong result")
+        tail = "; guards=False gives torch.jit's behaviour (no check)."
+    else:
+        text = (f"{what} With guards=False fxtrace records the value seen while tracing "
+                "without a check, as torch.jit does: an input that gives another value "
+                "silently reuses it")
+        tail = "; with guards on (the default) such an input raises instead."
+    return text + (f". To cover such inputs: {advice}" if advice else "") + tail
 
 
 @dataclasses.dataclass(frozen=True)

@@ -79,11 +79,11 @@ def _escape_method(kind: str, observe: Callable[[fx.Node], Tuple[str, Any, Tuple
     return handler
 
 
-#: torch.jit.trace's warning for ``for row in x`` (torch/_tensor.py), and what fxtrace adds.
+#: torch.jit.trace's warning for ``for row in x`` (torch/_tensor.py); fxtrace adds what
+#: happens in its guards mode (``Guards.warn_frozen``).
 ITER_WARNING = ("Iterating over a tensor might cause the trace to be incorrect. Passing a tensor "
                 "of different shape won't change the number of iterations executed (and might "
-                "lead to errors or silently give incorrect results). fxtrace guards the number "
-                "of iterations at run time.")
+                "lead to errors or silently give incorrect results)")
 
 
 def iterate(tr: "ConcreteTracer", t: torch.Tensor) -> Any:

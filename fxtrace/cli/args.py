@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Any, Dict, NoReturn, Optional
 
+from ..inspect._fit import DEFAULT_MAX_WIDTH, DEFAULT_WIDTH
 from .check_cmd import cmd_check
 from .common import EXIT_USAGE, PRINTABLE_TABLES, PROG
 from .inspect_cmd import cmd_inspect
@@ -51,8 +52,12 @@ def _add_common(p: argparse.ArgumentParser, tables_default: Optional[str]) -> No
     p.add_argument("--format", default="simple", metavar="FMT",
                    help="table format: any tabulate tablefmt (simple, github, grid, plain, "
                         "tsv, html, ...; default: simple)")
-    p.add_argument("--max-width", type=int, default=40, metavar="N",
-                   help="cut table cells longer than N characters (0: never; default: 40)")
+    p.add_argument("--max-width", type=int, default=DEFAULT_MAX_WIDTH, metavar="N",
+                   help="cut table cells longer than N characters (0: never; default: "
+                        f"{DEFAULT_MAX_WIDTH})")
+    p.add_argument("--width", type=int, default=DEFAULT_WIDTH, metavar="N",
+                   help="fit every table in N columns, cutting its text columns (0: never; "
+                        f"default: {DEFAULT_WIDTH})")
     p.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
                    help="show the Python traceback of an error instead of one line")
 
@@ -103,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="capture mode (default: concrete; see docs/modes.md)")
     p.add_argument("--no-guards", action="store_true",
                    help="emit no runtime guards: freeze values as torch.jit.trace does")
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                   help="--no-strict allows a dict (or list) as the traced output, as "
+                        "strict=False does (Hugging Face models return dicts; default: strict)")
+    p.add_argument("--recurse", action="store_true",
+                   help="the nodes table lists the nodes of every submodule's graph too")
     p.add_argument("--save", metavar="OUT.pt",
                    help="write the result with torch.jit.save (loadable without fxtrace)")
     p.add_argument("--export", metavar="OUT.pt2",
@@ -114,10 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="tables of a saved TorchScript file",
                        description="Load FILE with torch.jit.load and print inspection tables "
-                                   "(specialisations need an fxtrace capture and are not "
-                                   "available for a saved file).")
+                                   "(specialisations: those fxtrace saved with the trace; a "
+                                   "file fxtrace did not write has none).")
     p.add_argument("file", metavar="FILE", help="a file written by torch.jit.save")
     _add_common(p, "nodes,modules,ops")
+    p.add_argument("--recurse", action="store_true",
+                   help="the nodes table lists the file's inlined graph (every submodule)")
     _add_pictures(p, dot_optional=True)
     p.set_defaults(handler=cmd_inspect)
 

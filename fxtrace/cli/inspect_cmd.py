@@ -33,6 +33,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _fail(f"cannot load {args.file} with torch.jit.load (is it a TorchScript file "
               f"written by torch.jit.save?): {_first_line(e)}")
     import fxtrace.inspect as fi
+    from fxtrace.lower.metadata import remember
+
+    remember(loaded, args.file)  # what fxtrace saved with the trace (NOTE [Saved metadata])
 
     if dot_to_stdout(args):  # the DOT text alone, nothing else on stdout
         write_pictures(loaded, args, pictures, sys.stderr)
@@ -41,7 +44,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
           f"(original name {getattr(loaded, 'original_name', '?')})")
     print()
     if tables:
-        fi.show(loaded, tables=tables, fmt=fmt, max_width=args.max_width or None)
+        fi.show(loaded, tables=tables, fmt=fmt, max_width=args.max_width or None,
+                width=args.width or None, recurse=args.recurse)
     write_pictures(loaded, args, pictures, sys.stdout)
     return EXIT_OK
 

@@ -25,7 +25,9 @@ GRAPHVIZ_MISSING = ("graphviz is not installed: {opt} renders with its `dot` pro
 def picture_requests(args: argparse.Namespace) -> List[Tuple[str, str]]:
     """``[(fmt, path), ...]`` for --svg/--png, checked before any work is done."""
     wanted = [(fmt, getattr(args, fmt)) for fmt in PICTURE_FORMATS if getattr(args, fmt, None)]
-    if wanted and shutil.which("dot") is None:
+    if wanted and shutil.which("dot") is None and getattr(args, "dot", None) in (None, "-"):
+        # nothing to write without Graphviz: fail before any work (with --dot FILE, the DOT
+        # is written first and write_pictures says what it could not render)
         _fail(GRAPHVIZ_MISSING.format(opt=" and ".join(f"--{f}" for f, _ in wanted)))
     paths = [p for _, p in wanted] + ([args.dot] if getattr(args, "dot", None) not in
                                       (None, "-") else [])
@@ -57,6 +59,9 @@ def write_pictures(obj: Any, args: argparse.Namespace, wanted: List[Tuple[str, s
         clusters = text.count("subgraph cluster_")
         print(f"wrote {args.dot} (Graphviz DOT: {nodes} nodes, {clusters} module clusters)",
               file=out)
+    if wanted and shutil.which("dot") is None:
+        _fail(GRAPHVIZ_MISSING.format(opt=" and ".join(f"--{f}" for f, _ in wanted))
+              + f"; the DOT text is in {args.dot}")
     for fmt, path in wanted:
         try:
             fi.render_dot(text, path, fmt)

@@ -250,17 +250,25 @@ def trace_kwargs(target: Target, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     return {"example_kwarg_inputs": dict(bound.arguments)}
 
 
-def do_trace(target: Target, check: bool, mode: str = "concrete", guards: bool = True) -> Any:
+def do_trace(target: Target, check: bool, mode: str = "concrete", guards: bool = True,
+             strict: bool = True) -> Any:
     import fxtrace
 
     try:
         return fxtrace.trace(target.func, check_trace=check, mode=mode, guards=guards,
-                             **trace_kwargs(target, target.args, target.kwargs))
+                             strict=strict, **trace_kwargs(target, target.args, target.kwargs))
     except UserError:
         raise
     except fxtrace.TracingCheckError as e:
         raise TraceFailed(f"the trace of {target.ref} does not reproduce it on the example "
                           f"inputs (check_trace):\n{str(e).strip()}", EXIT_FAIL) from e
+    except fxtrace.TraceError as e:
+        if "strict=False" in str(e) and strict:  # a rule of trace outputs, not the user's code
+            rule = _first_line(e).replace("pass strict=False to trace()", "pass --no-strict")
+            raise TraceFailed(f"the output of {target.ref} breaks a rule of strict traces: "
+                              f"{rule}", EXIT_USAGE) from e
+        raise TraceFailed(f"tracing {target.ref} failed: {describe_user_exception(e)}",
+                          EXIT_FAIL) from e
     except fxtrace.FxTraceError as e:
         raise TraceFailed(f"tracing {target.ref} failed: {describe_user_exception(e)}",
                           EXIT_FAIL) from e

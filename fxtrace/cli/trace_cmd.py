@@ -41,7 +41,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if dot_to_stdout(args):
         tables = []
     target = prepare(args)
-    traced = do_trace(target, check=not args.no_check, mode=args.mode, guards=not args.no_guards)
+    traced = do_trace(target, check=not args.no_check, mode=args.mode, guards=not args.no_guards,
+                      strict=args.strict)
     import fxtrace.inspect as fi
 
     given = [describe(a) for a in target.args] + [f"{k}={describe(v)}"
@@ -52,14 +53,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
                              "passed (trace matches eager on the example inputs)"), file=out)
     print(file=out)
     if tables:
-        fi.show(traced, tables=tables, fmt=fmt, max_width=args.max_width or None)
-    write_pictures(traced, args, pictures, out)
-    if args.save:
+        fi.show(traced, tables=tables, fmt=fmt, max_width=args.max_width or None,
+                width=args.width or None, recurse=args.recurse)
+    if args.save:  # before the pictures: a picture Graphviz cannot render fails the command
         with quiet_jit_deprecation():
             torch.jit.save(traced, args.save)
         print(f"saved {args.save} ({os.path.getsize(args.save)} bytes); load it with "
               "torch.jit.load, no fxtrace needed", file=out)
     if getattr(args, "export", None):
         export_target(target, args.export, not args.no_guards, out)
+    write_pictures(traced, args, pictures, out)
     return EXIT_OK
 

@@ -43,6 +43,11 @@ class NodeRow:
     #: Data dependencies: ``(row index of the producer, text of the value)`` per distinct
     #: input value that has a row (constants and ``self`` have none). Used by ``to_dot``.
     inputs: List[Tuple[int, str]] = dataclasses.field(default_factory=list)
+    #: The qualified class name of a called module (``call_module`` rows), else "".
+    callee_type: str = ""
+    #: A ``call_module`` row whose callee has a graph of its own in the same table source
+    #: (its nodes are listed when recursing, so a histogram must not count the call too).
+    callee_traced: bool = False
 
     def call_text(self) -> str:
         """``name = target(args, kwargs)``: one cell for the diff table."""
@@ -149,7 +154,11 @@ def _module_type_name(mod: Any) -> str:
     original = getattr(mod, "original_name", None)
     if isinstance(original, str) and _is_script(mod):
         return original
-    return type(mod).__name__
+    cls = type(mod)  # qualified, as a capture records it: tables print the short name once
+    if isinstance(mod, torch.fx.GraphModule) or "<locals>" in cls.__qualname__ or \
+            cls.__module__ in ("builtins", "__main__"):
+        return cls.__name__  # (a GraphModule's class is made per instance, named after it)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _get_submodule(root: torch.nn.Module, path: str) -> Optional[torch.nn.Module]:
@@ -191,9 +200,12 @@ def fx_rows(gm: torch.fx.GraphModule, recurse: bool = False) -> List[NodeRow]:
             src = node.meta.get(SOURCE)
             module = node.meta.get(MODULE)
             module = _join(prefix, "") if module is None else module
+            callee, traced = "", False
             if node.op == "call_module":
                 sub = _get_submodule(holder, str(node.target))
-                op_key = f"call_module:{_module_type_name(sub) if sub is not None else node.target}"
+                callee = _module_type_name(sub) if sub is not None else str(node.target)
+                traced = isinstance(sub, torch.fx.GraphModule)
+                op_key = f"call_module:{callee}"
             else:
                 op_key = f"{node.op}:{target}"
             canon = f"{node.op}|{target}|{cargs}|{ckwargs}"
@@ -204,7 +216,8 @@ def fx_rows(gm: torch.fx.GraphModule, recurse: bool = False) -> List[NodeRow]:
                 module=module, op_key=op_key, canon=canon,
                 source=src if isinstance(src, SourceLoc) else None,
                 inputs=[(row_of[n], value_text(rows[row_of[n]].shape, rows[row_of[n]].dtype))
-                        for n in node.all_input_nodes if n in row_of]))
+                        for n in node.all_input_nodes if n in row_of],
+                callee_type=callee, callee_traced=traced))
     return rows
 
 
@@ -212,6 +225,8 @@ def fx_rows(gm: torch.fx.GraphModule, recurse: bool = False) -> List[NodeRow]:
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _TRACE_FRAME = re.compile(r"^(?P<file>.+?)\((?P<line>\d+)\): (?P<fn>.*)$", re.M)
+_MARKS = re.compile(r"^\s*~+(?: <--- HERE)?$")
+_USER_COMMENT = re.compile(r"  # (\S+?):(\d+)$")
 _SCRIPT_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<fn>\S+))?')
 
 
@@ -233,7 +248,20 @@ def script_source(text: str) -> Optional[SourceLoc]:
     for part in (original, serialized):
         m = _SCRIPT_FRAME.search(part)
         if m:
-            return SourceLoc(m.group("file"), int(m.group("line")), m.group("fn") or "")
+            return _generated_user_line(part) if m.group("file") == "<string>" else \
+                SourceLoc(m.group("file"), int(m.group("line")), m.group("fn") or "")
+    return None
+
+
+def _generated_user_line(text: str) -> Optional[SourceLoc]:
+    """The user's ``file.py:12`` that fxtrace's generated code names in a comment on the
+    highlighted line (NOTE [Line map]); a loaded trace keeps that source text. None for code
+    fxtrace did not generate."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines[1:], 1):  # the first highlighted line: a statement's start
+        if _MARKS.match(line):
+            m = _USER_COMMENT.search(lines[i - 1])
+            return SourceLoc(m.group(1), int(m.group(2))) if m else None
     return None
 
 
@@ -380,6 +408,7 @@ class _ScriptRows:
             if method == "forward":
                 self.add("call_module", name, path, ins[1:], outs, module, src,
                          op_key=f"call_module:{type_name}", depth=depth)
+                self.rows[-1].callee_type = type_name
             else:
                 self.add("call_method", name, f"{path}.{method}", ins[1:], outs, module, src,
                          op_key=f"call_method:{type_name}.{method}", depth=depth)

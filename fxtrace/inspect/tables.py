@@ -14,9 +14,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Text
 import torch
 import torch.fx
 
-from fxtrace.capture.meta import CaptureInfo, SourceLoc, Specialisation
+from fxtrace.capture.meta import CaptureInfo
 
-from ._format import abbreviate, fmt_bytes, fmt_number, fmt_value
+from ._fit import DEFAULT_MAX_WIDTH, DEFAULT_WIDTH, cut
+from ._format import fmt_bytes, fmt_number
+from ._render import COLUMNS, render_table, short_types, with_legend
 from ._rows import (
     NodeRow,
     _as_graph_module,
@@ -27,6 +29,7 @@ from ._rows import (
     rows_of,
 )
 from .report import CheckReport
+from .specialisations import specialisation_rows
 
 __all__ = [
     "nodes_table",
@@ -42,21 +45,6 @@ __all__ = [
     "DEFAULT_TABLES",
 ]
 
-#: The documented column set of each table, in display order.
-COLUMNS: Dict[str, Tuple[str, ...]] = {
-    "nodes": ("#", "opcode", "name", "target", "args", "kwargs", "shape", "dtype", "device",
-              "location", "module"),
-    "modules": ("module", "type", "own params", "own bytes", "total params", "total bytes",
-                "nodes", "calls"),
-    "specialisations": ("#", "kind", "value", "location", "code", "guarded", "module",
-                        "detail"),
-    "ops": ("op", "count", "share"),
-    "diff": ("", "mark", "#a", "a", "location a", "#b", "b", "location b"),
-    "check": ("output", "status", "max abs", "max rel", "expected", "actual",
-              "first divergence"),
-    "passes": ("#", "pass", "nodes before", "nodes after", "delta", "ms", "modified"),
-}
-
 #: What :func:`show` prints when not told otherwise.
 DEFAULT_TABLES = ("nodes", "modules", "specialisations")
 
@@ -64,28 +52,11 @@ DEFAULT_TABLES = ("nodes", "modules", "specialisations")
 NONE_ROW = "(none)"
 
 
-def _tabulate(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str,
-              colalign: Optional[Sequence[str]] = None) -> str:
-    try:
-        from tabulate import tabulate
-    except ImportError as e:  # pragma: no cover - exercised only without tabulate
-        raise ImportError("fxtrace.inspect needs tabulate: pip install tabulate") from e
-    kw: Dict[str, Any] = {}
-    if colalign is not None and rows:
-        kw["colalign"] = tuple(colalign)
-    return tabulate([list(r) for r in rows], headers=list(headers), tablefmt=fmt,
-                    disable_numparse=True, **kw)
-
-
-def _align(table: str, right: Iterable[str]) -> List[str]:
-    right = set(right)
-    return ["right" if c in right else "left" for c in COLUMNS[table]]
-
-
 # --------------------------------------------------------------------------- nodes
 
 def nodes_table(x: Any, *, fmt: str = "simple", recurse: bool = False,
-                max_width: Optional[int] = 40) -> str:
+                max_width: Optional[int] = DEFAULT_MAX_WIDTH,
+                width: Optional[int] = DEFAULT_WIDTH) -> str:
     """One row per graph node.
 
     Columns (``COLUMNS["nodes"]``): ``#`` index, ``opcode`` (fx opcodes; TorchScript nodes are
@@ -98,15 +69,13 @@ def nodes_table(x: Any, *, fmt: str = "simple", recurse: bool = False,
 
     ``recurse=True`` also lists the nodes of every ``GraphModule`` submodule (their module
     column carries the path); for TorchScript it tables ``inlined_graph`` instead of ``graph``.
-    Cells longer than ``max_width`` end in ``…`` (``None`` keeps them whole).
+    Cells longer than ``max_width`` end in ``…`` (``None`` keeps them whole), and the text
+    columns are cut so that the table is at most ``width`` characters wide (``None``: any).
     """
     rows = rows_of(x, recurse)
-    w = max_width
-    body = [(r.index, r.opcode, abbreviate(r.name, w), abbreviate(r.target, w),
-             abbreviate(r.args, w), abbreviate(r.kwargs, w), abbreviate(r.shape, w),
-             abbreviate(r.dtype, w), r.device, abbreviate(r.location, w), abbreviate(r.module, w))
-            for r in rows]
-    return _tabulate(body, COLUMNS["nodes"], fmt, _align("nodes", ["#"]))
+    body = [(r.index, r.opcode, r.name, r.target, r.args, r.kwargs, r.shape, r.dtype, r.device,
+             r.location, r.module) for r in rows]
+    return render_table("nodes", body, fmt, max_width, width, ["#"])
 
 
 # --------------------------------------------------------------------------- modules
@@ -168,7 +137,8 @@ def _script_node_count(m: Any) -> Optional[int]:
         return None
 
 
-def modules_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40) -> str:
+def modules_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = DEFAULT_MAX_WIDTH,
+                  width: Optional[int] = DEFAULT_WIDTH) -> str:
     """The module tree, one row per module (``named_modules()`` order).
 
     Columns (``COLUMNS["modules"]``): ``module`` (qualified path; ``""`` is the root, shown as
@@ -179,7 +149,8 @@ def modules_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40)
     once), ``nodes`` (nodes of the module's own graph; ``-`` for modules without one),
     ``calls`` (times the module was called: ``CaptureInfo.module_calls`` when present, else
     the ``call_module``/``CallMethod forward`` sites found in the graphs; ``-`` for the root).
-    Buffers are not counted as parameters.
+    Buffers are not counted as parameters. Types print as their class name, and a
+    ``classes:`` line below the table says once which module each class comes from.
     """
     kind, obj = resolve(x)
     if kind == "script":
@@ -191,6 +162,8 @@ def modules_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40)
         calls = _script_calls(obj)
     else:
         calls = _fx_calls(obj)
+    types = {path: _module_type_name(m) for path, m in obj.named_modules()}
+    shorts = short_types(types.values(), fmt)
     body = []
     for path, m in obj.named_modules():
         own, own_b = _param_stats(m, False)
@@ -202,82 +175,68 @@ def modules_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40)
         c: Union[int, str, None] = calls.get(path)
         if c is None:
             c = "-" if path == "" else 0
-        body.append((abbreviate(path or "(root)", max_width),
-                     abbreviate(_module_type_name(m), max_width),
-                     own, fmt_bytes(own_b), tot, fmt_bytes(tot_b),
-                     "-" if n is None else n, c))
-    return _tabulate(body, COLUMNS["modules"], fmt,
-                     _align("modules", ["own params", "own bytes", "total params",
-                                        "total bytes", "nodes", "calls"]))
+        body.append((path or "(root)", shorts[types[path]], own, fmt_bytes(own_b), tot,
+                     fmt_bytes(tot_b), "-" if n is None else n, c))
+    table = render_table("modules", body, fmt, max_width, width,
+                   ["own params", "own bytes", "total params", "total bytes", "nodes", "calls"])
+    return with_legend(table, types.values(), fmt, width)
 
 
 # --------------------------------------------------------------------------- specialisations
 
-def _specialisations_of(x: Any) -> List[Specialisation]:
-    if isinstance(x, (list, tuple)) and all(isinstance(s, Specialisation) for s in x):
-        return list(x)
-    if isinstance(x, CaptureInfo):
-        return list(x.specialisations)
-    gm = _as_graph_module(x)
-    if gm is None:
-        if _is_script(x):
-            raise TypeError(
-                f"specialisations_table needs an fxtrace capture; this "
-                f"{type(x).__qualname__} carries none (a ScriptModule fxtrace never saw "
-                "records no specialisations). Accepted: fxtrace result, torch.fx.GraphModule, "
-                "CaptureInfo, list of Specialisation")
-        raise _type_error(x)
-    info = gm.meta.get("fxtrace") if hasattr(gm, "meta") else None
-    return list(info.specialisations) if isinstance(info, CaptureInfo) else []
-
-
-def specialisations_table(x: Any, *, fmt: str = "simple",
-                          max_width: Optional[int] = 40) -> str:
+def specialisations_table(x: Any, *, fmt: str = "simple", group: bool = True,
+                          max_width: Optional[int] = DEFAULT_MAX_WIDTH,
+                          width: Optional[int] = DEFAULT_WIDTH) -> str:
     """Every value that was baked into the graph or guarded, in capture order.
 
-    Columns (``COLUMNS["specialisations"]``): ``#``, ``kind`` (``bool``, ``int``, ``len``,
-    ``item``, ...), ``value`` (the value seen at capture time), ``location``
-    (``file.py:line``), ``code`` (the user's line), ``guarded`` (``yes``/``no``: whether a
-    runtime check was emitted), ``module`` (qualified path), ``detail``.
+    Columns (``COLUMNS["specialisations"]``): ``#``, ``kind`` (``bool``, ``int``, ``rank``,
+    ``training``, ``item``, ...), ``value`` (the value seen at capture time), ``count`` (how
+    many specialisations the row stands for), ``location`` (``file.py:line``), ``code`` (the
+    user's line), ``guarded`` (``yes``/``no``: whether a runtime check was emitted),
+    ``module`` (qualified path), ``detail``.
 
+    ``group=True`` (the default) prints one row for specialisations that differ only in
+    module and location (every BatchNorm of a ResNet frozen in eval mode): the first one's
+    location and module, ``(+N)`` for the others, and their number in ``count``.
     Reads ``gm.meta["fxtrace"].specialisations``; also accepts a ``CaptureInfo`` or a list of
     ``Specialisation``. A graph without any (or without fxtrace metadata) gives a table with
     one row whose ``kind`` is ``(none)`` and whose other cells are empty.
-    A ScriptModule without an fxtrace capture raises ``TypeError``.
+    A ScriptModule without an fxtrace capture raises ``TypeError``; one saved by fxtrace and
+    loaded with ``torch.jit.load`` gives the specialisations saved with it.
     """
-    specs = _specialisations_of(x)
-    w = max_width
-    body: List[Tuple[Any, ...]] = []
-    for i, s in enumerate(specs):
-        src = s.source
-        body.append((i, abbreviate(s.kind, w), abbreviate(fmt_value(s.value), w),
-                     abbreviate(src.short, w) if isinstance(src, SourceLoc) else "",
-                     abbreviate(src.code.strip(), w) if isinstance(src, SourceLoc) else "",
-                     "yes" if s.guarded else "no", abbreviate(s.module, w),
-                     abbreviate(s.detail, w)))
+    body = specialisation_rows(x, group)
     if not body:
-        body.append(("", NONE_ROW, "", "", "", "", "", ""))
-    return _tabulate(body, COLUMNS["specialisations"], fmt, _align("specialisations", ["#"]))
+        return render_table("specialisations", [("", NONE_ROW, "", "", "", "", "", "", "")], fmt,
+                      max_width, width, ["#", "count"], drop_empty=False)
+    return render_table("specialisations", body, fmt, max_width, width, ["#", "count"])
 
 
 # --------------------------------------------------------------------------- ops
 
 def ops_table(x: Any, *, fmt: str = "simple", recurse: bool = True,
-              max_width: Optional[int] = 60) -> str:
+              max_width: Optional[int] = DEFAULT_MAX_WIDTH,
+              width: Optional[int] = DEFAULT_WIDTH) -> str:
     """A histogram of node targets, most frequent first (ties by name).
 
     Columns (``COLUMNS["ops"]``): ``op`` (``opcode:target``: ``call_function:torch.relu``,
-    ``call_method:.view``, ``call_module:<module type>``; TorchScript nodes as
+    ``call_method:.view``, ``call_module:<class name>``; TorchScript nodes as
     ``call_function:aten::add``), ``count``, ``share`` (percent of all counted nodes).
     ``placeholder`` and ``output`` nodes are not counted. ``recurse`` (default True) counts
-    the nodes of GraphModule submodules too (for TorchScript: the inlined graph).
+    the nodes of GraphModule submodules too (for TorchScript: the inlined graph); a call of a
+    module whose own graph is counted is then not counted itself (the ``torch.conv2d``
+    inside a ``Conv2d`` counts once). A ``classes:`` line names the module of each class.
     """
-    rows = [r for r in rows_of(x, recurse) if r.opcode not in ("placeholder", "output")]
-    counts = Counter(r.op_key for r in rows)
+    rows = [r for r in rows_of(x, recurse) if r.opcode not in ("placeholder", "output")
+            and not (recurse and r.callee_traced)]
+    types = {r.callee_type for r in rows if r.callee_type}
+    shorts = short_types(types, fmt)
+    counts = Counter(f"call_module:{shorts[r.callee_type]}" if r.callee_type else r.op_key
+                     for r in rows)
     total = sum(counts.values()) or 1
-    body = [(abbreviate(k, max_width), n, f"{100.0 * n / total:.1f}%")
+    body = [(k, n, f"{100.0 * n / total:.1f}%")
             for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return _tabulate(body, COLUMNS["ops"], fmt, _align("ops", ["count", "share"]))
+    table = render_table("ops", body, fmt, max_width, width, ["count", "share"])
+    return with_legend(table, types, fmt, width)
 
 
 # --------------------------------------------------------------------------- diff
@@ -319,7 +278,8 @@ def _diff_rows(a: List[NodeRow], b: List[NodeRow]) -> List[Tuple[str, Optional[N
 
 
 def diff_table(a: Any, b: Any, *, fmt: str = "simple", recurse: bool = False,
-               max_width: Optional[int] = 40, context: Optional[int] = None) -> str:
+               max_width: Optional[int] = DEFAULT_MAX_WIDTH, context: Optional[int] = None,
+               width: Optional[int] = DEFAULT_WIDTH) -> str:
     """Two captures side by side, node sequences aligned, the first divergence marked.
 
     Alignment uses ``difflib.SequenceMatcher`` over a canonical text per node — opcode,
@@ -341,7 +301,7 @@ def diff_table(a: Any, b: Any, *, fmt: str = "simple", recurse: bool = False,
     def side(r: Optional[NodeRow]) -> Tuple[Any, str, str]:
         if r is None:
             return "", "", ""
-        return r.index, abbreviate(r.call_text(), w), abbreviate(r.location, w)
+        return r.index, r.call_text(), r.location
 
     keep = set(range(len(aligned)))
     if context is not None:
@@ -357,7 +317,7 @@ def diff_table(a: Any, b: Any, *, fmt: str = "simple", recurse: bool = False,
             continue
         elided = False
         body.append((">>" if i == first else "", mark, *side(ra_i), *side(rb_i)))
-    table = _tabulate(body, COLUMNS["diff"], fmt, _align("diff", ["#a", "#b"]))
+    table = render_table("diff", body, fmt, max_width, width, ["#a", "#b"])
     if first is None:
         summary = f"no divergence: {len(aligned)} nodes match"
     else:
@@ -367,14 +327,15 @@ def diff_table(a: Any, b: Any, *, fmt: str = "simple", recurse: bool = False,
         for label, r in (("a", x), ("b", y)):
             if r is not None:
                 loc = f" ({r.location})" if r.location else ""
-                parts.append(f"{label}: #{r.index} {abbreviate(r.call_text(), w)}{loc}")
+                parts.append(f"{label}: #{r.index} {cut(r.call_text(), w)}{loc}")
         summary = f"first divergence at row {first} ({what}): " + "; ".join(parts)
     return table + "\n" + summary
 
 
 # --------------------------------------------------------------------------- check
 
-def check_table(report: Any, *, fmt: str = "simple", max_width: Optional[int] = 40) -> str:
+def check_table(report: Any, *, fmt: str = "simple", max_width: Optional[int] = DEFAULT_MAX_WIDTH,
+                width: Optional[int] = DEFAULT_WIDTH) -> str:
     """The report of a trace check or a property check (:class:`CheckReport`).
 
     Columns (``COLUMNS["check"]``): ``output`` (path of the output leaf), ``status``,
@@ -388,12 +349,11 @@ def check_table(report: Any, *, fmt: str = "simple", max_width: Optional[int] = 
     if not hasattr(report, "outputs"):
         raise TypeError(f"check_table needs a fxtrace.inspect.CheckReport, got "
                         f"{type(report).__qualname__}")
-    w = max_width
-    body = [(abbreviate(o.path, w), o.status, fmt_number(o.max_abs), fmt_number(o.max_rel),
-             abbreviate(o.expected, w), abbreviate(o.actual, w),
-             abbreviate(o.first_divergence, w) if o.first_divergence else "-")
-            for o in report.outputs]
-    table = _tabulate(body, COLUMNS["check"], fmt, _align("check", ["max abs", "max rel"]))
+    body = [(o.path, o.status, fmt_number(o.max_abs), fmt_number(o.max_rel), o.expected,
+             o.actual, o.first_divergence or "-") for o in report.outputs]
+    # every column stays: checkers and their readers rely on the report's shape
+    table = render_table("check", body, fmt, max_width, width, ["max abs", "max rel"],
+                         drop_empty=False)
     lines = [report.title] if getattr(report, "title", "") else []
     lines.append(table)
     lines += [f"note: {n}" for n in getattr(report, "notes", ()) or ()]
@@ -415,7 +375,8 @@ def _mode_lines(info: Optional[CaptureInfo]) -> str:
     return f"{line}\nmode choice: {reason}" if reason else line
 
 
-def passes_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40) -> str:
+def passes_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = DEFAULT_MAX_WIDTH,
+                 width: Optional[int] = DEFAULT_WIDTH) -> str:
     """The graph passes the capture went through, in order, under a ``capture mode: ...`` line.
 
     Columns (``COLUMNS["passes"]``): ``#``, ``pass`` (the pass's name), ``nodes before`` /
@@ -434,14 +395,13 @@ def passes_table(x: Any, *, fmt: str = "simple", max_width: Optional[int] = 40) 
                             "carries none. Accepted: fxtrace result, torch.fx.GraphModule")
         raise _type_error(x)
     info = _capture_info(gm)
-    w = max_width
     body: List[Tuple[Any, ...]] = []
     for i, r in enumerate(info.passes if info is not None else []):
-        body.append((i, abbreviate(str(r.name), w), r.nodes_before, r.nodes_after,
+        body.append((i, str(r.name), r.nodes_before, r.nodes_after,
                      f"{r.nodes_after - r.nodes_before:+d}", f"{r.ms:.2f}",
                      "yes" if r.modified else "no"))
-    table = _tabulate(body, COLUMNS["passes"], fmt,
-                      _align("passes", ["#", "nodes before", "nodes after", "delta", "ms"]))
+    table = render_table("passes", body, fmt, max_width, width,
+                   ["#", "nodes before", "nodes after", "delta", "ms"])
     return f"{_mode_lines(info)}\n{table}"
 
 
@@ -461,14 +421,17 @@ TABLES: Dict[str, Callable[..., str]] = {
 
 
 def show(x: Any, *, tables: Sequence[str] = DEFAULT_TABLES, fmt: str = "simple",
-         file: Optional[TextIO] = None, max_width: Optional[int] = 40) -> None:
+         file: Optional[TextIO] = None, max_width: Optional[int] = DEFAULT_MAX_WIDTH,
+         width: Optional[int] = DEFAULT_WIDTH, recurse: bool = False) -> None:
     """Print the named tables of ``x``, each under a ``== name ==`` heading.
 
     A table that does not apply to ``x`` (specialisations of a ScriptModule fxtrace never
     saw, modules of a ScriptFunction) prints a one-line ``(not available: ...)`` instead.
     ``x`` may also be a :class:`CheckReport`, which prints the check table. For an fxtrace
     capture the first line is ``capture mode: concrete`` (or ``symbolic``): the mode that
-    produced the graph (``mode="auto"`` resolves to one of them).
+    produced the graph (``mode="auto"`` resolves to one of them). ``width`` is the line
+    width every table fits (``None``: any); ``recurse=True`` lists the nodes of every
+    submodule graph in the nodes table.
     """
     out = file if file is not None else sys.stdout
     info = None
@@ -485,7 +448,8 @@ def show(x: Any, *, tables: Sequence[str] = DEFAULT_TABLES, fmt: str = "simple",
             raise ValueError("show() prints tables of one capture; call diff_table(a, b)")
         print(f"== {name} ==", file=out)
         try:
-            text = TABLES[name](x, fmt=fmt, max_width=max_width)
+            extra: Dict[str, Any] = {"recurse": True} if recurse and name == "nodes" else {}
+            text = TABLES[name](x, fmt=fmt, max_width=max_width, width=width, **extra)
         except TypeError as e:
             if name == "nodes":
                 raise

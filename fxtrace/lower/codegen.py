@@ -30,7 +30,7 @@ import torch.fx as fx
 from ..capture.meta import SOURCE, TENSOR_META, SourceLoc
 from ..errors import LoweringError
 from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
-from .special import rewrite_python_call
+from .special import guard_statements, rewrite_python_call
 from .targets import (
     NO_BUILTIN_DTYPE_METHODS,
     binds,
@@ -214,6 +214,11 @@ class _Writer:
         self.lines.append(f"    {text}" + (f"  # {src.short}" if src is not None else ""))
         self.line_nodes.append(node)
 
+    def emit_guard(self, cond: str, message: str, node: fx.Node) -> None:
+        self.env["RuntimeError"] = RuntimeError  # the resolution callback names the raise
+        for line in guard_statements(cond, message):
+            self.emit(line, node)
+
     def expression(self, node: fx.Node) -> Optional[str]:
         """The right-hand side for ``node``, or None when the node is a statement."""
         op, target, args, kwargs = node.op, node.target, node.args, node.kwargs
@@ -288,7 +293,7 @@ class _Writer:
         src = node.meta.get(SOURCE)
         msg = (f"fxtrace guard failed at {src.short if src is not None else node.name}: "
                f"nonzero(as_tuple=True) was traced with {len(meta)} dimension(s)")
-        self.emit(f"torch._assert(len({listed}) == {len(meta)}, {_string(msg)})", node)
+        self.emit_guard(f"len({listed}) == {len(meta)}", _string(msg), node)
         return "(" + "".join(f"{listed}[{i}], " for i in range(len(meta))) + ")"
 
     def subscript(self, node: fx.Node, base: Any, idx: Any) -> str:
@@ -301,7 +306,7 @@ class _Writer:
         src = node.meta.get(SOURCE)
         msg = (f"fxtrace guard failed at {src.short if src is not None else node.name}: "
                f"indexing with '...' and a tensor was traced at rank {rank}")
-        self.emit(f"torch._assert({self.value(base)}.dim() == {rank}, {_string(msg)})", node)
+        self.emit_guard(f"{self.value(base)}.dim() == {rank}", _string(msg), node)
         expanded: List[Any] = []
         for item in idx:
             expanded.extend([slice(None)] * fill if item is Ellipsis else [item])
@@ -324,7 +329,9 @@ class _Writer:
         if fn in _UNARY and not kwargs:
             return f"{_UNARY[fn]}{self.value(args[0])}"
         if fn is torch._assert:
-            self.emit(f"torch._assert({self.call_args(args, kwargs)})", node)
+            cond = args[0] if args else kwargs["condition"]
+            message = args[1] if len(args) > 1 else kwargs.get("message", "")
+            self.emit_guard(self.value(cond), self.value(message), node)
             return None
         method = tensor_method_name(fn)
         if method is not None and args:  # Tensor.__pow__ and friends, called as functions

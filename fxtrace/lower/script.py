@@ -22,6 +22,7 @@ from ..capture.gcpause import paused_gc
 from ..capture.meta import HAS_FORWARD, METHODS, SOURCE, UNTRACED
 from ..errors import LoweringError
 from .codegen import TorchScriptSource, describe_call, generate
+from .metadata import attach, with_metadata
 
 __all__ = ["lower_module", "lower_function", "quiet_jit"]
 
@@ -159,9 +160,12 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
                 if sub._c._has_method(name):
                     continue  # compiled with an exported method that calls it (_with_exports)
                 source = generate(graph, name)
+                if not path and name == "forward":  # NOTE [Saved metadata]
+                    source.src = with_metadata(source.src, gm)
                 what = f"{type(gm).__name__}.{name}" + (f" (module '{path}')" if path else "")
                 _define(lambda sub=sub, source=source: sub._c._define(
                     sub._concrete_type, source.src, source.rcb), what, source)
+        attach(script, root)
     return script
 
 
@@ -172,6 +176,7 @@ def lower_function(gm: fx.GraphModule, name: str) -> torch.jit.ScriptFunction:
     with quiet_jit():
         if not constants:
             source = generate(gm.graph, name, method=False)
+            source.src = with_metadata(source.src, gm)
             cu = torch.jit.CompilationUnit()
             _define(lambda: cu.define(source.src, rcb=source.rcb), f"function {name}", source)
             return torch._C._create_function_from_graph(

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .schema import Expr
 
-__all__ = ["rewrite_python_call"]
+__all__ = ["rewrite_python_call", "guard_statements"]
 
 Args = Tuple[Any, ...]
 Kwargs = Dict[str, Any]
@@ -96,3 +96,16 @@ def rewrite_python_call(fn: Any, args: Args, kwargs: Kwargs) -> Optional[Rewrite
     except TypeError:  # unhashable callable
         return None
     return rewrite(args, kwargs) if rewrite is not None else None
+
+
+def guard_statements(cond: str, message: str) -> List[str]:
+    """The TorchScript lines of a runtime guard: ``cond`` must hold, else the call fails with
+    ``message`` (a string literal) alone.
+
+    A guard is written as ``if not cond: raise RuntimeError(message)`` rather than
+    ``torch._assert(cond, message)``: TorchScript compiles ``torch._assert`` from its own
+    source, so a failing guard would quote torch's ``_assert`` body (and its "shim-layer"
+    comment) above the message; a ``raise`` quotes the generated guard line, whose comment
+    names the user's file:line, and ends with the message (``builtins.RuntimeError: ...``),
+    in the compiling process and after ``torch.jit.load`` alike."""
+    return [f"if not {cond}:", f"    raise RuntimeError({message})"]
