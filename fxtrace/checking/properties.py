@@ -40,6 +40,7 @@ from hypothesis.strategies import SearchStrategy
 from ..capture.meta import INFO
 from ..errors import InvalidArgument, PropertyCheckError
 from ..inspect.report import CheckReport, OutputCheck
+from ..lower.quiet import quiet_jit
 from ..state import StateSnapshot
 from ..strategies import inputs_like
 from .calls import Call, as_call, describe, describe_inputs, example_call
@@ -104,8 +105,7 @@ def _strategy_parts(traced: Any, inputs: Any, dynamic: Any, example_inputs: Any,
 
 def _save_load(traced: Any) -> Any:
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with quiet_jit():
         torch.jit.save(traced, buf)
         buf.seek(0)
         return torch.jit.load(buf)
