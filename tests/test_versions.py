@@ -84,14 +84,14 @@ def test_quiet_jit_hides_only_torchscript_deprecations_and_restores_on_error() -
         warnings.simplefilter("always")
         before = list(warnings.filters)
         with pytest.raises(KeyError), quiet_jit():
-            warnings.warn("`torch.jit.script` is deprecated. Please switch.", FutureWarning)
-            warnings.warn("`torch.jit.save` is deprecated. Please switch.", DeprecationWarning)
-            warnings.warn("something else is deprecated", FutureWarning)
+            warnings.warn("`torch.jit.script` is deprecated. Please switch.", FutureWarning, stacklevel=1)
+            warnings.warn("`torch.jit.save` is deprecated. Please switch.", DeprecationWarning, stacklevel=1)
+            warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
             warnings.warn("torch.jit.trace: the trace might not generalize",
-                          torch.jit.TracerWarning)
+                          torch.jit.TracerWarning, stacklevel=1)
             raise KeyError("boom")
         assert list(warnings.filters) == before
-        warnings.warn("`torch.jit.script` is deprecated. Please switch.", FutureWarning)
+        warnings.warn("`torch.jit.script` is deprecated. Please switch.", FutureWarning, stacklevel=1)
     shown = [(w.category, str(w.message)) for w in caught]
     assert shown == [(FutureWarning, "something else is deprecated"),
                      (torch.jit.TracerWarning, "torch.jit.trace: the trace might not generalize"),
@@ -102,7 +102,8 @@ def test_users_own_torch_jit_warnings_are_not_silenced() -> None:
     """The user's forward warns like torch.jit does; the user saves the trace: both show."""
     class Warns(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            warnings.warn("`torch.jit.script` is deprecated (the user's own call)", FutureWarning)
+            warnings.warn("`torch.jit.script` is deprecated (the user's own call)", FutureWarning,
+                          stacklevel=1)
             return x + 1
 
     with warnings.catch_warnings(record=True) as caught:
