@@ -191,6 +191,30 @@ def _math_escape(name: str) -> Callable[..., Any]:
     return call
 
 
+#: (qualified name, code) -> the first ScriptFunction object recorded for that function.
+_SCRIPT_FUNCTIONS: Dict[Tuple[str, str], Any] = {}
+
+
+def _canonical_script_function(fn: Any) -> Any:
+    """One Python object per compiled TorchScript function.
+
+    ``torch.jit.script(f)`` of an already compiled ``f`` (what ``@torch.jit._script_if_tracing``
+    does on every call while tracing, e.g. torchvision's ``batched_nms``) returns a new
+    ``ScriptFunction`` wrapper of the same compiled function each time. Recorded as is, two
+    captures of the same program would differ in that target's identity: the trace check and
+    the Python-state re-capture would call the graphs different. Same qualified name and same
+    code is the same function, so the first wrapper seen stands for all of them.
+    """
+    try:
+        key = (str(fn.qualified_name), str(fn.code))
+    except (AttributeError, RuntimeError):  # not a compiled function of its own
+        return fn
+    with _LOCK:
+        if len(_SCRIPT_FUNCTIONS) > 4096:  # a program that compiles functions on the fly
+            _SCRIPT_FUNCTIONS.clear()
+        return _SCRIPT_FUNCTIONS.setdefault(key, fn)
+
+
 def _script_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     # TorchScript functions run in C++, unseen by the mode: record the call itself, so the
     # scripted control flow survives in the trace.
@@ -199,7 +223,7 @@ def _script_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return _ORIG["script_call"](fn, *args, **kwargs)
     with torch._C.DisableTorchFunction():
         out = _ORIG["script_call"](fn, *untraced_tree(args), **untraced_tree(kwargs))
-    return tracer.record("call_function", fn, args, kwargs, out)
+    return tracer.record("call_function", _canonical_script_function(fn), args, kwargs, out)
 
 
 def _tensor_iter(t: torch.Tensor) -> Any:
@@ -224,9 +248,23 @@ def _param_deepcopy(param: torch.nn.Parameter, memo: Dict[int, Any]) -> Any:
     return out
 
 
+def _recording_now() -> bool:
+    """Do torch calls made now reach this thread's recording mode?
+
+    False inside a call the capture runs for real (a recorded op's kernel, with the mode
+    popped or torch functions disabled): an ``autograd.Function`` applied there, such as the
+    autograd wrapper torch.library generates for a custom op (torchvision's ``roi_align``), is
+    part of that op, whose gradient the trace keeps through the op itself."""
+    all_disabled = getattr(torch._C, "_is_torch_function_all_disabled", None)
+    if all_disabled is not None and all_disabled():
+        return False
+    stack = torch.overrides._get_current_function_mode_stack()
+    return bool(stack) and isinstance(stack[-1], RecordingMode)
+
+
 def _autograd_apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
     tracer = current_tracer()
-    if tracer is not None:
+    if tracer is not None and _recording_now():
         src = user_source(sys._getframe(1))
         tracer._warn(src, f"{cls.__qualname__} is a custom torch.autograd.Function: its forward "
                           "is traced op by op and its custom backward is not kept; the trace "

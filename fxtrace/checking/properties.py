@@ -57,6 +57,7 @@ from hypothesis.strategies import SearchStrategy
 from ..capture.meta import INFO
 from ..errors import InvalidArgument, PropertyCheckError
 from ..inspect.report import CheckReport, OutputCheck
+from ..lower.quiet import quiet_jit
 from ..state import StateSnapshot
 from .calls import Call, describe, describe_inputs
 from .check_report import (
@@ -87,8 +88,7 @@ _TITLE = "fxtrace.check"
 
 def _save_load(traced: Any) -> Any:
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with quiet_jit():
         torch.jit.save(traced, buf)
         buf.seek(0)
         return torch.jit.load(buf)

@@ -6,8 +6,9 @@ line, exit status 2); fxtrace failing on the user's program raises :class:`Trace
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Iterator, List, NoReturn, Sequence
+
+from ..lower.quiet import quiet_jit
 
 __all__ = ["PROG", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "PRINTABLE_TABLES", "UserError",
            "TraceFailed", "fail", "quiet_jit_deprecation", "first_line", "tables_arg",
@@ -17,9 +18,6 @@ PROG = "fxtrace"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 #: Tables ``trace`` and ``inspect`` can print (``diff`` and ``check`` need other inputs).
 PRINTABLE_TABLES = ("nodes", "modules", "specialisations", "ops", "passes")
-# torch >= 2.13 deprecates torch.jit.save/load with a DeprecationWarning; the CLI's own calls
-# are silenced with exactly this filter, nothing else.
-_JIT_DEPRECATION = r".*torch\.jit.*deprecated"
 
 
 class UserError(Exception):
@@ -40,9 +38,9 @@ def fail(message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def quiet_jit_deprecation() -> Iterator[None]:
-    """Silence torch's ``torch.jit.save/load is deprecated`` DeprecationWarning, only it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
+    """Silence torch's TorchScript deprecation warnings (``torch.jit.save/load is deprecated``),
+    only those: :func:`fxtrace.lower.quiet.quiet_jit`."""
+    with quiet_jit():
         yield
 
 

@@ -14,7 +14,7 @@ from ..capture.meta import METHODS, MODULE, SOURCE
 from ..capture.symbolic import CONCRETE_HINT
 from ..errors import SymbolicTraceError
 from ..passes.purity import function_namespace
-from .script import quiet_jit
+from .quiet import quiet_jit
 
 __all__ = ["check_opaque_functions"]
 

@@ -9,11 +9,9 @@ shell compiles nothing of the original classes, and the methods are fxtrace's ow
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
-import warnings
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.fx as fx
@@ -23,17 +21,9 @@ from ..capture.meta import HAS_FORWARD, METHODS, SOURCE, UNTRACED
 from ..errors import LoweringError
 from .codegen import TorchScriptSource, describe_call, generate
 from .metadata import attach, with_metadata
+from .quiet import quiet_jit
 
 __all__ = ["lower_module", "lower_function", "quiet_jit"]
-
-
-@contextlib.contextmanager
-def quiet_jit() -> Iterator[None]:
-    """Silence torch.jit's own DeprecationWarnings for the calls fxtrace makes, and only those."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit.*")
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated.*", category=DeprecationWarning)
-        yield
 
 
 def _compile_error(what: str, source: TorchScriptSource, error: Exception) -> LoweringError:
