@@ -52,7 +52,8 @@ def test_optimized_zoo_trace_matches_eager(case: ZooCase, no_grad: bool) -> None
         assert traced.code == before
 
 
-@pytest.mark.parametrize("name", ["resnet", "mobilenet", "vit"])
+@pytest.mark.parametrize("name", ["resnet", pytest.param("mobilenet", marks=pytest.mark.slow),
+                                  pytest.param("vit", marks=pytest.mark.slow)])
 def test_optimized_vision_trace_matches_eager_and_folds(name: str) -> None:
     case = vision.BY_NAME[name]
     model = case.make().eval()
