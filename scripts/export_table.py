@@ -18,7 +18,8 @@ For each: did export succeed (else the exception class), which dims the program 
 symbolic, and how the program does on the example and on the other inputs of the entry
 (other batch sizes, sequence lengths, image sizes; a trap's probes, leaving out those that
 switch the model's mode first). ``match``: equal to eager; ``guard``: an fxtrace guard refused;
-``refused``: the program's own input checks refused (a dim export made static); ``wrong``: a
+``refused``: the program's own checks refused (its input checks on a dim export made static,
+or an ``_assert_scalar`` runtime assertion); ``wrong``: a
 different answer, silently; ``error``: anything else. Inputs eager itself refuses are left out.
 The table has no timings; ``tests/test_export.py`` checks rows of it against a fresh run.
 """
@@ -155,6 +156,11 @@ def _same(got: Any, want: Any) -> bool:
     return True
 
 
+#: The program's own checks: its input checks (a dim export made static) and its runtime
+#: assertions (``_assert_scalar``, a fxtrace guard on a size export could not decide).
+_REFUSALS = ("Guard failed", "Expected input", "Runtime assertion failed")
+
+
 def _outcome(program: Any, model: Any, call: Call) -> str:
     """One call of the loaded program beside one call of eager (state carries from call to
     call on both, as in tests/traps.py)."""
@@ -173,8 +179,7 @@ def _outcome(program: Any, model: Any, call: Call) -> str:
         text = str(e)
         if "fxtrace guard failed" in text:
             return "guard"
-        # the program's own input checks (a dim export made static, a range it proved)
-        return "refused" if "Guard failed" in text or "Expected input" in text else "error"
+        return "refused" if any(s in text for s in _REFUSALS) else "error"
     try:
         return "match" if _same(got, want) else "wrong"
     except Exception:  # noqa: BLE001 - an output eager cannot compare with (fake, meta)

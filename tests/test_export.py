@@ -94,6 +94,18 @@ def test_specialised_dim_is_static_and_refused_after_reload(tmp_path: Any) -> No
         program(torch.rand(3, 5))
 
 
+def _nonzero_len(x: torch.Tensor) -> torch.Tensor:
+    return x * len(x.nonzero())  # a size read from data: an unbacked symbol under export
+
+
+def test_data_dependent_size_guard_is_a_runtime_assertion(tmp_path: Any) -> None:
+    x = torch.tensor([1.0, 0.0, 2.0, 3.0])
+    program = _reloaded(fxtrace.export(_nonzero_len, (x,)), tmp_path)
+    assert torch.equal(program(x), _nonzero_len(x))
+    with pytest.raises(RuntimeError, match="Runtime assertion failed"):
+        program(torch.tensor([1.0, 0.0, 0.0, 3.0]))  # 2 nonzeros: the guard on 3 refuses
+
+
 def test_dynamic_false_and_true() -> None:
     case = zoo.case("mlp")
     assert dynamic_dims(fxtrace.export(case.make(), case.example(2), dynamic=False)) == []

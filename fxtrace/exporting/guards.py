@@ -120,6 +120,16 @@ def _erase_unused(g: fx.Graph, node: Any) -> None:
         _erase_unused(g, arg)
 
 
+def _len_as_size(g: fx.Graph, node: fx.Node) -> None:
+    """``len(t)`` as ``t.size(0)``: the same number, but a symbol under export where ``len``
+    must give a Python int (``len(x.nonzero())`` would ask export for the data)."""
+    with g.inserting_before(node):
+        size = g.call_method("size", (node.args[0], 0))
+    size.meta.update(node.meta)
+    node.replace_all_uses_with(size)
+    g.erase_node(node)
+
+
 def graph_modules(gm: fx.GraphModule) -> Iterator[fx.GraphModule]:
     """Every GraphModule of a captured tree, extra traced methods included, once each."""
     seen = set()
@@ -143,6 +153,10 @@ def exportable_guards(gm: fx.GraphModule) -> int:
                 # a call of a child module called ``self`` (BERT's attention): the generated
                 # code would rebind ``self`` and lose the module's other children
                 node._rename("self_")
+        for node in list(module.graph.nodes):
+            if node.op == "call_function" and node.target is len and len(node.args) == 1 \
+                    and _is_tensor(node.args[0]):
+                _len_as_size(module.graph, node)
         for guard in [n for n in module.graph.nodes if n.meta.get(GUARD)]:
             tensor_guards += _rewrite(module, guard)
         module.recompile()
