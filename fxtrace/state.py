@@ -89,8 +89,8 @@ class StateSnapshot:
                     seen.add(id(b))  # (a lazy module's buffers: materialised, not restored)
                     self.buffers.append([b, b.detach().clone(), b._version])
         # which tensor each buffer slot holds: ``self.count = self.count + 1`` rebinds it
-        self.slots = [(m, name, b) for m, _ in self.flags for name, b in m._buffers.items()
-                      if b is not None]
+        self.slots = [(m, name, b) for m, _ in self.flags if isinstance(m._buffers, dict)
+                      for name, b in m._buffers.items() if b is not None]
         self.params: List[list] = []  # [name, tensor, version]
         if parameters:
             seen = set()

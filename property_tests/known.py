@@ -47,7 +47,7 @@ CLASSES: Dict[str, Tuple[str, ...]] = {
 KNOWN: Dict[str, str] = {key: f for f, keys in _BY_FINDING.items() for key in keys}
 
 REPROS: Dict[str, Tuple[Program, str]] = {
-    "F3-tolist": (_one("values.mean_tolist"), "fx-refused"),
+    "F3-tolist": (_one("values.mean_tolist"), "fx-guarded"),  # guards compile now (coverage)
     "F6-type-string": (_one("dtypes.type_str"), "fx-run-error"),
     "F8-numpy-baked": (_one("numpy.np_mul"), "fx-wrong"),
     "F9-buffer-item-unguarded": (_one("module.count_fill_item", module=True), "fx-wrong"),

@@ -67,6 +67,13 @@ class ConcreteTracer(ModuleCalls):
 
     fast_paths = False  # NOTE [Fast paths] in .environment
 
+    #: (id(module), name) -> (module, name, the buffer before forward rebound it)
+    rebound: Dict[Tuple[int, str], Tuple[torch.nn.Module, str, torch.Tensor]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rebound = {}
+
     def restore_python_state(self) -> None:
         """Put back the Python attributes forward assigned and the containers it mutated in
         place (NOTE [Python state]): after a trace the model's Python state is as before.
@@ -272,6 +279,8 @@ class ConcreteTracer(ModuleCalls):
         node = self._create(frame, "call_method", "copy_", (target, self.resolve(value)), {}, None,
                             source=user_source(sys._getframe(2)))
         node.meta[STATE_WRITE] = True
+        if is_buffer:  # the buffer slot gets its original tensor back after the capture
+            self.rebound.setdefault((id(module), name), (module, name, old))
         return True
 
     def _sizes(self, t: torch.Tensor, value: Sequence[int]) -> Any:
@@ -359,6 +368,8 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         _run_methods(tracer, root_trace, methods)
     finally:
         tracer.writes.restore()  # NOTE [State writes]
+        for module, name, old in tracer.rebound.values():  # the trace keeps the original
+            module._buffers[name] = old
     tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
     _leave_plain_state(tracer, containers)
     tracer.finished = True

@@ -50,6 +50,11 @@ def _python_function(func: Any) -> bool:
 def _has_builtin(func: Any) -> bool:
     if func in torch._jit_internal.boolean_dispatched:  # TorchScript picks a branch itself
         return True
+    # an @overload-ed function: TorchScript resolves the call at its types (the overloads
+    # are registered until first compiled, then cached)
+    if torch._jit_internal._get_fn_overloads(torch._jit_internal._qualified_name(func)) or \
+            torch.jit._state._try_get_jit_cached_overloads(func):
+        return True
     name = torch.jit._builtins._find_builtin(func)
     return name is not None and bool(torch._C._jit_get_schemas_for_operator(name))
 
