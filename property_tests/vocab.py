@@ -232,6 +232,7 @@ _NUMPY = _fam("numpy", [
     ("np_tolist", "{o} = torch.tensor({a}.detach().numpy().tolist())"),
     ("np_arange", "{o} = {a} + torch.from_numpy(np.arange({a}.size(1))).to({a}.dtype)"),
     ("np_new_tensor", "{o} = {a}.new_tensor(np.ones(({a}.size(0), {a}.size(1)))) + {a}"),
+    ("np_inplace", "{o} = {a}.clone()\n{o}.detach().numpy()[...] *= 2\n{o} = {o} + 1"),
 ])
 
 _MODULE = _fam("module", [
@@ -249,6 +250,8 @@ _MODULE = _fam("module", [
     ("count_fill_item", "self.count.fill_(self.count.item() + 1)\n{o} = {a} * self.count"),
     ("scale", "{o} = {a} * self.scale"),
     ("dropout_mode", "{o} = F.dropout({a}, 0.5, self.training)"),
+    ("dropout_mode_branch",
+     "{o} = {a} * 2 if F.dropout({a}, 0.5, self.training).sum().item() > 0 else {a}"),
 ])
 
 #: Integer inputs enter the float pool through one of these (operand: an int64/int32 tensor).
