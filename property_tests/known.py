@@ -23,15 +23,22 @@ def _one(key: str, inputs: InputSpec = _F32, module: bool = False) -> Program:
     return Program(Plan(inputs, module, ((key, (0,)),), 0, (2,)))
 
 
-#: finding id -> the entries that trigger it (none open: every finding so far is fixed)
-_BY_FINDING: Dict[str, Tuple[str, ...]] = {}
+#: finding id -> the entries that trigger it
+_BY_FINDING: Dict[str, Tuple[str, ...]] = {
+    "F15-numpy-reads-sizes": ("numpy.np_size_sum", "numpy.np_ones", "numpy.np_arange",
+                              "numpy.np_new_tensor"),
+}
+
+_WRONG = ("fx-wrong", "fx-wrong-example")
 
 #: finding id -> the fxtrace classes it gives (attribution of fuzzer outcomes to findings)
-CLASSES: Dict[str, Tuple[str, ...]] = {}
+CLASSES: Dict[str, Tuple[str, ...]] = {"F15-numpy-reads-sizes": _WRONG + ("fx-run-error",)}
 
 KNOWN: Dict[str, str] = {key: f for f, keys in _BY_FINDING.items() for key in keys}
 
-REPROS: Dict[str, Tuple[Program, str]] = {}
+REPROS: Dict[str, Tuple[Program, str]] = {
+    "F15-numpy-reads-sizes": (_one("numpy.np_size_sum"), "fx-wrong"),
+}
 
 
 #: Fixed since filed (FINDINGS.md says how): F1 ``x ** 2``, F2 ``x[..., idx]``, F4

@@ -235,6 +235,7 @@ _NUMPY = _fam("numpy", [
     ("np_tolist", "{o} = torch.tensor({a}.detach().numpy().tolist())"),
     ("np_arange", "{o} = {a} + torch.from_numpy(np.arange({a}.size(1))).to({a}.dtype)"),
     ("np_new_tensor", "{o} = {a}.new_tensor(np.ones(({a}.size(0), {a}.size(1)))) + {a}"),
+    ("np_size_sum", "{o} = {a} * float(np.ones({a}.shape).sum())"),
     ("np_inplace", "{o} = {a}.clone()\n{o}.detach().numpy()[...] *= 2\n{o} = {o} + 1"),
 ])
 
