@@ -325,8 +325,6 @@ KNOWN_FAILURES: Dict[Tuple[str, int], str] = {
     ("nn.functional.linear_cross_entropy", 1): "TorchScript: keyword-only arguments",
     # Capture: distance_function=nn.PairwiseDistance() cannot be recorded as an argument, so
     # the whole call becomes a constant (warned) -- wrong at other sizes.
-    ("nn.functional.triplet_margin_with_distance_loss", 0): "capture: module argument -> constant",
-    ("nn.functional.triplet_margin_with_distance_loss", 1): "capture: module argument -> constant",
 }
 
 _OP_DB: Optional[Dict[str, Any]] = None
