@@ -141,6 +141,9 @@ _RANDOM = _fam("random", [
     ("bernoulli_", "{o} = {a}.new_empty({a}.shape).bernoulli_(0.5) * {a}"),
     ("exponential_", "{o} = torch.zeros_like({a}).exponential_() + {a}"),
     ("random_", "{o} = torch.zeros_like({a}).random_(0, 3) + {a}"),
+    ("cauchy_", "{o} = torch.empty_like({a}).cauchy_().clamp(-2, 2) + {a}"),
+    ("log_normal_", "{o} = {a}.new_empty({a}.shape).log_normal_().clamp(max=3) * {a}"),
+    ("geometric_", "{o} = torch.empty({a}.size(0), {a}.size(1)).geometric_(0.5) + {a}"),
     ("randn_sizes", "{o} = {a} + torch.randn({a}.size(0), {a}.size(1))"),
     ("rand_like", "{o} = torch.rand_like({a}) * {a}"),
     ("dropout", "{o} = F.dropout({a}, 0.5, training=True)"),
@@ -232,6 +235,8 @@ _NUMPY = _fam("numpy", [
     ("np_tolist", "{o} = torch.tensor({a}.detach().numpy().tolist())"),
     ("np_arange", "{o} = {a} + torch.from_numpy(np.arange({a}.size(1))).to({a}.dtype)"),
     ("np_new_tensor", "{o} = {a}.new_tensor(np.ones(({a}.size(0), {a}.size(1)))) + {a}"),
+    ("np_size_sum", "{o} = {a} * float(np.ones({a}.shape).sum())"),
+    ("np_inplace", "{o} = {a}.clone()\n{o}.detach().numpy()[...] *= 2\n{o} = {o} + 1"),
 ])
 
 _MODULE = _fam("module", [
@@ -249,6 +254,8 @@ _MODULE = _fam("module", [
     ("count_fill_item", "self.count.fill_(self.count.item() + 1)\n{o} = {a} * self.count"),
     ("scale", "{o} = {a} * self.scale"),
     ("dropout_mode", "{o} = F.dropout({a}, 0.5, self.training)"),
+    ("dropout_mode_branch",
+     "{o} = {a} * 2 if F.dropout({a}, 0.5, self.training).sum().item() > 0 else {a}"),
 ])
 
 #: Integer inputs enter the float pool through one of these (operand: an int64/int32 tensor).

@@ -139,6 +139,13 @@ def _table(summary: Dict[str, Any]) -> str:
         a = f"{fx[i][0]:24} {fx[i][1]:6}" if i < len(fx) else " " * 31
         b = f"{jit[i][0]:24} {jit[i][1]:6}" if i < len(jit) else ""
         lines.append(f"{a}   {b}")
+    cross = summary.get("cross", {})
+    fx_err = sum(n for k, n in cross.items() if k.split(" / ")[0] in ("fx-refused", "fx-crash"))
+    jit_err = sum(n for k, n in cross.items() if k.split(" / ")[1] == "jit-trace-error")
+    only_fx = sum(n for k, n in cross.items() if k.split(" / ")[0] in ("fx-refused", "fx-crash")
+                  and k.split(" / ")[1] != "jit-trace-error")
+    lines += ["", f"trace errors: fxtrace {fx_err}, torch.jit.trace {jit_err}; "
+                  f"fxtrace refuses {only_fx} that torch.jit.trace traces"]
     lines += ["", "bad fxtrace outcomes per known finding (programs holding its entries):"]
     for f, c in summary["by_finding"].items():
         lines.append(f"  {f:34} {sum(c.values()):6}  {c}")
@@ -180,8 +187,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--unknown-only", action="store_true",
                    help="leave out the entries of known findings (property_tests/known.py)")
     p.add_argument("--out", default=None, help="JSON report")
-    p.add_argument("--resummarise", default=None, metavar="REPORT",
-                   help="reclassify the records of an earlier --out report and print the table")
+    p.add_argument("--resummarise", default=None, metavar="REPORT", nargs="+",
+                   help="reclassify the records of earlier --out reports (merged: disjoint "
+                        "seeds, e.g. runs of two machines or two seed ranges) and print the table")
     p.add_argument("--show", type=int, default=None, help="print program SEED and its record")
     p.add_argument("--minimize", type=int, default=None,
                    help="shrink program SEED to a small one with the same finding group")
@@ -190,8 +198,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _minimize(args.minimize, args.families)
     if args.resummarise:
         from differential import classify
-        with open(args.resummarise) as f:
-            records = json.load(f)["records"]
+        records = []
+        for path in args.resummarise:
+            with open(path) as f:
+                records.extend(json.load(f)["records"])
         for r in records:
             if "source" in r:  # full record (stubs are fx-ok / jit-ok)
                 r["fx_class"], r["jit_class"] = classify(r)

@@ -22,8 +22,10 @@ import sys
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.fx as fx
 
 from .. import tree
+from ..errors import TraceError
 from .environment import RecordingMode, tracing_environment
 from .frames import Frame, MetadataRead, ModuleTrace, Unrecordable, bind_names, signature_of
 from .inner_calls import call_inner, needs_inner_calls
@@ -37,6 +39,7 @@ from .methods import (
     MODE_DEPENDENT,
     SIZED_FACTORIES,
     SPECIAL_METHODS,
+    keep_random_alive,
     outplace,
     property_name,
     reads_training,
@@ -67,13 +70,6 @@ class ConcreteTracer(ModuleCalls):
 
     fast_paths = False  # NOTE [Fast paths] in .environment
 
-    #: (id(module), name) -> (module, name, the buffer before forward rebound it)
-    rebound: Dict[Tuple[int, str], Tuple[torch.nn.Module, str, torch.Tensor]]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rebound = {}
-
     def restore_python_state(self) -> None:
         """Put back the Python attributes forward assigned and the containers it mutated in
         place (NOTE [Python state]): after a trace the model's Python state is as before.
@@ -85,6 +81,7 @@ class ConcreteTracer(ModuleCalls):
     # -- the torch function hook --------------------------------------------------------------
     def on_torch_function(self, func: Callable[..., Any], args: Tuple[Any, ...],
                           kwargs: Dict[str, Any]) -> Any:
+        self.numpy_exports.check(self)  # a write through .numpy() before this op (fuzz F8)
         self.writes.before(getattr(func, "__name__", ""), args, kwargs)
         prop = property_name(func)
         if prop is not None:
@@ -99,9 +96,14 @@ class ConcreteTracer(ModuleCalls):
         real_args, real_kwargs = untraced_tree(args), untraced_tree(kwargs)
         out = func(*real_args, **real_kwargs)
         if method in CONVERSIONS and self.guards and args and out is args[0] and \
-                self._is_graph_tensor(out) and not self._follows_input(args[1:], kwargs):
+                self._is_graph_tensor(out):
             # (guards=False records the call, as torch.jit does)
-            return self._noop_conversion(method, out)
+            if not self._follows_input(args[1:], kwargs):
+                return self._noop_conversion(method, out)
+            operand = self.resolve(out)
+            result = self.record("call_method", method, args, kwargs, out)
+            self._same_metadata(out, operand, self.resolve(out), method)
+            return result
         if method in METADATA_METHODS and not (isinstance(out, torch.Tensor) and
                                                  self._find(out, self.frame) is None):
             return out  # (``x.type(torch.float64)`` returns a new tensor: recorded below)
@@ -120,6 +122,9 @@ class ConcreteTracer(ModuleCalls):
             method, kwargs = outplace(method, func, kwargs)
             if method != before and isinstance(args[0], torch.Tensor) and args[0]._is_view():
                 self._warn(user_source(sys._getframe(1)), OUTPLACE_VIEW_WARNING.format(before))
+        if method == "type" and isinstance(out, torch.Tensor) and len(args) > 1 and \
+                isinstance(args[1], str):  # TorchScript reads type(str) as a device (fuzz F6)
+            method, args, kwargs = "to", (args[0], out.device, out.dtype), {}
         if method is not None:
             return self.record("call_method", method, args, kwargs, out)
         out = self.record("call_function", func, args, kwargs, out)
@@ -152,6 +157,21 @@ class ConcreteTracer(ModuleCalls):
             self.guard_equal(frame, ("call_function", getattr, (node, kind)), value, kind, src,
                              f"{kind} {value} ({method}() converted nothing)")
         return t
+
+    def _same_metadata(self, t: torch.Tensor, operand: fx.Node, result: fx.Node,
+                       method: str) -> None:
+        """``x.to(y.dtype)`` returned ``x`` itself: the trace binds ``x`` to the conversion
+        from here on, which is right only while the conversion converts nothing. Guard that
+        it does not at run time (result's dtype and device are the operand's)."""
+        frame, src = self.frame, user_source(sys._getframe(2))
+        for kind in ("dtype", "device"):
+            value = getattr(t, kind)
+            seen = [self._create(frame, "call_function", getattr, (n, kind), {}, value,
+                                 source=src) for n in (operand, result)]
+            cond = self._create(frame, "call_function", operator.eq, tuple(seen), {}, True,
+                                source=src)
+            self._guard(frame, cond, kind, value, src,
+                        f"{method}() converted nothing while tracing (same {kind})")
 
     def _tensor_from_tensors(self, data: Any, out: torch.Tensor) -> torch.Tensor:
         """``torch.tensor([t0, t1, ...])`` of tensors: TorchScript's ``torch.tensor`` takes
@@ -266,21 +286,41 @@ class ConcreteTracer(ModuleCalls):
         old = module.__dict__.get(name, module._buffers.get(name))
         if not isinstance(old, torch.Tensor) or isinstance(old, torch.nn.Parameter):
             return False
+        self.rebound_objects.setdefault((id(module), name), (module, name, old))
+        frame = self.frame
+        key = (id(frame.graph), id(module), name)
+        target = self.rebound.get(key)  # rebound before in this forward (fuzz F12)
+        is_buffer = module._buffers.get(name) is old
+        if target is None and not is_buffer and frame.lookup(old) is None:
+            return False  # never read by the trace: nothing to carry
         with torch._C.DisableTorchFunction():  # comparing metadata must not be recorded
             if (old.shape, old.dtype, old.device) != (value.shape, value.dtype, value.device):
+                if self.guards and (is_buffer or target is not None):
+                    # (fuzz F10) not a copy_: the trace cannot rebind the buffer's object
+                    raise TraceError(
+                        f"forward rebinds buffer '{name}' of {type(module).__name__} to a "
+                        f"tensor of another shape, dtype or device ({tuple(old.shape)} "
+                        f"{old.dtype} -> {tuple(value.shape)} {value.dtype}) at "
+                        f"{user_source(sys._getframe(2))}: a trace keeps buffers' shape, "
+                        "dtype and device. Keep them (e.g. assign "
+                        f"(...).to(self.{name}.dtype), or update it in place), or pass "
+                        "guards=False to trace without carrying it, as torch.jit does.")
                 return False
-        frame = self.frame
-        is_buffer = module._buffers.get(name) is old
-        if not is_buffer and frame.lookup(old) is None:
-            return False  # never read by the trace: nothing to carry
-        target = self.resolve(old)
+        if target is None:
+            target = self.resolve(old)
         if target.op != "get_attr":
             return False
-        node = self._create(frame, "call_method", "copy_", (target, self.resolve(value)), {}, None,
-                            source=user_source(sys._getframe(2)))
+        self.rebound[key] = target
+        src = user_source(sys._getframe(2))
+        written = self.resolve(value)
+        node = self._create(frame, "call_method", "copy_", (target, written), {}, None, source=src)
         node.meta[STATE_WRITE] = True
-        if is_buffer:  # the buffer slot gets its original tensor back after the capture
-            self.rebound.setdefault((id(module), name), (module, name, old))
+        if self.guards:  # eager rebinds to whatever comes: a copy_ is right while it fits (F10)
+            for what, expected in (("dtype", value.dtype), ("device", value.device)):
+                self.guard_equal(frame, ("call_function", getattr, (written, what)), expected,
+                                 what, src, f"buffer '{name}' rebound to its own {what}")
+            self.guard_equal(frame, ("call_method", "size", (written,)), list(value.shape),
+                             "shape", src, f"buffer '{name}' rebound to its own shape")
         return True
 
     def _sizes(self, t: torch.Tensor, value: Sequence[int]) -> Any:
@@ -368,12 +408,21 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         _run_methods(tracer, root_trace, methods)
     finally:
         tracer.writes.restore()  # NOTE [State writes]
-        for module, name, old in tracer.rebound.values():  # the trace keeps the original
-            module._buffers[name] = old
+        _unbind_state(tracer)
     tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
     _leave_plain_state(tracer, containers)
     tracer.finished = True
     return tracer, root_trace
+
+
+def _unbind_state(tracer: ConcreteTracer) -> None:
+    """Buffers and tensor attributes forward rebound (``self.running = ...``) hold their own
+    objects again, so the model and its trace share the state they had before."""
+    for module, name, old in tracer.rebound_objects.values():
+        if name in module._buffers:
+            module._buffers[name] = old
+        else:
+            module.__dict__[name] = old
 
 
 def _run_methods(tracer: ConcreteTracer, root_trace: ModuleTrace, methods: Sequence[Method]
@@ -396,7 +445,9 @@ def _run_methods(tracer: ConcreteTracer, root_trace: ModuleTrace, methods: Seque
             materialise_lazy(root, args, kwargs, None)  # NOTE [Lazy modules]
         with tracing_environment(tracer):
             out = fn(*args, **kwargs)
+        tracer.numpy_exports.check(tracer)
         tracer._output(frame, out)
+        keep_random_alive(tracer, frame.graph)
         root_trace.named[method_name] = frame.graph
 
 

@@ -20,6 +20,7 @@ import torch.fx as fx
 from ..errors import TracerWarning
 from .frames import Frame, short
 from .meta import ADVICE, GUARD, SOURCE, SourceLoc, Specialisation, frozen_warning, guard_message
+from .methods import random_origin
 from .recorder import Recorder
 from .source import in_torch_library, is_internal_file, user_source
 from .values import TracedSize, is_traced, untraced
@@ -170,10 +171,18 @@ class Guards(Recorder):
         """
         src = user_source(sys._getframe(2))
         frame = self.frame
+        if isinstance(tensor, torch.nn.Parameter):
+            return  # its value is part of the model, not the input (buffers change: guarded)
         node = self.resolve(tensor)
-        if node.op == "get_attr":
-            return  # a parameter or constant: its value is part of the model, not the input
         self.guard_equal(frame, observe(node), value, kind, src, f"{kind} gave {value!r}")
+        drawn = random_origin(node)
+        if drawn is not None and self.guards:
+            self._warn(src, f"the value guarded here ({kind}) comes from a random op "
+                            f"({drawn.target if isinstance(drawn.target, str) else drawn.name}"
+                            f" at {drawn.meta.get(SOURCE)}): the guard holds only for the RNG "
+                            "state of the trace, so calls from another RNG state fail it "
+                            "at run time; keep random values out of Python (or trace in eval "
+                            "mode).")
         self.warn_frozen(src, message or f"Converting a tensor to a Python {kind} might cause "
                                          "the trace to be incorrect", kind)
 

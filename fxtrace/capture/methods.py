@@ -3,15 +3,20 @@ classify torch calls (metadata reads, mode-dependent ops, sized factories)."""
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.fx as fx
 
+from .meta import GUARD, SOURCE, STATE_WRITE
+from .source import user_source
+
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
 
-__all__ = ["CONVERSIONS", "iterate", "ITER_WARNING", "SPECIAL_METHODS", "METADATA_METHODS",
+__all__ = ["CONVERSIONS", "iterate", "random_origin", "NumpyExports", "keep_random_alive",
+           "guard_inputs_of_constant", "ITER_WARNING", "SPECIAL_METHODS", "METADATA_METHODS",
            "MODE_DEPENDENT", "DEVICE_PROPERTIES", "SIZED_FACTORIES", "property_name",
            "tensor_method_name", "reads_training", "outplace"]
 
@@ -67,13 +72,23 @@ def _int_method(name: str) -> Callable[..., Any]:
     return handler
 
 
+def _watched(tr: ConcreteTracer, t: Any) -> bool:
+    """Whether a value read out of ``t`` must be guarded: a tensor the graph computes or
+    reads, buffers included (forward or the user may change them: fuzz F9); parameters and
+    plain constants are part of the model."""
+    if tr._is_graph_tensor(t):
+        return True
+    return isinstance(t, torch.Tensor) and not isinstance(t, torch.nn.Parameter) and \
+        id(t) in tr.param_names and tr._find(t, tr.frame) is not None
+
+
 def _escape_method(kind: str, observe: Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]
                    ) -> Callable[..., Any]:
     """A Tensor method that turns a tensor's value into a Python value (bool, int, item, len)."""
     def handler(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
                 kwargs: Dict[str, Any]) -> Any:
         value = tr._untraced_call(func, args, kwargs)
-        if tr._is_graph_tensor(args[0]):
+        if _watched(tr, args[0]):
             tr.specialise_tensor(kind, args[0], value, observe)
         return value
     return handler
@@ -94,6 +109,193 @@ def iterate(tr: "ConcreteTracer", t: torch.Tensor) -> Any:
     tr.specialise_tensor("iter", t, rows, lambda node: ("call_function", len, (node,)),
                          message=ITER_WARNING)
     return iter(t.unbind(0))  # recorded: the mode sees unbind
+
+def _value_observer(tr: ConcreteTracer, t: torch.Tensor
+                    ) -> Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]:
+    """Re-read a whole tensor's value: ``torch.equal(t, <the example's value>)``. The guard of
+    a value TorchScript cannot compare as a Python value (a list of unknown nesting, a NumPy
+    array): it holds exactly when the tensor is what it was while tracing."""
+    with torch._C.DisableTorchFunction():
+        example = t.detach().clone()
+    const = tr._constant(example, tr.frame)
+    return lambda node: ("call_function", torch.equal, (node, const))
+
+
+def _attribute(name: str) -> Callable[[fx.Node], Tuple[str, Any, Tuple[Any, ...]]]:
+    return lambda node: ("call_function", getattr, (node, name))
+
+
+def _guard_value(tr: ConcreteTracer, t: torch.Tensor, kind: str, message: str) -> None:
+    """Guard ``t``'s whole value (and dtype: ``torch.equal`` compares across dtypes)."""
+    observe = _value_observer(tr, t)
+    with torch._C.DisableTorchFunction():
+        dtype = t.dtype
+    tr.specialise_tensor(kind, t, dtype, _attribute("dtype"), message=message)
+    tr.specialise_tensor(kind, t, True, observe, message=message)
+
+
+#: Tensor methods whose result reads only the tensor's dtype and device (not its values).
+_METADATA_ONLY = frozenset({"new_tensor", "new_ones", "new_zeros", "new_full", "new_empty"})
+
+
+def guard_inputs_of_constant(tr: ConcreteTracer, target: Any, args: Tuple[Any, ...],
+                             kwargs: Dict[str, Any]) -> bool:
+    """A call with an argument the graph cannot hold (a NumPy array) is baked as a
+    constant: guard what it was computed from, the graph tensors among its arguments (their
+    dtype and device for ``x.new_tensor(array)``, their whole value otherwise), so the
+    constant is used only where eager would compute it again. False when nothing is guarded."""
+    tensors = [a for a in (list(args) + list(kwargs.values()))
+               if isinstance(a, torch.Tensor) and _watched(tr, a)]
+    if not tensors:
+        return False
+    message = ("A value computed outside torch (a NumPy array argument) is a constant in the "
+               "trace; fxtrace guards the tensors it was computed from at run time.")
+    for t in tensors:
+        if target in _METADATA_ONLY:
+            with torch._C.DisableTorchFunction():
+                meta = (("dtype", t.dtype), ("device", t.device))
+            for kind, value in meta:
+                tr.specialise_tensor(kind, t, value, _attribute(kind), message=message)
+        else:
+            _guard_value(tr, t, "value", message)
+    return True
+
+
+def _tolist_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
+                   kwargs: Dict[str, Any]) -> Any:
+    """``t.tolist()``: the values feed Python, which the trace freezes; the tensor's whole
+    value is guarded (torch.jit records the list as constants, silently wrong elsewhere)."""
+    value = tr._untraced_call(func, args, kwargs)
+    if _watched(tr, args[0]):
+        _guard_value(tr, args[0], "tolist",
+                     message="Converting a tensor to a Python list might cause the trace to be "
+                             "incorrect. fxtrace records the values as constants and guards "
+                             "the tensor's value at run time.")
+    return value
+
+
+class NumpyExports:
+    """Tensors whose memory left the capture as a NumPy array (``t.numpy()``), with their
+    value and version counter then. NumPy writes into the array bypass torch (no recorded
+    op, no version bump); :meth:`check` finds them by value and records the write as
+    ``t.copy_(<the value written>)``: exact wherever the tensor's value guard (taken at
+    ``.numpy()``) holds, since the write is then the one seen while tracing (fuzz F8)."""
+
+    def __init__(self) -> None:
+        self.pending: List[Tuple[torch.Tensor, torch.Tensor, int, Any]] = []
+
+    def add(self, t: torch.Tensor, src: Any) -> None:
+        with torch._C.DisableTorchFunction():
+            self.pending.append((t, t.detach().clone(), t._version, src))
+
+    def check(self, tr: ConcreteTracer) -> None:
+        """Record the writes made through NumPy since the last check."""
+        if not self.pending:
+            return
+        keep, written = [], []
+        with torch._C.DisableTorchFunction():
+            for t, before, version, src in self.pending:
+                if t._version != version:
+                    continue  # written by a recorded torch op: from here on torch tracks it
+                if not _same_bits(t, before):
+                    written.append((t, src))
+                    continue
+                keep.append((t, before, version, src))
+        self.pending = keep
+        for t, src in written:
+            frame = tr.frame
+            with torch._C.DisableTorchFunction():
+                now = t.detach().clone()
+            node = tr._create(frame, "call_method", "copy_",
+                              (tr.resolve(t), tr._constant(now, frame)), {}, t, source=src)
+            tr._bind_output(frame, node, t)
+            tr._warn(src, "A tensor was written through its NumPy array: fxtrace records the "
+                          "values written as a constant, right where the tensor's value guard "
+                          "holds.")
+            self.add(t, src)
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` equals ``b``, NaNs included (``torch.equal`` says NaN != NaN)."""
+    if torch.equal(a, b):
+        return True
+    return a.is_floating_point() and bool(torch.equal(a.isnan(), b.isnan())) and \
+        torch.equal(torch.nan_to_num(a, nan=0.0), torch.nan_to_num(b, nan=0.0))
+
+
+def _numpy_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
+                  kwargs: Dict[str, Any]) -> Any:
+    """``t.numpy()``: what NumPy computes from it is baked into the trace, so the tensor's
+    value is guarded (only the example's value reproduces the baked result), and writes
+    through the array are watched (:class:`NumpyExports`)."""
+    value = tr._untraced_call(func, args, kwargs)
+    if _watched(tr, args[0]):
+        tr.numpy_exports.add(args[0], user_source(sys._getframe(1)))
+        _guard_value(tr, args[0], "numpy",
+                     message="Converting a tensor to a NumPy array might cause the trace to be "
+                             "incorrect. fxtrace records what NumPy computes as constants and "
+                             "guards the tensor's value at run time.")
+    return value
+
+
+_RANDOM_PREFIXES = ("rand", "bernoulli", "normal", "uniform", "exponential", "cauchy",
+                    "log_normal", "geometric", "multinomial", "poisson", "rrelu")
+
+
+def _draws(node: fx.Node) -> bool:
+    """Whether ``node`` draws from the RNG (dropout only when its training flag is not False)."""
+    if node.op not in ("call_function", "call_method"):
+        return False
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    name = target.lstrip("_")
+    if "dropout" in name:
+        training = node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
+        return training is not False
+    return name.startswith(_RANDOM_PREFIXES)
+
+
+def random_origin(node: fx.Node, limit: int = 2000) -> Optional[fx.Node]:
+    """The nearest random op ``node``'s value depends on, if any: a guard on such a value
+    holds only for the RNG state of the trace (dropout -> ``.item()`` -> branch)."""
+    seen: set = set()
+    todo = [node]
+    while todo and len(seen) < limit:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if _draws(n):
+            return n
+        todo.extend(n.all_input_nodes)
+    return None
+
+
+def keep_random_alive(tr: ConcreteTracer, graph: fx.Graph) -> None:
+    """Random ops whose value reaches neither the output, a guard nor a state write (``x[:,
+    torch.randperm(n)]`` left unused) still draw from the RNG in eager, and every later
+    random value depends on that. TorchScript's dead-code elimination drops them, so each
+    gets a use that cannot be dropped: a check ``numel(r) >= 0`` that always holds (fuzz F11)."""
+    out = next(n for n in reversed(graph.nodes) if n.op == "output")
+    todo = [out] + [n for n in graph.nodes if n.meta.get(GUARD) or n.meta.get(STATE_WRITE)]
+    live: set = set()
+    while todo:
+        n = todo.pop()
+        if n not in live:
+            live.add(n)
+            todo.extend(n.all_input_nodes)
+    dead = [n for n in graph.nodes if n not in live and _draws(n)]
+    frame = tr.frame
+    with graph.inserting_before(out):
+        for n in dead:
+            src = n.meta.get(SOURCE)
+            numel = tr._create(frame, "call_method", "numel", (n,), {}, 0, source=src)
+            cond = tr._create(frame, "call_function", operator.ge, (numel, 0), {}, True,
+                              source=src)
+            keep = tr._create(frame, "call_function", torch._assert,
+                              (cond, f"fxtrace keeps the unused random op at {src} so that "
+                                     "the RNG stream is eager's"), {}, None, source=src)
+            keep.meta[GUARD] = True
+
 
 def _setitem_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any, ...],
                     kwargs: Dict[str, Any]) -> Any:
@@ -131,7 +333,8 @@ SPECIAL_METHODS: Dict[str, Callable[..., Any]] = {
     "__index__": _escape_method("index", _builtin(int)),
     "__float__": _escape_method("float", _builtin(float)),
     "item": _escape_method("item", _method("item")),
-    "tolist": _escape_method("tolist", _method("tolist")),
+    "tolist": _tolist_method,
+    "numpy": _numpy_method,
     "__len__": _escape_method("len", _builtin(len)),
     "__setitem__": _setitem_method,
     "__deepcopy__": _deepcopy_method,

@@ -31,6 +31,7 @@ from .meta import (
     TensorMeta,
     tensor_meta_of,
 )
+from .methods import NumpyExports, guard_inputs_of_constant
 from .source import user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
@@ -122,6 +123,14 @@ class Recorder:
         self.finished = False
         #: Parameters and tensor attributes written in place, put back after the capture.
         self.writes = StateWrites(root)
+        #: Tensors whose memory left as NumPy arrays, watched for writes (fuzz F8).
+        self.numpy_exports = NumpyExports()
+        #: ``(graph, module, buffer name) -> get_attr node`` of a buffer forward rebound, so a
+        #: second rebinding writes the same buffer (fuzz F12).
+        self.rebound: Dict[Tuple[int, int, str], fx.Node] = {}
+        #: ``(id(module), name) -> (module, name, tensor before)`` of the buffers and tensor
+        #: attributes forward rebound: the objects are put back when the capture ends.
+        self.rebound_objects: Dict[Tuple[int, str], Tuple[torch.nn.Module, str, torch.Tensor]] = {}
         #: ``(id(module), name) -> (module, name, value before)`` of the Python attributes
         #: forward assigned (NOTE [Python state]); put back by ``restore_python_state``.
         self.python_before: Dict[Tuple[int, str], Tuple[torch.nn.Module, str, Any]] = {}
@@ -270,6 +279,8 @@ class Recorder:
             fx_args = self._map_arg(args)
             fx_kwargs = self._map_arg(kwargs)
         except Unrecordable as e:
+            if self.guards and guard_inputs_of_constant(self.tracer, target, args, kwargs):
+                return out  # baked, and guarded on what it was computed from (fuzz F8)
             self.specialise_plain("constant", out, f"an argument of type {e} cannot be recorded; "
                                   "the result is a constant")
             return out
