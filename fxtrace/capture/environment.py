@@ -74,6 +74,8 @@ def current_tracer() -> Optional["ConcreteTracer"]:
 class RecordingMode(TorchFunctionMode):
     """The torch function mode of a capture: every torch-level call goes to the tracer."""
 
+    fxtrace_internal = True  # NOTE [Fast paths]
+
     def __init__(self, tracer: "ConcreteTracer") -> None:
         super().__init__()
         self.tracer = tracer
@@ -137,7 +139,13 @@ def _has_torch_function(args: Any) -> bool:
     tracer = current_tracer()
     if tracer is not None and tracer.fast_paths and \
             sys._getframe(1).f_code.co_qualname in _FAST_PATH_CHECKS:
-        with torch.overrides._pop_mode_temporarily():
+        with contextlib.ExitStack() as popped:
+            # every mode of fxtrace's own on top (the recording mode, the check's write
+            # watcher) is popped: eager's answer is the one without them
+            for mode in reversed(torch.overrides._get_current_function_mode_stack()):
+                if not getattr(mode, "fxtrace_internal", False):
+                    break
+                popped.enter_context(torch.overrides._pop_mode_temporarily())
             return bool(_ORIG["has_torch_function"](args))
     return bool(_ORIG["has_torch_function"](args))
 

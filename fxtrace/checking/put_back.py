@@ -24,6 +24,8 @@ __all__ = ["writes_put_back"]
 
 
 class _SaveBeforeWrite(TorchFunctionMode):
+    fxtrace_internal = True  # not a user mode: the fast paths look past it (NOTE [Fast paths])
+
     def __init__(self, writes: List[StateWrites]) -> None:
         super().__init__()
         self.writes = writes
