@@ -319,8 +319,13 @@ class ConcreteTracer(ModuleCalls):
             for what, expected in (("dtype", value.dtype), ("device", value.device)):
                 self.guard_equal(frame, ("call_function", getattr, (written, what)), expected,
                                  what, src, f"buffer '{name}' rebound to its own {what}")
-            self.guard_equal(frame, ("call_method", "size", (written,)), list(value.shape),
-                             "shape", src, f"buffer '{name}' rebound to its own shape")
+            # rank, then each size: a size list compared with a list is a tuple against a
+            # list in the fx graph, which never compares equal
+            self.guard_equal(frame, ("call_method", "dim", (written,)), value.dim(), "rank",
+                             src, f"buffer '{name}' rebound to its own rank")
+            for i, size in enumerate(value.shape):
+                self.guard_equal(frame, ("call_method", "size", (written, i)), size, "shape",
+                                 src, f"buffer '{name}' rebound to its own size {i}")
         return True
 
     def _sizes(self, t: torch.Tensor, value: Sequence[int]) -> Any:
