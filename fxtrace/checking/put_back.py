@@ -17,7 +17,7 @@ from typing import Iterator, List, Sequence, Set
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..capture.writes import StateWrites
+from ..capture.writes import StateWrites, is_inplace_call
 from ..state import StateSnapshot
 
 __all__ = ["writes_put_back"]
@@ -33,8 +33,9 @@ class _SaveBeforeWrite(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        for writes in self.writes:
-            writes.before(name, args, kwargs)
+        if is_inplace_call(name, kwargs):  # the usual call writes nothing: dispatch only
+            for writes in self.writes:
+                writes.before(name, args, kwargs)
         return func(*args, **kwargs)
 
 
@@ -43,7 +44,13 @@ def writes_put_back(modules: Sequence[torch.nn.Module], snapshot: StateSnapshot
                     ) -> Iterator[None]:
     """Run the body with NOTE [Writes on later calls]; on exit the written tensors are put
     back and ``snapshot`` forgets their version bumps (nothing is left to warn about)."""
-    writes = [StateWrites(m) for m in modules]
+    # One StateWrites per module for all the runs from this snapshot: the storage index of
+    # the model's tensors is built once per check, not once per run (restore() empties them).
+    cached = getattr(snapshot, "_put_back_writes", None)
+    if cached is None or [w.root for w in cached] != list(modules):
+        cached = [StateWrites(m) for m in modules]
+        snapshot._put_back_writes = cached  # type: ignore[attr-defined]
+    writes = cached
     try:
         with _SaveBeforeWrite(writes):
             yield
