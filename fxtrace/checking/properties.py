@@ -228,15 +228,7 @@ def _sequences(traced: Any, original: Any, inputs: Any, example_inputs: Any, tol
 
 def _cover(checker: InputChecker, cover: List[Tuple[Call, Tuple[List[Variant], List[Variant]]]],
            search: Any) -> None:
-    """Check each coverage call (the example under each variant; NOTE [Call sequences]
-Every input above starts from the same saved state, so a trace that drifts from eager only
-across calls passes it. When one call of the original changes the original's state (its
-buffers, a rebound tensor attribute, a Python counter or container: ``changes_state``), the
-check also runs sequences of calls (``check_calls``): trace and eager in turn, state
-carried, ``.train()``/``.eval()`` switches in between for modules, outputs and common
-``state_dict()`` entries compared after every call. ``calls=True``/``False`` forces it.
-
-NOTE [Coverage]); a failure
+    """Check each coverage call (the example under each variant; NOTE [Coverage]); a failure
     is shrunk by a search drawing that variant only, or raised as it is if that search does
     not find it again."""
     for call, variants in cover:
