@@ -323,8 +323,10 @@ def test_pytest_plugin_fixture(pytester):
     loaded = any(e.value == "fxtrace.checking.pytest_plugin"
                  for e in importlib.metadata.entry_points(group="pytest11"))
     args = [] if loaded else ["-p", "fxtrace.checking.pytest_plugin"]
+    # -rN: no short test summary (under CI=true pytest prints each failure's whole message
+    # there, which would count as a second report)
     result = pytester.runpytest_inprocess(*args, "--fxtrace-examples", "20", "-p",
-                                          "no:cacheprovider")
+                                          "no:cacheprovider", "-rN")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*fxtrace.check found a counterexample*", "*max abs*"])
     # the report once: not again as the context of pytest's failure
