@@ -30,6 +30,7 @@ from .environment import RecordingMode, tracing_environment
 from .frames import Frame, MetadataRead, ModuleTrace, Unrecordable, bind_names, signature_of
 from .inner_calls import call_inner, needs_inner_calls
 from .lazy import materialise_lazy
+from .leftover_state import leave_plain_state, unbind_state
 from .live_bools import TracedBool
 from .meta import STATE_WRITE
 from .methods import (
@@ -47,9 +48,9 @@ from .methods import (
 )
 from .modules import ModuleCalls
 from .pystate import mutated_containers, python_containers, restore_containers
-from .recorder import has_tensor, holds_traced_numbers, untraced_tree
+from .recorder import has_tensor, untraced_tree
 from .source import user_source
-from .values import TracedSize, is_traced, untraced
+from .values import TracedSize, untraced
 
 __all__ = ["capture_concrete", "ConcreteTracer", "ModuleTrace", "Method"]
 
@@ -413,21 +414,11 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         _run_methods(tracer, root_trace, methods)
     finally:
         tracer.writes.restore()  # NOTE [State writes]
-        _unbind_state(tracer)
+        unbind_state(tracer.rebound_objects.values())
     tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
-    _leave_plain_state(tracer, containers)
+    leave_plain_state(tracer.traced_attributes, containers)
     tracer.finished = True
     return tracer, root_trace
-
-
-def _unbind_state(tracer: ConcreteTracer) -> None:
-    """Buffers and tensor attributes forward rebound (``self.running = ...``) hold their own
-    objects again, so the model and its trace share the state they had before."""
-    for module, name, old in tracer.rebound_objects.values():
-        if name in module._buffers:
-            module._buffers[name] = old
-        else:
-            module.__dict__[name] = old
 
 
 def _run_methods(tracer: ConcreteTracer, root_trace: ModuleTrace, methods: Sequence[Method]
@@ -473,38 +464,3 @@ def _distinct_inputs(tracer: ConcreteTracer, args: Tuple[Any, ...], kwargs: Dict
             seen.add(id(value))
         return value
     return tree.map_leaves(distinct, args), tree.map_leaves(distinct, kwargs)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with traced numbers and sizes replaced by plain ones (sizes: torch.Size)."""
-    if isinstance(value, TracedSize):
-        return torch.Size(untraced(value))
-    if is_traced(value):
-        return untraced(value)
-    if type(value) in (tuple, list):
-        return type(value)(_plain(v) for v in value)
-    if type(value) is dict:
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _leave_plain_state(tracer: ConcreteTracer, containers: Any) -> None:
-    """Module state forward left holding traced numbers or sizes (``self.shape = x.shape``,
-    ``self.sizes.append(x.size(0))``) gets their plain values, as after an eager run: a
-    traced value outliving its capture would record into a finished graph when used."""
-    for module, name in tracer.traced_attributes:
-        value = module.__dict__.get(name)
-        if value is not None and holds_traced_numbers(value):
-            module.__dict__[name] = _plain(value)
-    for _, container, _ in containers:
-        if not holds_traced_numbers(container):
-            continue
-        if isinstance(container, list):
-            container[:] = [_plain(v) for v in container]
-        elif isinstance(container, dict):
-            for key in list(container):
-                container[key] = _plain(container[key])
-        else:
-            plain = {_plain(v) for v in container}
-            container.clear()
-            container.update(plain)
