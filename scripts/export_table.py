@@ -50,11 +50,16 @@ sys.path.insert(0, str(ROOT))
 import fxtrace  # noqa: E402
 from fxtrace.exporting.program import dim_symbols  # noqa: E402
 
-__all__ = ["DOC", "BEGIN", "END", "Entry", "entries", "row", "table", "block_of", "written",
+sys.path.insert(0, str(ROOT / "scripts"))
+from doc_block import DocBlock  # noqa: E402
+
+__all__ = ["DOC", "BEGIN", "END", "BLOCK", "Entry", "entries", "row", "table", "block_of", "written",
            "COLUMNS"]
 
 DOC = ROOT / "docs" / "export.md"
 BEGIN, END = "<!-- export-table:begin -->", "<!-- export-table:end -->"
+BLOCK = DocBlock(DOC, BEGIN, END)
+block_of, written = BLOCK.of, BLOCK.replaced
 COLUMNS = ["family", "model", "torch.export", "dims", "other inputs", "fxtrace.export", "dims",
            "other inputs"]
 
@@ -248,18 +253,6 @@ def table(only: Optional[Sequence[str]] = None,
     return f"torch {torch.__version__}\n\n" + markdown(rows)
 
 
-def block_of(text: str) -> str:
-    """The table between the markers of ``text`` (ValueError when they are missing)."""
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[start:end].strip("\n")
-
-
-def written(text: str, fresh: str) -> str:
-    """``text`` with the block between the markers replaced by ``fresh``."""
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return f"{text[:start]}\n{fresh}\n{text[end:]}"
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--print", action="store_true", dest="print_only")
@@ -272,14 +265,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.print_only or a.only or a.families != "zoo,vision,hf,trap":
         print(fresh)
         return 0
-    text = DOC.read_text()
-    if a.check:
-        same = block_of(text) == fresh
-        print("docs/export.md is up to date" if same else "docs/export.md has drifted")
-        return 0 if same else 1
-    DOC.write_text(written(text, fresh))
-    print(f"wrote {DOC.relative_to(ROOT)}")
-    return 0
+    return BLOCK.check_or_write(fresh, a.check)
 
 
 if __name__ == "__main__":

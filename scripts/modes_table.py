@@ -18,11 +18,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import modes  # noqa: E402
+from doc_block import DocBlock  # noqa: E402
 
-__all__ = ["DOC", "BEGIN", "END", "table", "block_of", "written"]
+__all__ = ["DOC", "BEGIN", "END", "BLOCK", "table", "block_of", "written"]
 
 DOC = ROOT / "docs" / "modes.md"
 BEGIN, END = "<!-- modes-table:begin -->", "<!-- modes-table:end -->"
+BLOCK = DocBlock(DOC, BEGIN, END)
+block_of, written = BLOCK.of, BLOCK.replaced
 
 
 def table() -> str:
@@ -31,18 +34,6 @@ def table() -> str:
     rows = modes.run()
     return (f"torch {torch.__version__}\n\n"
             + modes.markdown(modes.COLUMNS, [r.cells() for r in rows]))
-
-
-def block_of(text: str) -> str:
-    """The table between the markers of ``text`` (ValueError when they are missing)."""
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[start:end].strip("\n")
-
-
-def written(text: str, fresh: str) -> str:
-    """``text`` with the block between the markers replaced by ``fresh``."""
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return f"{text[:start]}\n{fresh}\n{text[end:]}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -54,13 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.print_only:
         print(fresh)
         return 0
-    text = DOC.read_text()
-    if a.check:
-        same = block_of(text) == fresh
-        print("docs/modes.md is up to date" if same else "docs/modes.md has drifted")
-        return 0 if same else 1
-    DOC.write_text(written(text, fresh))
-    return 0
+    return BLOCK.check_or_write(fresh, a.check)
 
 
 if __name__ == "__main__":
