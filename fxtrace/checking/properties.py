@@ -74,6 +74,7 @@ from .divergence import first_divergence
 from .frozen import frozen_line
 from .graphs import capture_of
 from .plan import hypothesis_settings, strategy_parts
+from .put_back import parameter_copies
 from .sequences import changes_state
 from .trace_check import isolated_state, owning_module
 from .variants import (
@@ -181,14 +182,18 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     checker.example = plan.example
     search = functools.partial(_search, checker, plan.strategy, limit, batch, settings, seed)
     test = search((plan.rank, plan.dtype))
-    with isolated_state(stateful), torch.no_grad():
-        written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
-        checker.snapshot = StateSnapshot(stateful, parameters=True, copies=written)
+    written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
+    checker.snapshot = snapshot = StateSnapshot(stateful, parameters=True, copies=written)
+    # NOTE [Writes on later calls]: with parameter copies every run (and the check as a
+    # whole) runs bare, without the save-before-write mode
+    found: Optional[Failure] = None
+    with torch.no_grad(), parameter_copies(root, snapshot) as copied, \
+            isolated_state(stateful, snapshot, watch=not copied):
         try:
             test()
             _cover(checker, plan.cover, search)
         except Failure as failure:
-            _raise_failure(failure, checker, tolerance, seed, repro_path)
+            found = failure  # its diagnostics run once the state is put back
         except Unsatisfiable:
             pass  # reported below: no example could be checked
         except Flaky as e:
@@ -196,6 +201,9 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
                                  outputs=[OutputCheck(path="out", status="error")],
                                  notes=[str(e).splitlines()[0]])
             raise PropertyCheckError(_message(report), report) from e
+    if found is not None:
+        with torch.no_grad():
+            _raise_failure(found, checker, tolerance, seed, repro_path)
     title = (f"{_TITLE}: trace vs eager{', save/load' if save_load else ''}"
              f"{', re-trace' if checker.retrace else ''}")
     report = _verdict(stats, title)
