@@ -183,7 +183,8 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     search = functools.partial(_search, checker, plan.strategy, limit, batch, settings, seed)
     test = search((plan.rank, plan.dtype))
     written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
-    checker.snapshot = snapshot = StateSnapshot(stateful, parameters=True, copies=written)
+    checker.snapshot = snapshot = _without_script_flags(
+        StateSnapshot(stateful, parameters=True, copies=written))
     # NOTE [Writes on later calls]: with parameter copies every run (and the check as a
     # whole) runs bare, without the save-before-write mode
     found: Optional[Failure] = None
@@ -212,6 +213,19 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         report.notes.append(_sequences(traced, original, inputs, example_inputs, tolerance,
                                        seed, settings, max(10, limit // 4)))
     return report
+
+
+def _without_script_flags(snapshot: StateSnapshot) -> StateSnapshot:
+    """``snapshot`` without the training flags and Python attributes of ScriptModules (the
+    trace and its loaded copy): a TorchScript run sets neither, and reading them goes through
+    TorchScript's attribute lookup, which was most of a restore's cost (one restore after
+    every run of the check). Their buffers and tensor attributes stay in it."""
+    snapshot.flags = [(m, t) for m, t in snapshot.flags
+                      if not isinstance(m, torch.jit.ScriptModule)]
+    # (a module without plain attributes has nothing to put back: skipped too)
+    snapshot.python = [(m, a) for m, a in snapshot.python
+                       if a and not isinstance(m, torch.jit.ScriptModule)]
+    return snapshot
 
 
 def _sequences(traced: Any, original: Any, inputs: Any, example_inputs: Any, tolerance: float,
