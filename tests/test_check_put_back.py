@@ -104,4 +104,5 @@ def test_parameter_copies_put_back_only_what_moved_and_share_storage() -> None:
     assert not bool((lin.bias == 5).any())
     assert ParameterCopies.of(model, budget=10) is None
     assert ParameterCopies.of(nn.LazyLinear(2)) is None
+    assert ParameterCopies.of(None) is None  # a function: the mode watches the trace
     assert ParameterCopies.of(WritesDataOnLargeBatches()) is None  # ``.data`` in its source

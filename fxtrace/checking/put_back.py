@@ -15,7 +15,8 @@ one of two ways:
   torch call was most of the check's own cost per input on convolutional models. A write
   that moves no counter (through ``.data``, ``set_`` or a storage) would be put back only at
   the end, and a later run could start from it: so a model whose own module classes'
-  source mentions one of those (or whose source is unknown) keeps the mode. (Code outside
+  source mentions one of those (or whose source is unknown) keeps the mode, and so does a
+  function (no parameters, but it may write a global tensor the trace holds). (Code outside
   the module classes, a helper function writing ``p.data``, is not scanned; the end of the
   check still puts such a write back.)
 * **Save before write** (check_trace, re-captures, a check of a model over the budget): the
@@ -64,8 +65,7 @@ class _SaveBeforeWrite(TorchFunctionMode):
 
 class ParameterCopies:
     """Clones of a module tree's parameters, each with the version counter it had when it
-    last held its saved value (NOTE [Writes on later calls]). ``skip``: tensors the snapshot
-    already copies around every run."""
+    last held its saved value (NOTE [Writes on later calls])."""
 
     def __init__(self, params: List[torch.Tensor]) -> None:
         self.entries: List[list] = [[p, p.detach().clone(), p._version] for p in params]
@@ -73,13 +73,15 @@ class ParameterCopies:
     @staticmethod
     def of(root: Optional[torch.nn.Module], skip: Sequence[torch.Tensor] = (),
            budget: Optional[int] = None) -> Optional["ParameterCopies"]:
-        """The copies of ``root``'s parameters, or None when they exceed ``budget`` bytes or
-        one cannot be cloned (a lazy or meta parameter): the caller keeps the mode.
+        """The copies of ``root``'s parameters but ``skip`` (tensors the snapshot already
+        copies around every run), or None when they exceed ``budget`` bytes,
+        one cannot be cloned (a lazy or meta parameter), ``root`` is None (a function) or
+        writes past the version counters: the caller keeps the mode.
         ``budget``: default :data:`COPY_BUDGET`."""
         budget = COPY_BUDGET if budget is None else budget
-        if root is None:
-            return ParameterCopies([])
-        if _writes_past_counters(root):
+        # a function has no parameters to copy, but may write a tensor the trace holds
+        # (a global it closes over): the mode watches the trace's state for it
+        if root is None or _writes_past_counters(root):
             return None
         skipped = {id(t) for t in skip}
         seen: Set[object] = set()
