@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/check_overhead.py [--examples N] [--repeat R] [--threads T]
                                                   [--cases mlp,lstm] [--sized resnet,unet]
+                                                  [--clock cpu]
 
 Runs with one intra-op thread by default: on a shared 2-core machine torch's thread pool
 spins against other processes and a 1 ms forward can take 100 ms, which drowns every figure
-here in noise.
+here in noise. ``--clock cpu`` reads every figure from this process's CPU time instead of the
+wall clock, for a machine that other jobs share (two runs compared that way are still
+subject to their cache and memory-bandwidth contention).
 
 **Table 1, check_trace**, per zoo case (``tests/zoo.py``), best of R with the four
 configurations interleaved: ``trace`` with 2 check input sets (the example and batch+1).
