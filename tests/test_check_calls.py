@@ -2,11 +2,11 @@
 (NOTE [Call sequences]), on by default for a model whose call changes its state."""
 from __future__ import annotations
 
-import warnings
 from typing import List
 
 import pytest
 import torch
+from check_helpers import fx_trace, jit_trace
 
 import fxtrace
 from fxtrace.checking.sequences import changes_state, check_calls
@@ -15,16 +15,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
               pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 
 
-def _jit(model, *example):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.jit.trace(model, example, check_trace=False)
-
-
-def _fx(model, *example, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fxtrace.trace(model, example, check_trace=False, **kw)
+_jit = jit_trace
+_fx = fx_trace
 
 
 class Counter(torch.nn.Module):

@@ -4,10 +4,10 @@ frozen line (NOTE [Frozen line]) for any trace."""
 from __future__ import annotations
 
 import inspect
-import warnings
 
 import pytest
 import torch
+from check_helpers import fx_trace, jit_trace
 from hypothesis import given
 
 import fxtrace
@@ -21,16 +21,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
               pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 
 
-def _jit(fn, *example):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.jit.trace(fn, example, check_trace=False)
-
-
-def _fx(fn, *example, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fxtrace.trace(fn, example, check_trace=False, **kw)
+_jit = jit_trace
+_fx = fx_trace
 
 
 def _line(fn, text: str) -> int:

@@ -2,11 +2,12 @@
 (torch.jit.trace'd, torch.jit.load'ed, fxtrace's), without alarming on correct traces."""
 from __future__ import annotations
 
+import functools
 import io
-import warnings
 
 import pytest
 import torch
+from check_helpers import fx_trace, jit_trace
 
 import fxtrace
 from fxtrace.checking.variants import Variant, dtype_tolerance, find_variants
@@ -17,16 +18,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
               pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 
 
-def _jit(fn, *example):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.jit.trace(fn, example, check_trace=False)
-
-
-def _fx(fn, *example, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fxtrace.trace(fn, example, **kw)
+_jit = jit_trace
+_fx = functools.partial(fx_trace, check_trace=True)
 
 
 # ------------------------------------------------------------------ wrong only at another rank

@@ -29,7 +29,7 @@ import torch.fx as fx
 from ..capture.meta import MODULE, SOURCE, SourceLoc
 from ..capture.structure import short_args, target_name
 from .graphs import canonical, retrace
-from .trace_check import clone_inputs, compare_outputs
+from .trace_check import clone_inputs, compare_outputs, isolated_state
 
 __all__ = ["first_divergence", "record", "record_raising", "positional"]
 
@@ -122,11 +122,12 @@ def first_divergence(gm: fx.GraphModule, original: Any, root: Optional[torch.nn.
             return _by_module_boundaries(gm, original, root, args, kwargs, tolerance,
                                          f"re-trace failed ({type(e).__name__}: {e}); ")
         assert again is not None  # retrace returns None only when given same_as=
-        from ..state import preserved_state
         stateful = [root] if root is not None else []
-        with preserved_state(stateful, always=True, parameters=True), torch.random.fork_rng():
+        # the re-capture on the failing input may write what the first capture never saw
+        # (NOTE [Writes on later calls]): both runs put it back
+        with isolated_state(stateful):
             a = record(gm, args, kwargs)
-        with preserved_state(stateful, always=True, parameters=True), torch.random.fork_rng():
+        with isolated_state(stateful):
             b = record(again, args, kwargs)
     sm = difflib.SequenceMatcher(None, [e[3] for e in a], [e[3] for e in b], autojunk=False)
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
@@ -168,7 +169,6 @@ def _by_module_boundaries(gm: fx.GraphModule, original: Any, root: Optional[torc
                           prefix: str) -> Tuple[Optional[str], str]:
     if root is None:
         return None, prefix + "no module boundaries to compare (a function)"
-    from ..state import preserved_state
     eager: Dict[Tuple[str, int], Any] = {}
     counts: Dict[str, int] = {}
     handles = []
@@ -182,16 +182,14 @@ def _by_module_boundaries(gm: fx.GraphModule, original: Any, root: Optional[torc
             eager[(_p, k)] = out
         handles.append(mod.register_forward_hook(hook))
     try:
-        with torch.no_grad(), preserved_state([root], always=True, parameters=True), \
-                torch.random.fork_rng():
+        with torch.no_grad(), isolated_state([root]):  # NOTE [Writes on later calls]
             original(*clone_inputs(args), **clone_inputs(kwargs))
     except Exception:  # noqa: BLE001
         pass
     finally:
         for h in handles:
             h.remove()
-    with torch.no_grad(), preserved_state([root], always=True, parameters=True), \
-            torch.random.fork_rng():
+    with torch.no_grad(), isolated_state([root]):
         log = record(gm, args, kwargs)
     seen: Dict[str, int] = {}
     for path, node, value, _ in log:

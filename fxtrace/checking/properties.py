@@ -74,6 +74,7 @@ from .divergence import first_divergence
 from .frozen import frozen_line
 from .graphs import capture_of
 from .plan import hypothesis_settings, strategy_parts
+from .put_back import parameter_copies
 from .sequences import changes_state
 from .trace_check import isolated_state, owning_module
 from .variants import (
@@ -181,14 +182,19 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     checker.example = plan.example
     search = functools.partial(_search, checker, plan.strategy, limit, batch, settings, seed)
     test = search((plan.rank, plan.dtype))
-    with isolated_state(stateful), torch.no_grad():
-        written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
-        checker.snapshot = StateSnapshot(stateful, parameters=True, copies=written)
+    written = gm.meta[INFO].written if gm is not None and INFO in gm.meta else []
+    checker.snapshot = snapshot = _without_script_flags(
+        StateSnapshot(stateful, parameters=True, copies=written))
+    # NOTE [Writes on later calls]: with parameter copies every run (and the check as a
+    # whole) runs bare, without the save-before-write mode
+    found: Optional[Failure] = None
+    with torch.no_grad(), parameter_copies(root, snapshot) as copied, \
+            isolated_state(stateful, snapshot, watch=not copied):
         try:
             test()
             _cover(checker, plan.cover, search)
         except Failure as failure:
-            _raise_failure(failure, checker, tolerance, seed, repro_path)
+            found = failure  # its diagnostics run once the state is put back
         except Unsatisfiable:
             pass  # reported below: no example could be checked
         except Flaky as e:
@@ -196,6 +202,9 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
                                  outputs=[OutputCheck(path="out", status="error")],
                                  notes=[str(e).splitlines()[0]])
             raise PropertyCheckError(_message(report), report) from e
+    if found is not None:
+        with torch.no_grad():
+            _raise_failure(found, checker, tolerance, seed, repro_path)
     title = (f"{_TITLE}: trace vs eager{', save/load' if save_load else ''}"
              f"{', re-trace' if checker.retrace else ''}")
     report = _verdict(stats, title)
@@ -204,6 +213,19 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
         report.notes.append(_sequences(traced, original, inputs, example_inputs, tolerance,
                                        seed, settings, max(10, limit // 4)))
     return report
+
+
+def _without_script_flags(snapshot: StateSnapshot) -> StateSnapshot:
+    """``snapshot`` without the training flags and Python attributes of ScriptModules (the
+    trace and its loaded copy): a TorchScript run sets neither, and reading them goes through
+    TorchScript's attribute lookup, which was most of a restore's cost (one restore after
+    every run of the check). Their buffers and tensor attributes stay in it."""
+    snapshot.flags = [(m, t) for m, t in snapshot.flags
+                      if not isinstance(m, torch.jit.ScriptModule)]
+    # (a module without plain attributes has nothing to put back: skipped too)
+    snapshot.python = [(m, a) for m, a in snapshot.python
+                       if a and not isinstance(m, torch.jit.ScriptModule)]
+    return snapshot
 
 
 def _sequences(traced: Any, original: Any, inputs: Any, example_inputs: Any, tolerance: float,

@@ -174,18 +174,20 @@ def _cuda_devices() -> List[int]:
 
 
 @contextlib.contextmanager
-def isolated_state(stateful: Sequence[torch.nn.Module], snapshot: Optional[StateSnapshot] = None
-                   ) -> Iterator[None]:
+def isolated_state(stateful: Sequence[torch.nn.Module], snapshot: Optional[StateSnapshot] = None,
+                   watch: bool = True) -> Iterator[None]:
     """Run a body from the current state and put everything back afterwards (see docstring).
 
     ``snapshot``: a :class:`fxtrace.state.StateSnapshot` of ``stateful`` taken once by a
-    caller that runs many bodies from the same state (the buffers are then cloned once)."""
+    caller that runs many bodies from the same state (the buffers are then cloned once).
+    ``watch=False``: no NOTE [Writes on later calls] around the body, for a caller whose
+    parameter copies put back what the body writes (``put_back.parameter_copies``)."""
     devices = _cuda_devices()
     snap = snapshot if snapshot is not None else StateSnapshot(stateful, parameters=True)
     # preserved_state restores the CPU RNG; fork_rng is only needed for CUDA generators
     with preserved_state(stateful, always=True, parameters=True, snapshot=snap), \
             (torch.random.fork_rng(devices=devices) if devices else contextlib.nullcontext()), \
-            writes_put_back(stateful, snap):  # NOTE [Writes on later calls]
+            (writes_put_back(stateful, snap) if watch else contextlib.nullcontext()):
         yield
 
 
