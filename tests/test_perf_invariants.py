@@ -1,5 +1,7 @@
 """What the speed work (issue 14) must not change: a trace stays an observation of the
-garbage collector's state, and the cached schema binding answers as the uncached one."""
+garbage collector's state, the cached schema binding answers as the uncached one, and
+submodules sharing a TorchScript type (one compilation per distinct method) keep their own
+state, code and saved form."""
 from __future__ import annotations
 
 import gc
@@ -101,3 +103,81 @@ def test_cached_binding_answers_as_binding_every_schema(args, kwargs) -> None:
     first = schema.binds_as_recorded("aten::add", args, kwargs)
     second = schema.binds_as_recorded("aten::add", args, kwargs)  # from the cache
     assert first == second == uncached()
+
+
+# -- NOTE [Shared method types]: one compilation per distinct generated method ------------------
+class _Branchy(torch.nn.Module):
+    """Same class, different graphs: ``double`` decides the traced forward."""
+
+    def __init__(self, double: bool) -> None:
+        super().__init__()
+        self.double = double
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        return y * 2 if self.double else y + 1
+
+
+def _count_defines(monkeypatch: pytest.MonkeyPatch) -> List[str]:
+    from fxtrace.lower import script
+    seen: List[str] = []
+    original = script._define
+
+    def counting(define, what, source):  # type: ignore[no-untyped-def]
+        seen.append(what)
+        return original(define, what, source)
+    monkeypatch.setattr(script, "_define", counting)
+    return seen
+
+
+def _types(traced: torch.jit.ScriptModule) -> List[str]:
+    return [m._c._type().qualified_name() for _, m in traced.named_modules()]
+
+
+def test_equal_submodules_compile_their_method_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fxtrace.lower import script
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(12)], torch.nn.ReLU(),
+                                torch.nn.Linear(4, 4, bias=False))
+    x = torch.randn(3, 4)
+    seen = _count_defines(monkeypatch)
+    traced = fxtrace.trace(model, (x,), check_trace=False)
+    # root forward, Linear with bias, ReLU, Linear without bias
+    assert len(seen) == 4, seen
+    types = _types(traced)
+    assert len(set(types[1:13])) == 1 and len(set(types)) == 4
+    for i in range(12):  # shared type, own state
+        assert getattr(traced, str(i)).weight is model[i].weight
+    assert torch.equal(traced(x), model(x))
+    monkeypatch.setattr(script, "SHARE_TYPES", False)
+    separate = fxtrace.trace(model, (x,), check_trace=False)
+    assert len(set(_types(separate))) == 15
+    assert [m.code for _, m in traced.named_modules()] == \
+        [m.code for _, m in separate.named_modules()]
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")
+def test_shared_types_save_and_reload(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 4))
+    x = torch.randn(2, 4)
+    traced = fxtrace.trace(model, (x,), check_trace=False)
+    path = tmp_path / "m.pt"
+    torch.jit.save(traced, str(path))
+    loaded = torch.jit.load(str(path))
+    assert torch.equal(loaded(x), model(x))
+    assert not torch.equal(getattr(loaded, "0").weight, getattr(loaded, "2").weight)
+
+
+def test_same_class_with_different_graphs_keeps_separate_types(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    model = torch.nn.Sequential(_Branchy(True), _Branchy(False), _Branchy(True))
+    x = torch.randn(2, 4)
+    seen = _count_defines(monkeypatch)
+    traced = fxtrace.trace(model, (x,), check_trace=False)
+    # root, one Linear, two distinct _Branchy forwards
+    assert len(seen) == 4, seen
+    types = _types(traced)
+    branchy = [types[i] for i, (name, _) in enumerate(traced.named_modules())
+               if name in ("0", "1", "2")]
+    assert branchy[0] == branchy[2] != branchy[1]
+    assert torch.equal(traced(x), model(x))

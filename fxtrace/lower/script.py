@@ -98,6 +98,123 @@ def _shell(module: torch.nn.Module, done: Dict[int, torch.nn.Module]) -> torch.n
     return shell
 
 
+# NOTE [Shared method types]
+# torch.jit.trace gives every submodule its own TorchScript class type, and fxtrace then
+# compiled each generated method into each type: a stack of 500 Linear layers paid 500
+# compilations of one 3-line method. Submodules whose types would be equal (same class, same
+# parameter, buffer and child names, children of equal types, no tensor constants) and whose
+# generated methods are the same text resolving the same names to the same objects now share
+# one class type, built once by torch's own TracedModule and given to the others, so each
+# distinct method is compiled once. Every submodule is still its own TracedModule holding its
+# own parameters; `.code`, `.graph` and the saved files are those of separate types.
+_Sources = Dict[Tuple[int, str], TorchScriptSource]
+
+#: False: every submodule gets a type of its own, as before; benchmarks/phases.py's ``--ab``
+#: switch compares the two in one process.
+SHARE_TYPES = True
+
+
+def _methods(gm: fx.GraphModule) -> Dict[str, fx.Graph]:
+    """The graphs lowered into ``gm``'s type, by method name."""
+    methods: Dict[str, fx.Graph] = {"forward": gm.graph} if gm.meta.get(HAS_FORWARD, True) else {}
+    methods.update({k: v.graph for k, v in gm.meta.get(METHODS, {}).items()})
+    return methods
+
+
+def _source(gm: fx.GraphModule, name: str, graph: fx.Graph, sources: _Sources) -> TorchScriptSource:
+    key = (id(gm), name)
+    if key not in sources:
+        sources[key] = generate(graph, name)
+    return sources[key]
+
+
+def _has_constants(gm: fx.GraphModule) -> bool:
+    return any(n.op == "get_attr" and "." not in n.target and n.target not in gm._parameters
+               and n.target not in gm._buffers for n in gm.graph.nodes)
+
+
+def _type_key(gm: fx.GraphModule, children: Dict[str, Any], sources: _Sources) -> Any:
+    """Equal keys: equal TorchScript types with equal generated methods (NOTE [Shared
+    method types]); a key of ``object()`` shares with nothing."""
+    if _has_constants(gm):
+        return object()
+    methods = []
+    for name, graph in ({} if gm.meta.get(UNTRACED) else _methods(gm)).items():
+        source = _source(gm, name, graph, sources)
+        methods.append((name, source.src, tuple(sorted((k, id(v)) for k, v in source.env.items()))))
+    cls = type(gm)
+    return (cls.__module__, cls.__qualname__,
+            tuple(k for k, v in gm._parameters.items() if v is not None),
+            tuple(k for k, v in gm._buffers.items() if v is not None),
+            tuple(sorted(gm._non_persistent_buffers_set)),
+            tuple((name, key) for name, (_, key) in children.items()), tuple(methods))
+
+
+def _traced_child(shell: torch.nn.Module, key: Any, types: Dict[Any, Any]) -> Any:
+    """``TracedModule(shell)`` (children already built); a later module of an equal ``key``
+    gets the first one's type instead of a new one, the way TracedModule builds it."""
+    concrete_type = types.get(key) if SHARE_TYPES else None
+    if concrete_type is None:
+        traced = torch.jit._trace.TracedModule(shell)
+        types[key] = traced._actual_script_module._concrete_type
+        return traced
+    traced = torch.jit._trace.TracedModule.__new__(torch.jit._trace.TracedModule)
+    torch.jit.ScriptModule.__init__(traced)
+    script_module = _instance(concrete_type, shell)
+    traced.__dict__["_name"] = type(shell).__name__
+    traced.__dict__["_actual_script_module"] = script_module
+    for name in ("_parameters", "_buffers", "_modules", "training"):
+        delattr(traced, name)
+    return traced
+
+
+def _instance(concrete_type: Any, shell: torch.nn.Module) -> torch.jit.RecursiveScriptModule:
+    """A module of ``concrete_type`` (compiled already) holding ``shell``'s state: what
+    ``create_script_module_impl`` does for it, less what a shell cannot have (properties,
+    hooks, ignored methods, methods to compile), which the first module of the type checked."""
+    cpp_module = torch._C._create_module_with_type(concrete_type.jit_type)
+
+    def init_fn(script_module: Any) -> None:
+        for name in concrete_type.get_attributes():  # parameters, buffers, nn.Module's own
+            cpp_module.setattr(name, getattr(shell, name))
+        for name, _ in concrete_type.get_modules():
+            child = shell._modules[name]
+            assert isinstance(child, torch.jit.ScriptModule)  # built bottom up
+            cpp_module.setattr(name, child)
+            script_module._modules[name] = child
+        script_module._concrete_type = concrete_type
+    return torch.jit.RecursiveScriptModule._construct(cpp_module, init_fn)
+
+
+def _built_children(gm: fx.GraphModule, shells: Dict[int, torch.nn.Module], types: Dict[Any, Any],
+                    sources: _Sources) -> Dict[str, Tuple[Any, Any]]:
+    """``gm``'s children as TracedModules (or what torch.jit's ``make_module`` makes of a
+    module fxtrace did not trace), each with its type key, bottom up."""
+    built: Dict[str, Tuple[Any, Any]] = {}
+    for name, child in gm._modules.items():
+        if child is None:
+            continue
+        if not isinstance(child, fx.GraphModule):
+            built[name] = (torch.jit._trace.make_module(child, torch.jit._trace.TracedModule,
+                                                        None), object())
+            continue
+        grandchildren = _built_children(child, shells, types, sources)
+        key = _type_key(child, grandchildren, sources)
+        shell = _occurrence(_shell(child, shells), grandchildren)
+        built[name] = (_traced_child(shell, key, types), key)
+    return built
+
+
+def _occurrence(shell: torch.nn.Module, children: Dict[str, Tuple[Any, Any]]) -> torch.nn.Module:
+    """This occurrence of ``shell`` with its children built (a module shared at two names is
+    wrapped twice, as TracedModule does)."""
+    copy = type(shell).__new__(type(shell))
+    copy.__dict__.update(shell.__dict__)
+    copy._modules = {name: children[name][0] if name in children else None  # type: ignore
+                     for name in shell._modules}
+    return copy
+
+
 def _graph_modules(root: fx.GraphModule) -> List[Tuple[str, fx.GraphModule]]:
     """Every traced GraphModule by qualified name (a shared one at each of its names),
     deepest first, so callees are compiled before their callers."""
@@ -135,21 +252,22 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
     the result as torch.jit.trace does."""
     cls = module_class or torch.jit.TopLevelTracedModule
     with quiet_jit():
+        sources: _Sources = {}
         if exports_of is not None and module_class is None and \
                 torch._jit_internal.module_has_exports(exports_of):
             script = _with_exports(exports_of)
-        else:
-            script = cls(_shell(root, {}), _compilation_unit=compilation_unit)
+        else:  # NOTE [Shared method types]
+            shells: Dict[int, torch.nn.Module] = {}
+            children = _built_children(root, shells, {}, sources)
+            script = cls(_occurrence(_shell(root, shells), children),
+                         _compilation_unit=compilation_unit)
         for path, gm in _graph_modules(root):
             sub = _submodule(script, path)
             _register_constants(gm, sub)
-            methods: Dict[str, fx.Graph] = {"forward": gm.graph} if gm.meta.get(
-                HAS_FORWARD, True) else {}
-            methods.update({k: v.graph for k, v in gm.meta.get(METHODS, {}).items()})
-            for name, graph in methods.items():
+            for name, graph in _methods(gm).items():
                 if sub._c._has_method(name):
-                    continue  # compiled with an exported method that calls it (_with_exports)
-                source = generate(graph, name)
+                    continue  # compiled already: an exported method calls it, or a shared type
+                source = _source(gm, name, graph, sources)
                 if not path and name == "forward":  # NOTE [Saved metadata]
                     source.src = with_metadata(source.src, gm)
                 what = f"{type(gm).__name__}.{name}" + (f" (module '{path}')" if path else "")
