@@ -75,11 +75,11 @@ def _shell_timer(original: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-# the TracedModule shell: torch.jit's recursion, and fxtrace's submodules of a shared type
+# the TracedModule shell: torch.jit's recursion, and fxtrace's modules built without it
 # (NOTE [Shared method types]), built outside TracedModule.__init__
 torch.jit._trace.TracedModule.__init__ = _shell_timer(  # type: ignore[method-assign]
     torch.jit._trace.TracedModule.__init__)
-script._traced_child = _shell_timer(script._traced_child)  # type: ignore[attr-defined]
+script._traced = _shell_timer(script._traced)  # type: ignore[attr-defined]
 PHASES = ("capture", "assemble", "passes", "shell", "generate", "define")
 
 

@@ -181,3 +181,39 @@ def test_same_class_with_different_graphs_keeps_separate_types(
                if name in ("0", "1", "2")]
     assert branchy[0] == branchy[2] != branchy[1]
     assert torch.equal(traced(x), model(x))
+
+
+class _Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(2)
+        self.register_buffer("scale", torch.ones(1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)) * self.scale) + x
+
+
+def _layout(traced: torch.jit.ScriptModule) -> List[object]:
+    out: List[object] = []
+    for name, m in traced.named_modules():
+        script = m._actual_script_module if "_actual_script_module" in m.__dict__ else m
+        ct = script._concrete_type
+        out.append((name, type(m).__name__, m.original_name, m.code, sorted(m.__dict__),
+                    sorted(script.__dict__), sorted(ct.get_attributes()),
+                    [n for n, _ in ct.get_modules()], sorted(m._c._method_names()),
+                    [n for n, _ in m.named_parameters()], [n for n, _ in m.named_buffers()]))
+    return out
+
+
+def test_the_built_shell_is_the_one_tracedmodule_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Types, attributes, Python wrappers and code as torch's own TracedModule makes them."""
+    from fxtrace.lower import script
+    model = torch.nn.Sequential(_Block(), _Block(), torch.nn.Flatten()).eval()
+    x = torch.randn(1, 2, 4, 4)
+    fast = fxtrace.trace(model, (x,), check_trace=False)
+    monkeypatch.setattr(script, "SHARE_TYPES", False)
+    slow = fxtrace.trace(model, (x,), check_trace=False)
+    assert _layout(fast) == _layout(slow)
+    assert type(fast) is type(slow) is torch.jit.TopLevelTracedModule
+    assert torch.equal(fast(x), slow(x))

@@ -150,28 +150,49 @@ def _type_key(gm: fx.GraphModule, children: Dict[str, Any], sources: _Sources) -
             tuple((name, key) for name, (_, key) in children.items()), tuple(methods))
 
 
-def _traced_child(shell: torch.nn.Module, key: Any, types: Dict[Any, Any]) -> Any:
-    """``TracedModule(shell)`` (children already built); a later module of an equal ``key``
-    gets the first one's type instead of a new one, the way TracedModule builds it."""
-    concrete_type = types.get(key) if SHARE_TYPES else None
-    if concrete_type is None:
-        traced = torch.jit._trace.TracedModule(shell)
-        types[key] = traced._actual_script_module._concrete_type
-        return traced
-    traced = torch.jit._trace.TracedModule.__new__(torch.jit._trace.TracedModule)
+def _wrapper(shell: torch.nn.Module) -> Optional[torch.nn.Module]:
+    """The module ``TracedModule.__init__`` infers a TorchScript type from (a class named
+    as the user's, the shell's parameters, buffers, children and flag); None where
+    TracedModule would refuse it (a tensor held twice), so that torch raises its own error."""
+    class QualnameWrapper(torch.nn.Module):
+        pass
+    QualnameWrapper._jit_override_qualname = torch._jit_internal._qualified_name(  # type: ignore
+        type(shell))
+    tmp = QualnameWrapper()
+    tmp.training = shell.training
+    tmp._parameters = {k: v for k, v in shell._parameters.items() if v is not None}  # type: ignore
+    tmp._buffers = {k: v for k, v in shell._buffers.items() if v is not None}  # type: ignore
+    tmp._modules = {k: v for k, v in shell._modules.items() if v is not None}  # type: ignore
+    held = [*tmp._parameters.values(), *tmp._buffers.values()]
+    return tmp if len({id(t) for t in held}) == len(held) else None
+
+
+def _traced(cls: type, shell: torch.nn.Module, key: Any, types: Dict[Any, Any]) -> Any:
+    """What ``cls(shell)`` (a TracedModule class; children already built) returns, built
+    without the scans a shell needs none of (NOTE [Shared method types]); a later module of
+    an equal ``key`` gets the first one's type."""
+    concrete_type = types.get(key)
+    if not SHARE_TYPES or concrete_type is None:
+        tmp = _wrapper(shell) if SHARE_TYPES else None
+        if tmp is None:
+            traced = cls(shell)
+            types[key] = traced._actual_script_module._concrete_type
+            return traced
+        concrete_type = torch.jit._recursive.get_module_concrete_type(tmp, share_types=False)
+        types[key] = concrete_type
+    traced = cls.__new__(cls)
     torch.jit.ScriptModule.__init__(traced)
-    script_module = _instance(concrete_type, shell)
     traced.__dict__["_name"] = type(shell).__name__
-    traced.__dict__["_actual_script_module"] = script_module
+    traced.__dict__["_actual_script_module"] = _instance(concrete_type, shell)
     for name in ("_parameters", "_buffers", "_modules", "training"):
         delattr(traced, name)
     return traced
 
 
 def _instance(concrete_type: Any, shell: torch.nn.Module) -> torch.jit.RecursiveScriptModule:
-    """A module of ``concrete_type`` (compiled already) holding ``shell``'s state: what
-    ``create_script_module_impl`` does for it, less what a shell cannot have (properties,
-    hooks, ignored methods, methods to compile), which the first module of the type checked."""
+    """A module of ``concrete_type`` holding ``shell``'s state: what
+    ``create_script_module_impl`` does for it with no methods to compile, less what a shell
+    cannot have (properties, hooks, ignored methods: its class is a bare ``nn.Module``)."""
     cpp_module = torch._C._create_module_with_type(concrete_type.jit_type)
 
     def init_fn(script_module: Any) -> None:
@@ -201,7 +222,7 @@ def _built_children(gm: fx.GraphModule, shells: Dict[int, torch.nn.Module], type
         grandchildren = _built_children(child, shells, types, sources)
         key = _type_key(child, grandchildren, sources)
         shell = _occurrence(_shell(child, shells), grandchildren)
-        built[name] = (_traced_child(shell, key, types), key)
+        built[name] = (_traced(torch.jit._trace.TracedModule, shell, key, types), key)
     return built
 
 
@@ -259,8 +280,10 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
         else:  # NOTE [Shared method types]
             shells: Dict[int, torch.nn.Module] = {}
             children = _built_children(root, shells, {}, sources)
-            script = cls(_occurrence(_shell(root, shells), children),
-                         _compilation_unit=compilation_unit)
+            shell = _occurrence(_shell(root, shells), children)
+            # a class of the user's own may do more in __init__: it is called as torch does
+            script = _traced(cls, shell, object(), {}) if cls is torch.jit.TopLevelTracedModule \
+                else cls(shell, _compilation_unit=compilation_unit)
         for path, gm in _graph_modules(root):
             sub = _submodule(script, path)
             _register_constants(gm, sub)
