@@ -167,7 +167,7 @@ def _wrapper(shell: torch.nn.Module) -> Optional[torch.nn.Module]:
     return tmp if len({id(t) for t in held}) == len(held) else None
 
 
-def _traced(cls: type, shell: torch.nn.Module, key: Any, types: Dict[Any, Any]) -> Any:
+def _traced(cls: Any, shell: torch.nn.Module, key: Any, types: Dict[Any, Any]) -> Any:
     """What ``cls(shell)`` (a TracedModule class; children already built) returns, built
     without the scans a shell needs none of (NOTE [Shared method types]); a later module of
     an equal ``key`` gets the first one's type."""
