@@ -72,6 +72,10 @@ def _submodule(root: torch.nn.Module, path: str) -> Any:
     return obj
 
 
+#: (module, qualified name, name) of a traced class -> its shell class (bare ``nn.Module``).
+_SHELL_CLASSES: Dict[Tuple[str, str, str], type] = {}
+
+
 def _shell(module: torch.nn.Module, done: Dict[int, torch.nn.Module]) -> torch.nn.Module:
     """A plain ``nn.Module`` tree mirroring ``module``'s GraphModules: the same class names,
     parameters, buffers and children, and nothing else.
@@ -85,8 +89,11 @@ def _shell(module: torch.nn.Module, done: Dict[int, torch.nn.Module]) -> torch.n
     if hit is not None:
         return hit
     cls = type(module)
-    shell_cls = type(cls.__name__, (torch.nn.Module,), {"__module__": cls.__module__,
-                                                        "__qualname__": cls.__qualname__})
+    name = (cls.__module__, cls.__qualname__, cls.__name__)
+    shell_cls = _SHELL_CLASSES.get(name)
+    if shell_cls is None:  # one per user class name: a class is many objects to build and collect
+        shell_cls = _SHELL_CLASSES.setdefault(name, type(cls.__name__, (torch.nn.Module,), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__}))
     shell = shell_cls()
     shell._parameters = dict(module._parameters)  # type: ignore[assignment]
     shell._buffers = dict(module._buffers)  # type: ignore[assignment]
