@@ -217,3 +217,26 @@ def test_the_built_shell_is_the_one_tracedmodule_builds(monkeypatch: pytest.Monk
     assert _layout(fast) == _layout(slow)
     assert type(fast) is type(slow) is torch.jit.TopLevelTracedModule
     assert torch.equal(fast(x), slow(x))
+
+
+def test_a_trace_does_not_import_numpy_random() -> None:
+    """The state snapshot reads NumPy's global generator only once ``numpy.random`` exists
+    (importing it to read it cost more than the rest of the snapshot)."""
+    import subprocess
+    import sys
+    code = ("import sys, torch, fxtrace\n"
+            "fxtrace.trace(lambda x: x * 2, (torch.ones(2),))\n"
+            "print('numpy.random' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+
+
+def test_numpy_draws_in_a_capture_are_put_back() -> None:
+    np_random = pytest.importorskip("numpy.random")
+
+    def draws(x: torch.Tensor) -> torch.Tensor:
+        return x * float(np_random.rand())
+    before = np_random.get_state()[1].copy()
+    fxtrace.trace(draws, (torch.ones(2),), check_trace=False)
+    assert (np_random.get_state()[1] == before).all()
