@@ -240,3 +240,22 @@ def test_numpy_draws_in_a_capture_are_put_back() -> None:
     before = np_random.get_state()[1].copy()
     fxtrace.trace(draws, (torch.ones(2),), check_trace=False)
     assert (np_random.get_state()[1] == before).all()
+
+
+class _WithConstant(torch.nn.Module):
+    """A plain tensor attribute: a constant of the trace, registered on each module's type."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.c = torch.full((4,), value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.c
+
+
+def test_modules_with_tensor_constants_keep_their_own_values() -> None:
+    model = torch.nn.Sequential(_WithConstant(2.0), _WithConstant(3.0))
+    x = torch.ones(2, 4)
+    traced = fxtrace.trace(model, (x,), check_trace=False)
+    assert torch.equal(traced(x), model(x))
+    assert torch.equal(traced(x), torch.full((2, 4), 6.0))

@@ -136,8 +136,11 @@ def _source(gm: fx.GraphModule, name: str, graph: fx.Graph, sources: _Sources) -
 
 
 def _has_constants(gm: fx.GraphModule) -> bool:
+    """Does any graph of ``gm`` read a tensor attribute that is not a parameter or buffer?
+    (Registered on the type per module: such a type is not shared.)"""
     return any(n.op == "get_attr" and "." not in n.target and n.target not in gm._parameters
-               and n.target not in gm._buffers for n in gm.graph.nodes)
+               and n.target not in gm._buffers
+               for graph in (gm.graph, *_methods(gm).values()) for n in graph.nodes)
 
 
 def _type_key(gm: fx.GraphModule, children: Dict[str, Any], sources: _Sources) -> Any:
