@@ -12,12 +12,18 @@ Each phase is timed by wrapping the function fxtrace's pipeline calls for it (CP
 * ``check``: ``check_trace=True`` minus ``check_trace=False``.
 
     python benchmarks/phases.py [--repeat 3] mlp chain_1000 linear_500 decoder
+    python benchmarks/phases.py --ab fxtrace.lower.script.SHARE_TYPES linear_500 mlp
+
+``--ab MODULE.FLAG``: A/B in one process: each case is measured with the boolean switch
+``FLAG`` of ``MODULE`` off (A, the code before the change it guards) and on (B), rounds
+interleaved, best of R per side; prints both lines and B/A of the check-off total.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import gc
+import importlib
 import os
 import sys
 import time
@@ -52,18 +58,28 @@ _wrap(api, "assemble", "assemble")
 _wrap(api, "run_passes", "passes")
 _wrap(script, "generate", "generate")
 _wrap(script, "_define", "define")
-_traced_init = torch.jit.TopLevelTracedModule.__init__
+_depth = [0]
 
 
-def _timed_shell(self: Any, *args: Any, **kwargs: Any) -> None:
-    start = time.process_time()
-    try:
-        _traced_init(self, *args, **kwargs)
-    finally:
-        _spent["shell"] += time.process_time() - start
+def _shell_timer(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Time the outermost of nested shell constructions only (TracedModule recurses)."""
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        _depth[0] += 1
+        start = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _depth[0] -= 1
+            if _depth[0] == 0:
+                _spent["shell"] += time.process_time() - start
+    return timed
 
 
-torch.jit.TopLevelTracedModule.__init__ = _timed_shell  # type: ignore[method-assign]
+# the TracedModule shell: torch.jit's recursion, and fxtrace's modules built without it
+# (NOTE [Shared method types]), built outside TracedModule.__init__
+torch.jit._trace.TracedModule.__init__ = _shell_timer(  # type: ignore[method-assign]
+    torch.jit._trace.TracedModule.__init__)
+script._traced = _shell_timer(script._traced)  # type: ignore[attr-defined]
 PHASES = ("capture", "assemble", "passes", "shell", "generate", "define")
 
 
@@ -101,15 +117,52 @@ def report(name: str, repeat: int) -> str:
             f" ms (shell {jit.get('shell', 0.0) * 1e3:.1f}), check {jit_check}")
 
 
+def _fx_total(name: str, repeat: int) -> Dict[str, float]:
+    c = BY_NAME[name]
+    example = c.example(c.batch)
+    return _best(lambda: fxtrace.trace(c.make(), example, check_trace=False), repeat)
+
+
+def ab(name: str, flag: str, repeat: int) -> str:
+    """fxtrace's check-off phases for case ``name`` with ``flag`` off and on (see --ab)."""
+    module_name, attr = flag.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    before = getattr(module, attr)
+    c = BY_NAME[name]
+    fxtrace.trace(c.make(), c.example(c.batch), check_trace=False)  # first-use costs
+    best: Dict[bool, Dict[str, float]] = {}
+    try:
+        for _ in range(repeat):  # interleaved: a load change hits both sides alike
+            for side in (False, True):
+                setattr(module, attr, side)
+                got = _fx_total(name, 1)
+                if side not in best or got["total"] < best[side]["total"]:
+                    best[side] = got
+    finally:
+        setattr(module, attr, before)
+    lines = []
+    for side in (False, True):
+        fx = best[side]
+        parts = ", ".join(f"{p} {fx.get(p, 0.0) * 1e3:.1f}" for p in PHASES)
+        other = fx["total"] - sum(fx.get(p, 0.0) for p in PHASES)
+        lines.append(f"  {'B' if side else 'A'} {attr}={side}: fx {fx['total'] * 1e3:.1f} ms = "
+                     f"{parts}, other {other * 1e3:.1f}")
+    ratio = best[True]["total"] / best[False]["total"]
+    return f"{name}: B/A {ratio:.2f}\n" + "\n".join(lines)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", default=["mlp", "transformer_encoder", "chain_1000",
                                                      "linear_500"])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ab", default=None, metavar="MODULE.FLAG",
+                        help="A/B of a boolean switch in one process (see the docstring)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for name in args.cases:
-        print(report(name, args.repeat), flush=True)
+        print(ab(name, args.ab, args.repeat) if args.ab else report(name, args.repeat),
+              flush=True)
     return 0
 
 

@@ -2,8 +2,8 @@
 
 The state is: grad mode, the modules' plain Python attributes (numbers, strings, and the
 contents of list, dict and set attributes), the random number generators (torch's CPU generator and those of
-initialised CUDA devices, Python's ``random``, NumPy's global generator when NumPy is
-loaded), every module's training flag, the buffers (e.g. BatchNorm running statistics) and,
+initialised CUDA devices, Python's ``random``, NumPy's global generator once
+``numpy.random`` is imported), every module's training flag, the buffers (e.g. BatchNorm running statistics) and,
 on request, *watching* the parameters.
 
 Buffers are cloned and copied back (``copy_``) on restore: they are small, and copying back
@@ -42,17 +42,20 @@ class RngStates:
         self.cuda = ([torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())]
                      if torch.cuda.is_available() and torch.cuda.is_initialized() else [])
         self.python = random.getstate()
-        numpy = sys.modules.get("numpy")
-        self.numpy: Any = numpy.random.get_state() if numpy is not None else None
+        # numpy.random is imported lazily (numpy >= 2): until someone imports it, its global
+        # generator does not exist to be drawn from, and reading it here would create it
+        # (its import and a state read cost more than the rest of this snapshot).
+        numpy_random = sys.modules.get("numpy.random")
+        self.numpy: Any = numpy_random.get_state() if numpy_random is not None else None
 
     def restore(self) -> None:
         torch.random.set_rng_state(self.cpu)
         for i, state in enumerate(self.cuda):
             torch.cuda.set_rng_state(state, i)
         random.setstate(self.python)
-        numpy = sys.modules.get("numpy")
-        if numpy is not None and self.numpy is not None:
-            numpy.random.set_state(self.numpy)
+        numpy_random = sys.modules.get("numpy.random")
+        if numpy_random is not None and self.numpy is not None:
+            numpy_random.set_state(self.numpy)
 
 
 class StateSnapshot:

@@ -1,5 +1,7 @@
 """What the speed work (issue 14) must not change: a trace stays an observation of the
-garbage collector's state, and the cached schema binding answers as the uncached one."""
+garbage collector's state, the cached schema binding answers as the uncached one, and
+submodules sharing a TorchScript type (one compilation per distinct method) keep their own
+state, code and saved form."""
 from __future__ import annotations
 
 import gc
@@ -101,3 +103,159 @@ def test_cached_binding_answers_as_binding_every_schema(args, kwargs) -> None:
     first = schema.binds_as_recorded("aten::add", args, kwargs)
     second = schema.binds_as_recorded("aten::add", args, kwargs)  # from the cache
     assert first == second == uncached()
+
+
+# -- NOTE [Shared method types]: one compilation per distinct generated method ------------------
+class _Branchy(torch.nn.Module):
+    """Same class, different graphs: ``double`` decides the traced forward."""
+
+    def __init__(self, double: bool) -> None:
+        super().__init__()
+        self.double = double
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        return y * 2 if self.double else y + 1
+
+
+def _count_defines(monkeypatch: pytest.MonkeyPatch) -> List[str]:
+    from fxtrace.lower import script
+    seen: List[str] = []
+    original = script._define
+
+    def counting(define, what, source):  # type: ignore[no-untyped-def]
+        seen.append(what)
+        return original(define, what, source)
+    monkeypatch.setattr(script, "_define", counting)
+    return seen
+
+
+def _types(traced: torch.jit.ScriptModule) -> List[str]:
+    return [m._c._type().qualified_name() for _, m in traced.named_modules()]
+
+
+def test_equal_submodules_compile_their_method_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fxtrace.lower import script
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(12)], torch.nn.ReLU(),
+                                torch.nn.Linear(4, 4, bias=False))
+    x = torch.randn(3, 4)
+    seen = _count_defines(monkeypatch)
+    traced = fxtrace.trace(model, (x,), check_trace=False)
+    # root forward, Linear with bias, ReLU, Linear without bias
+    assert len(seen) == 4, seen
+    types = _types(traced)
+    assert len(set(types[1:13])) == 1 and len(set(types)) == 4
+    for i in range(12):  # shared type, own state
+        assert getattr(traced, str(i)).weight is model[i].weight
+    assert torch.equal(traced(x), model(x))
+    monkeypatch.setattr(script, "SHARE_TYPES", False)
+    separate = fxtrace.trace(model, (x,), check_trace=False)
+    assert len(set(_types(separate))) == 15
+    assert [m.code for _, m in traced.named_modules()] == \
+        [m.code for _, m in separate.named_modules()]
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")
+def test_shared_types_save_and_reload(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 4))
+    x = torch.randn(2, 4)
+    traced = fxtrace.trace(model, (x,), check_trace=False)
+    path = tmp_path / "m.pt"
+    torch.jit.save(traced, str(path))
+    loaded = torch.jit.load(str(path))
+    assert torch.equal(loaded(x), model(x))
+    assert not torch.equal(getattr(loaded, "0").weight, getattr(loaded, "2").weight)
+
+
+def test_same_class_with_different_graphs_keeps_separate_types(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    model = torch.nn.Sequential(_Branchy(True), _Branchy(False), _Branchy(True))
+    x = torch.randn(2, 4)
+    seen = _count_defines(monkeypatch)
+    traced = fxtrace.trace(model, (x,), check_trace=False)
+    # root, one Linear, two distinct _Branchy forwards
+    assert len(seen) == 4, seen
+    types = _types(traced)
+    branchy = [types[i] for i, (name, _) in enumerate(traced.named_modules())
+               if name in ("0", "1", "2")]
+    assert branchy[0] == branchy[2] != branchy[1]
+    assert torch.equal(traced(x), model(x))
+
+
+class _Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(2)
+        self.register_buffer("scale", torch.ones(1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)) * self.scale) + x
+
+
+def _layout(traced: torch.jit.ScriptModule) -> List[object]:
+    out: List[object] = []
+    for name, m in traced.named_modules():
+        script = m._actual_script_module if "_actual_script_module" in m.__dict__ else m
+        ct = script._concrete_type
+        out.append((name, type(m).__name__, m.original_name, m.code, sorted(m.__dict__),
+                    sorted(script.__dict__), sorted(ct.get_attributes()),
+                    [n for n, _ in ct.get_modules()], sorted(m._c._method_names()),
+                    [n for n, _ in m.named_parameters()], [n for n, _ in m.named_buffers()]))
+    return out
+
+
+def test_the_built_shell_is_the_one_tracedmodule_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Types, attributes, Python wrappers and code as torch's own TracedModule makes them."""
+    from fxtrace.lower import script
+    model = torch.nn.Sequential(_Block(), _Block(), torch.nn.Flatten()).eval()
+    x = torch.randn(1, 2, 4, 4)
+    fast = fxtrace.trace(model, (x,), check_trace=False)
+    monkeypatch.setattr(script, "SHARE_TYPES", False)
+    slow = fxtrace.trace(model, (x,), check_trace=False)
+    assert _layout(fast) == _layout(slow)
+    assert type(fast) is type(slow) is torch.jit.TopLevelTracedModule
+    assert torch.equal(fast(x), slow(x))
+
+
+def test_a_trace_does_not_import_numpy_random() -> None:
+    """The state snapshot reads NumPy's global generator only once ``numpy.random`` exists
+    (importing it to read it cost more than the rest of the snapshot)."""
+    import subprocess
+    import sys
+    code = ("import sys, torch, fxtrace\n"
+            "fxtrace.trace(lambda x: x * 2, (torch.ones(2),))\n"
+            "print('numpy.random' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+
+
+def test_numpy_draws_in_a_capture_are_put_back() -> None:
+    np_random = pytest.importorskip("numpy.random")
+
+    def draws(x: torch.Tensor) -> torch.Tensor:
+        return x * float(np_random.rand())
+    before = np_random.get_state()[1].copy()
+    fxtrace.trace(draws, (torch.ones(2),), check_trace=False)
+    assert (np_random.get_state()[1] == before).all()
+
+
+class _WithConstant(torch.nn.Module):
+    """A plain tensor attribute: a constant of the trace, registered on each module's type."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.c = torch.full((4,), value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.c
+
+
+def test_modules_with_tensor_constants_keep_their_own_values() -> None:
+    model = torch.nn.Sequential(_WithConstant(2.0), _WithConstant(3.0))
+    x = torch.ones(2, 4)
+    traced = fxtrace.trace(model, (x,), check_trace=False)
+    assert torch.equal(traced(x), model(x))
+    assert torch.equal(traced(x), torch.full((2, 4), 6.0))

@@ -72,6 +72,10 @@ def _submodule(root: torch.nn.Module, path: str) -> Any:
     return obj
 
 
+#: (module, qualified name, name) of a traced class -> its shell class (bare ``nn.Module``).
+_SHELL_CLASSES: Dict[Tuple[str, str, str], type] = {}
+
+
 def _shell(module: torch.nn.Module, done: Dict[int, torch.nn.Module]) -> torch.nn.Module:
     """A plain ``nn.Module`` tree mirroring ``module``'s GraphModules: the same class names,
     parameters, buffers and children, and nothing else.
@@ -85,8 +89,11 @@ def _shell(module: torch.nn.Module, done: Dict[int, torch.nn.Module]) -> torch.n
     if hit is not None:
         return hit
     cls = type(module)
-    shell_cls = type(cls.__name__, (torch.nn.Module,), {"__module__": cls.__module__,
-                                                        "__qualname__": cls.__qualname__})
+    name = (cls.__module__, cls.__qualname__, cls.__name__)
+    shell_cls = _SHELL_CLASSES.get(name)
+    if shell_cls is None:  # one per user class name: a class is many objects to build and collect
+        shell_cls = _SHELL_CLASSES.setdefault(name, type(cls.__name__, (torch.nn.Module,), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__}))
     shell = shell_cls()
     shell._parameters = dict(module._parameters)  # type: ignore[assignment]
     shell._buffers = dict(module._buffers)  # type: ignore[assignment]
@@ -96,6 +103,147 @@ def _shell(module: torch.nn.Module, done: Dict[int, torch.nn.Module]) -> torch.n
     shell.training = module.training
     done[id(module)] = shell
     return shell
+
+
+# NOTE [Shared method types]
+# torch.jit.trace gives every submodule its own TorchScript class type, and fxtrace then
+# compiled each generated method into each type: a stack of 500 Linear layers paid 500
+# compilations of one 3-line method. Submodules whose types would be equal (same class, same
+# parameter, buffer and child names, children of equal types, no tensor constants) and whose
+# generated methods are the same text resolving the same names to the same objects now share
+# one class type, built once by torch's own TracedModule and given to the others, so each
+# distinct method is compiled once. Every submodule is still its own TracedModule holding its
+# own parameters; `.code`, `.graph` and the saved files are those of separate types.
+_Sources = Dict[Tuple[int, str], TorchScriptSource]
+
+#: False: every submodule gets a type of its own, as before; benchmarks/phases.py's ``--ab``
+#: switch compares the two in one process.
+SHARE_TYPES = True
+
+
+def _methods(gm: fx.GraphModule) -> Dict[str, fx.Graph]:
+    """The graphs lowered into ``gm``'s type, by method name."""
+    methods: Dict[str, fx.Graph] = {"forward": gm.graph} if gm.meta.get(HAS_FORWARD, True) else {}
+    methods.update({k: v.graph for k, v in gm.meta.get(METHODS, {}).items()})
+    return methods
+
+
+def _source(gm: fx.GraphModule, name: str, graph: fx.Graph, sources: _Sources) -> TorchScriptSource:
+    key = (id(gm), name)
+    if key not in sources:
+        sources[key] = generate(graph, name)
+    return sources[key]
+
+
+def _has_constants(gm: fx.GraphModule) -> bool:
+    """Does any graph of ``gm`` read a tensor attribute that is not a parameter or buffer?
+    (Registered on the type per module: such a type is not shared.)"""
+    return any(n.op == "get_attr" and "." not in n.target and n.target not in gm._parameters
+               and n.target not in gm._buffers
+               for graph in (gm.graph, *_methods(gm).values()) for n in graph.nodes)
+
+
+def _type_key(gm: fx.GraphModule, children: Dict[str, Any], sources: _Sources) -> Any:
+    """Equal keys: equal TorchScript types with equal generated methods (NOTE [Shared
+    method types]); a key of ``object()`` shares with nothing."""
+    if _has_constants(gm):
+        return object()
+    methods = []
+    for name, graph in ({} if gm.meta.get(UNTRACED) else _methods(gm)).items():
+        source = _source(gm, name, graph, sources)
+        methods.append((name, source.src, tuple(sorted((k, id(v)) for k, v in source.env.items()))))
+    cls = type(gm)
+    return (cls.__module__, cls.__qualname__,
+            tuple(k for k, v in gm._parameters.items() if v is not None),
+            tuple(k for k, v in gm._buffers.items() if v is not None),
+            tuple(sorted(gm._non_persistent_buffers_set)),
+            tuple((name, key) for name, (_, key) in children.items()), tuple(methods))
+
+
+def _wrapper(shell: torch.nn.Module) -> Optional[torch.nn.Module]:
+    """The module ``TracedModule.__init__`` infers a TorchScript type from (a class named
+    as the user's, the shell's parameters, buffers, children and flag); None where
+    TracedModule would refuse it (a tensor held twice), so that torch raises its own error."""
+    class QualnameWrapper(torch.nn.Module):
+        pass
+    QualnameWrapper._jit_override_qualname = torch._jit_internal._qualified_name(  # type: ignore
+        type(shell))
+    tmp = QualnameWrapper()
+    tmp.training = shell.training
+    tmp._parameters = {k: v for k, v in shell._parameters.items() if v is not None}  # type: ignore
+    tmp._buffers = {k: v for k, v in shell._buffers.items() if v is not None}  # type: ignore
+    tmp._modules = {k: v for k, v in shell._modules.items() if v is not None}  # type: ignore
+    held = [*tmp._parameters.values(), *tmp._buffers.values()]
+    return tmp if len({id(t) for t in held}) == len(held) else None
+
+
+def _traced(cls: Any, shell: torch.nn.Module, key: Any, types: Dict[Any, Any]) -> Any:
+    """What ``cls(shell)`` (a TracedModule class; children already built) returns, built
+    without the scans a shell needs none of (NOTE [Shared method types]); a later module of
+    an equal ``key`` gets the first one's type."""
+    concrete_type = types.get(key)
+    if not SHARE_TYPES or concrete_type is None:
+        tmp = _wrapper(shell) if SHARE_TYPES else None
+        if tmp is None:
+            traced = cls(shell)
+            types[key] = traced._actual_script_module._concrete_type
+            return traced
+        concrete_type = torch.jit._recursive.get_module_concrete_type(tmp, share_types=False)
+        types[key] = concrete_type
+    traced = cls.__new__(cls)
+    torch.jit.ScriptModule.__init__(traced)
+    traced.__dict__["_name"] = type(shell).__name__
+    traced.__dict__["_actual_script_module"] = _instance(concrete_type, shell)
+    for name in ("_parameters", "_buffers", "_modules", "training"):
+        delattr(traced, name)
+    return traced
+
+
+def _instance(concrete_type: Any, shell: torch.nn.Module) -> torch.jit.RecursiveScriptModule:
+    """A module of ``concrete_type`` holding ``shell``'s state: what
+    ``create_script_module_impl`` does for it with no methods to compile, less what a shell
+    cannot have (properties, hooks, ignored methods: its class is a bare ``nn.Module``)."""
+    cpp_module = torch._C._create_module_with_type(concrete_type.jit_type)
+
+    def init_fn(script_module: Any) -> None:
+        for name in concrete_type.get_attributes():  # parameters, buffers, nn.Module's own
+            cpp_module.setattr(name, getattr(shell, name))
+        for name, _ in concrete_type.get_modules():
+            child = shell._modules[name]
+            assert isinstance(child, torch.jit.ScriptModule)  # built bottom up
+            cpp_module.setattr(name, child)
+            script_module._modules[name] = child
+        script_module._concrete_type = concrete_type
+    return torch.jit.RecursiveScriptModule._construct(cpp_module, init_fn)
+
+
+def _built_children(gm: fx.GraphModule, shells: Dict[int, torch.nn.Module], types: Dict[Any, Any],
+                    sources: _Sources) -> Dict[str, Tuple[Any, Any]]:
+    """``gm``'s children as TracedModules (or what torch.jit's ``make_module`` makes of a
+    module fxtrace did not trace), each with its type key, bottom up."""
+    built: Dict[str, Tuple[Any, Any]] = {}
+    for name, child in gm._modules.items():
+        if child is None:
+            continue
+        if not isinstance(child, fx.GraphModule):
+            built[name] = (torch.jit._trace.make_module(child, torch.jit._trace.TracedModule,
+                                                        None), object())
+            continue
+        grandchildren = _built_children(child, shells, types, sources)
+        key = _type_key(child, grandchildren, sources)
+        shell = _occurrence(_shell(child, shells), grandchildren)
+        built[name] = (_traced(torch.jit._trace.TracedModule, shell, key, types), key)
+    return built
+
+
+def _occurrence(shell: torch.nn.Module, children: Dict[str, Tuple[Any, Any]]) -> torch.nn.Module:
+    """This occurrence of ``shell`` with its children built (a module shared at two names is
+    wrapped twice, as TracedModule does)."""
+    copy = type(shell).__new__(type(shell))
+    copy.__dict__.update(shell.__dict__)
+    copy._modules = {name: children[name][0] if name in children else None  # type: ignore
+                     for name in shell._modules}
+    return copy
 
 
 def _graph_modules(root: fx.GraphModule) -> List[Tuple[str, fx.GraphModule]]:
@@ -135,21 +283,24 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
     the result as torch.jit.trace does."""
     cls = module_class or torch.jit.TopLevelTracedModule
     with quiet_jit():
+        sources: _Sources = {}
         if exports_of is not None and module_class is None and \
                 torch._jit_internal.module_has_exports(exports_of):
             script = _with_exports(exports_of)
-        else:
-            script = cls(_shell(root, {}), _compilation_unit=compilation_unit)
+        else:  # NOTE [Shared method types]
+            shells: Dict[int, torch.nn.Module] = {}
+            children = _built_children(root, shells, {}, sources)
+            shell = _occurrence(_shell(root, shells), children)
+            # a class of the user's own may do more in __init__: it is called as torch does
+            script = _traced(cls, shell, object(), {}) if cls is torch.jit.TopLevelTracedModule \
+                else cls(shell, _compilation_unit=compilation_unit)
         for path, gm in _graph_modules(root):
             sub = _submodule(script, path)
             _register_constants(gm, sub)
-            methods: Dict[str, fx.Graph] = {"forward": gm.graph} if gm.meta.get(
-                HAS_FORWARD, True) else {}
-            methods.update({k: v.graph for k, v in gm.meta.get(METHODS, {}).items()})
-            for name, graph in methods.items():
+            for name, graph in _methods(gm).items():
                 if sub._c._has_method(name):
-                    continue  # compiled with an exported method that calls it (_with_exports)
-                source = generate(graph, name)
+                    continue  # compiled already: an exported method calls it, or a shared type
+                source = _source(gm, name, graph, sources)
                 if not path and name == "forward":  # NOTE [Saved metadata]
                     source.src = with_metadata(source.src, gm)
                 what = f"{type(gm).__name__}.{name}" + (f" (module '{path}')" if path else "")
