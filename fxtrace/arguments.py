@@ -17,7 +17,9 @@ import keyword
 import math
 import reprlib
 import sys
+import types
 import warnings
+import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
@@ -87,9 +89,36 @@ def describe(func: Any) -> str:
     return f"{name}()"
 
 
+# A plain function's signature, kept while everything ``inspect.signature`` reads of it (code,
+# defaults, an explicit ``__signature__``) is the same objects: tracing a model calls this on
+# every trace, and ``inspect.signature`` costs more than a small model's capture of an op.
+_SIGNATURES: "weakref.WeakKeyDictionary[types.FunctionType, Tuple[Any, inspect.Signature]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _function_signature(fn: types.FunctionType) -> inspect.Signature:
+    """``inspect.signature(fn)``, from the cache while ``fn``'s code and defaults are unchanged."""
+    key = (fn.__code__, fn.__defaults__, fn.__kwdefaults__, fn.__dict__.get("__signature__"),
+           fn.__dict__.get("__wrapped__"))
+    hit = _SIGNATURES.get(fn)
+    if hit is not None and all(a is b for a, b in zip(hit[0], key)):
+        return hit[1]
+    sig = inspect.signature(fn)
+    _SIGNATURES[fn] = (key, sig)
+    return sig
+
+
 def _signature(func: Any) -> Optional[inspect.Signature]:
     target = func.forward if isinstance(func, torch.nn.Module) else func
     try:
+        if type(target) is types.FunctionType:
+            return _function_signature(target)
+        if type(target) is types.MethodType and type(target.__func__) is types.FunctionType:
+            sig = _function_signature(target.__func__)
+            params = list(sig.parameters.values())
+            if params and params[0].kind in (params[0].POSITIONAL_ONLY,
+                                             params[0].POSITIONAL_OR_KEYWORD):
+                return sig.replace(parameters=params[1:])  # the bound first argument dropped
         return inspect.signature(target)
     except (TypeError, ValueError):
         return None
