@@ -103,10 +103,29 @@ class KeepsOld(torch.nn.Module):  # the old tensor is read after the rebinding
         return x + old
 
 
+class Counter(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("n", torch.zeros(()))
+
+    def forward(self, x):
+        self.n = self.n + x.mean()
+        return x + self.n
+
+
+class CalledTwice(torch.nn.Module):  # the second call reads what the first one rebound
+    def __init__(self):
+        super().__init__()
+        self.c = Counter()
+
+    def forward(self, x):
+        return self.c(self.c(x)) + self.c.n
+
+
 F64 = torch.ones(3, 2, dtype=torch.float64)
 F32 = torch.ones(3, 2)
 CASES = [(Running, F64), (Running, F32), (AddThenRebind, F32), (Mixed, F64), (Mixed, F32),
-         (Parent, F64), (Grow, F32), (KeepsOld, F32)]
+         (Parent, F64), (Grow, F32), (KeepsOld, F32), (CalledTwice, F32), (CalledTwice, F64)]
 IDS = [f"{cls.__name__}-{str(x.dtype)[6:]}" for cls, x in CASES]
 
 

@@ -46,7 +46,7 @@ from .methods import (
 )
 from .modules import ModuleCalls
 from .pystate import mutated_containers, python_containers, restore_containers
-from .rebinding import StateCopy, assign_aliased_copies, rebind_state
+from .rebinding import StateCopy, assign_aliased_copies, forget_rebound_values, rebind_state
 from .recorder import has_tensor, untraced_tree
 from .source import user_source
 from .values import TracedSize, untraced
@@ -77,6 +77,8 @@ class ConcreteTracer(ModuleCalls):
         self.assigned_state: set = set()
         #: the rebindings recorded as ``copy_``, revisited when the capture ends
         self.state_copies: List[StateCopy] = []
+        #: values rebound into an attribute, standing for it in later frames (until the end)
+        self.rebound_values: List[torch.Tensor] = []
 
     def restore_python_state(self) -> None:
         """Put back the Python attributes forward assigned and the containers it mutated in
@@ -377,6 +379,7 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
         assign_aliased_copies(tracer.state_copies)
     finally:
         tracer.writes.restore()  # NOTE [State writes]
+        forget_rebound_values(tracer)
         unbind_state(tracer.rebound_objects.values())
     tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
     leave_plain_state(tracer.traced_attributes, containers)

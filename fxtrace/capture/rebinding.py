@@ -34,7 +34,8 @@ from .source import user_source
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
 
-__all__ = ["set_state", "rebind_state", "owner_and_name", "StateCopy", "assign_aliased_copies"]
+__all__ = ["set_state", "rebind_state", "owner_and_name", "StateCopy", "assign_aliased_copies",
+           "forget_rebound_values"]
 
 
 def owner_and_name(node: fx.Node) -> "tuple[str, str]":
@@ -129,6 +130,25 @@ def _fit_guards(tracer: "ConcreteTracer", frame: Any, target: fx.Node, written: 
     return created
 
 
+def _stands_for_attribute(tracer: "ConcreteTracer", old: torch.Tensor, value: torch.Tensor
+                          ) -> None:
+    """From here on ``value`` is the attribute ``old`` was: a later frame (the module called
+    again, its parent reading ``self.child.n``) reads it as that attribute (``get_attr``),
+    which at run time holds what this rebinding wrote. The value is kept alive until the
+    capture ends, so its id cannot be reused by another tensor meanwhile."""
+    names = tracer.param_names.get(id(old))
+    if names and id(value) not in tracer.param_names:
+        tracer.param_names[id(value)] = names
+        tracer.rebound_values.append(value)
+
+
+def forget_rebound_values(tracer: "ConcreteTracer") -> None:
+    """Undo :func:`_stands_for_attribute` when the capture ends."""
+    for value in tracer.rebound_values:
+        tracer.param_names.pop(id(value), None)
+    tracer.rebound_values.clear()
+
+
 def rebind_state(tracer: "ConcreteTracer", module: torch.nn.Module, name: str,
                  value: torch.Tensor) -> bool:
     """``self.<name> = <computed tensor>`` where ``<name>`` holds a buffer or a tensor the
@@ -149,6 +169,7 @@ def rebind_state(tracer: "ConcreteTracer", module: torch.nn.Module, name: str,
             return False
     tracer.rebound_objects.setdefault((id(module), name), (module, name, old))
     tracer.rebound[key] = target
+    _stands_for_attribute(tracer, old, value)
     src = user_source(sys._getframe(2))
     written = tracer.resolve(value)
     with torch._C.DisableTorchFunction():  # comparing metadata must not be recorded
