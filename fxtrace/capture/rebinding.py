@@ -23,6 +23,7 @@ import dataclasses
 import keyword
 import operator
 import sys
+import types
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import torch
@@ -52,7 +53,7 @@ def _calling_module() -> Optional[torch.nn.Module]:
     ``forward``, or the module an ``fx.Interpreter`` runs. The fx graph has no value for the
     module itself (``get_attr`` reads attributes of it), so the Python fallback finds it here;
     the TorchScript the trace compiles to assigns ``self.<path>`` directly."""
-    frame = sys._getframe(2)
+    frame: Optional[types.FrameType] = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             break
@@ -167,18 +168,18 @@ def rebind_state(tracer: "ConcreteTracer", module: torch.nn.Module, name: str,
         target = _target(tracer, frame, old, is_buffer)
         if target is None:
             return False
+    with torch._C.DisableTorchFunction():  # comparing metadata must not be recorded
+        fits = (old.shape, old.dtype, old.device) == (value.shape, value.dtype, value.device)
+    assign = not fits or key in tracer.assigned_state
+    assert isinstance(target.target, str)
+    if assign and not _spellable(target.target):
+        return False  # no TorchScript spelling of the attribute: warned by the caller
     tracer.rebound_objects.setdefault((id(module), name), (module, name, old))
     tracer.rebound[key] = target
     _stands_for_attribute(tracer, old, value)
     src = user_source(sys._getframe(2))
     written = tracer.resolve(value)
-    with torch._C.DisableTorchFunction():  # comparing metadata must not be recorded
-        fits = (old.shape, old.dtype, old.device) == (value.shape, value.dtype, value.device)
-    assigned = key in tracer.assigned_state
-    if not fits or assigned:
-        assert isinstance(target.target, str)
-        if not _spellable(target.target):
-            return False  # no TorchScript spelling of the attribute: warned by the caller
+    if assign:
         node = tracer._create(frame, "call_function", set_state, (target.target, written), {},
                               None, source=src)
         node.meta[STATE_WRITE] = True
