@@ -23,6 +23,7 @@ from .capture.structure import same_structure, structure_of, structure_of_trace
 from .errors import InvalidArgument, InvalidAttribute
 from .failures import pipeline_error
 from .lower.script import lower_function, lower_module
+from .lower.setattr import assigns_state
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
 from .passes.fold_batchnorm import fold_on_request, require_eval_for_fold
 from .state import preserved_state
@@ -269,7 +270,8 @@ def trace_module(mod: torch.nn.Module, inputs: Dict[str, Any], optimize: Any = N
             for method_name, func, _, _ in methods:
                 run_check(script if method_name == "forward" else
                           script._c._get_method(method_name), func, check_sets[method_name],
-                          check_tolerance, stateful=[mod], capture=gm, method=method_name)
+                          check_tolerance, stateful=[mod, *([script] if assigns_state(gm) else [])],
+                          capture=gm, method=method_name)
     except Exception as e:
         err = pipeline_error(e, mod, "trace_module")
         if err is e:

@@ -92,7 +92,9 @@ class StateSnapshot:
                     seen.add(id(b))  # (a lazy module's buffers: materialised, not restored)
                     self.buffers.append([b, b.detach().clone(), b._version])
         # which tensor each buffer slot holds: ``self.count = self.count + 1`` rebinds it
-        self.slots = [(m, name, b) for m, _ in self.flags if isinstance(m._buffers, dict)
+        # (a ScriptModule's too: a trace rebinds one with a TorchScript assignment, F10)
+        self.slots = [(m, name, b) for m, _ in self.flags if isinstance(m._buffers, dict) or
+                      isinstance(m, torch.jit.ScriptModule)
                       for name, b in m._buffers.items() if b is not None]
         self.params: List[list] = []  # [name, tensor, version]
         if parameters:
@@ -121,8 +123,9 @@ class StateSnapshot:
         for m, saved in self.python:
             _restore_python_attributes(m, saved)
         for m, name, b in self.slots:
-            if m._buffers.get(name) is not b:
-                m._buffers[name] = b
+            slots = m._buffers  # (a ScriptModule's is a wrapper without .get)
+            if (slots.get(name) if isinstance(slots, dict) else slots[name]) is not b:
+                slots[name] = b
         for m, name, t in self.tensor_attributes:
             if m.__dict__.get(name) is not t:
                 m.__dict__[name] = t

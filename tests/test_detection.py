@@ -19,6 +19,7 @@ torchvision: they pin the two capture fixes the detectors needed.
 """
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from typing import Any, Callable, Dict, List, Tuple
@@ -104,6 +105,12 @@ def _builders() -> Dict[str, Tuple[Callable[..., torch.nn.Module], Dict[str, Any
         "retinanet_resnet50_fpn":
             (detection.retinanet_resnet50_fpn,
              dict(_SMALL, score_thresh=0.0, topk_candidates=50, detections_per_img=10)),
+        "fcos_resnet50_fpn":
+            (detection.fcos_resnet50_fpn,
+             dict(_SMALL, score_thresh=0.0, topk_candidates=50, detections_per_img=10)),
+        "ssd300_vgg16":
+            (detection.ssd300_vgg16, dict(score_thresh=0.0, topk_candidates=50,
+                                          detections_per_img=10)),
         "maskrcnn_resnet50_fpn": (detection.maskrcnn_resnet50_fpn, dict(_SMALL, **_RCNN)),
         "keypointrcnn_resnet50_fpn": (detection.keypointrcnn_resnet50_fpn, dict(_SMALL, **_RCNN)),
     }
@@ -140,25 +147,44 @@ def _trace_and_compare(name: str) -> Dict[Tuple[int, int], str]:
         traced = fxtrace.trace(model, (example,), strict=False)  # grad on, as the issue's run
     mismatches = [str(w.message) for w in caught if "does not match" in str(w.message)]
     assert not mismatches, mismatches[0]
+    loaded = _reloaded(traced)
     with torch.no_grad():
         want = model(example)
         assert want[0]["boxes"].shape[0] > 0, "no detection: the comparison would be vacuous"
         _same(traced(example), want, f"{name} at the example {EXAMPLE}")
+        _same(loaded(example), want, f"{name} saved and reloaded, at the example {EXAMPLE}")
     outcomes: Dict[Tuple[int, int], str] = {}
     for i, size in enumerate(OTHERS, start=1):
         images = _images(size, i)
         with torch.no_grad():
             want = model(images)
-            try:
-                got = traced(images)
-            except torch.jit.Error as e:
-                found = GUARD.search(str(e))
-                assert found is not None, f"{name} at {size}: not an fxtrace guard: {e}"
-                outcomes[size] = f"guard {found.group(1)}:{found.group(2)}"
-                continue
-        _same(got, want, f"{name} at {size}")  # never silently wrong
-        outcomes[size] = "match"
+            outcomes[size] = _outcome(traced, images, want, f"{name} at {size}")
+            again = _outcome(loaded, images, want, f"{name} reloaded, at {size}")
+        assert again == outcomes[size], (size, again, outcomes[size])
     return outcomes
+
+
+def _reloaded(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """``traced`` through ``torch.jit.save``/``load``."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.save/load deprecated
+        torch.jit.save(traced, buf)
+        buf.seek(0)
+        return torch.jit.load(buf)
+
+
+def _outcome(fn: Callable[..., Any], images: List[torch.Tensor], want: Any, what: str) -> str:
+    """``"match"`` (equal to eager), or ``"guard file.py:line"`` naming the frozen decision;
+    anything else fails (never silently wrong, never another error)."""
+    try:
+        got = fn(images)
+    except torch.jit.Error as e:
+        found = GUARD.search(str(e))
+        assert found is not None, f"{what}: not an fxtrace guard: {e}"
+        return f"guard {found.group(1)}:{found.group(2)}"
+    _same(got, want, what)
+    return "match"
 
 
 @needs_torchvision
@@ -186,6 +212,7 @@ def test_a_fresh_rcnn_is_refused_at_its_lazy_state() -> None:
 @needs_torchvision
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ssdlite320_mobilenet_v3_large", "retinanet_resnet50_fpn",
+                                  "fcos_resnet50_fpn", "ssd300_vgg16",
                                   "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"])
 def test_other_detectors_match_eager_or_guard(name: str) -> None:
     outcomes = _trace_and_compare(name)

@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import operator
 import sys
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.fx as fx
 
 from .. import tree
-from ..errors import TraceError
 from .environment import RecordingMode, tracing_environment
 from .frames import Frame, MetadataRead, ModuleTrace, Unrecordable, bind_names, signature_of
 from .inner_calls import call_inner, needs_inner_calls
 from .lazy import materialise_lazy
 from .leftover_state import leave_plain_state, unbind_state
 from .live_bools import TracedBool
-from .meta import STATE_WRITE
 from .methods import (
     CONVERSIONS,
     DEVICE_PROPERTIES,
@@ -48,6 +46,7 @@ from .methods import (
 )
 from .modules import ModuleCalls
 from .pystate import mutated_containers, python_containers, restore_containers
+from .rebinding import StateCopy, assign_aliased_copies, forget_rebound_values, rebind_state
 from .recorder import has_tensor, untraced_tree
 from .source import user_source
 from .values import TracedSize, untraced
@@ -70,6 +69,16 @@ class ConcreteTracer(ModuleCalls):
     """Runs user code once and records its torch-level operations (see the module NOTE)."""
 
     fast_paths = False  # NOTE [Fast paths] in .environment
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: ``(graph, module, name)`` of the attributes a forward rebound by assignment
+        #: (NOTE [Rebinding state]): their later rebindings are assignments too.
+        self.assigned_state: set = set()
+        #: the rebindings recorded as ``copy_``, revisited when the capture ends
+        self.state_copies: List[StateCopy] = []
+        #: values rebound into an attribute, standing for it in later frames (until the end)
+        self.rebound_values: List[torch.Tensor] = []
 
     def restore_python_state(self) -> None:
         """Put back the Python attributes forward assigned and the containers it mutated in
@@ -281,53 +290,8 @@ class ConcreteTracer(ModuleCalls):
         return value
 
     def _rebind_state(self, module: torch.nn.Module, name: str, value: torch.Tensor) -> bool:
-        """``self.<name> = <computed tensor>`` where ``<name>`` holds a buffer or a tensor the
-        trace reads as a constant: record a write into it (``copy_``), so the trace carries
-        the state from call to call as eager does. False when that is impossible."""
-        old = module.__dict__.get(name, module._buffers.get(name))
-        if not isinstance(old, torch.Tensor) or isinstance(old, torch.nn.Parameter):
-            return False
-        self.rebound_objects.setdefault((id(module), name), (module, name, old))
-        frame = self.frame
-        key = (id(frame.graph), id(module), name)
-        target = self.rebound.get(key)  # rebound before in this forward (fuzz F12)
-        is_buffer = module._buffers.get(name) is old
-        if target is None and not is_buffer and frame.lookup(old) is None:
-            return False  # never read by the trace: nothing to carry
-        with torch._C.DisableTorchFunction():  # comparing metadata must not be recorded
-            if (old.shape, old.dtype, old.device) != (value.shape, value.dtype, value.device):
-                if self.guards and (is_buffer or target is not None):
-                    # (fuzz F10) not a copy_: the trace cannot rebind the buffer's object
-                    raise TraceError(
-                        f"forward rebinds buffer '{name}' of {type(module).__name__} to a "
-                        f"tensor of another shape, dtype or device ({tuple(old.shape)} "
-                        f"{old.dtype} -> {tuple(value.shape)} {value.dtype}) at "
-                        f"{user_source(sys._getframe(2))}: a trace keeps buffers' shape, "
-                        "dtype and device. Keep them (e.g. assign "
-                        f"(...).to(self.{name}.dtype), or update it in place), or pass "
-                        "guards=False to trace without carrying it, as torch.jit does.")
-                return False
-        if target is None:
-            target = self.resolve(old)
-        if target.op != "get_attr":
-            return False
-        self.rebound[key] = target
-        src = user_source(sys._getframe(2))
-        written = self.resolve(value)
-        node = self._create(frame, "call_method", "copy_", (target, written), {}, None, source=src)
-        node.meta[STATE_WRITE] = True
-        if self.guards:  # eager rebinds to whatever comes: a copy_ is right while it fits (F10)
-            for what, expected in (("dtype", value.dtype), ("device", value.device)):
-                self.guard_equal(frame, ("call_function", getattr, (written, what)), expected,
-                                 what, src, f"buffer '{name}' rebound to its own {what}")
-            # rank, then each size: a size list compared with a list is a tuple against a
-            # list in the fx graph, which never compares equal
-            self.guard_equal(frame, ("call_method", "dim", (written,)), value.dim(), "rank",
-                             src, f"buffer '{name}' rebound to its own rank")
-            for i, size in enumerate(value.shape):
-                self.guard_equal(frame, ("call_method", "size", (written, i)), size, "shape",
-                                 src, f"buffer '{name}' rebound to its own size {i}")
-        return True
+        """``self.<name> = <computed tensor>``: NOTE [Rebinding state] in :mod:`.rebinding`."""
+        return rebind_state(self, module, name, value)
 
     def _sizes(self, t: torch.Tensor, value: Sequence[int]) -> Any:
         if not self._is_graph_tensor(t):
@@ -412,8 +376,10 @@ def capture_concrete(methods: Sequence[Tuple[str, Callable[..., Any], Tuple[Any,
     root_trace = tracer.trace_of(root, "")
     try:
         _run_methods(tracer, root_trace, methods)
+        assign_aliased_copies(tracer.state_copies)
     finally:
         tracer.writes.restore()  # NOTE [State writes]
+        forget_rebound_values(tracer)
         unbind_state(tracer.rebound_objects.values())
     tracer.python_writes.extend((what, None) for what in mutated_containers(containers))
     leave_plain_state(tracer.traced_attributes, containers)

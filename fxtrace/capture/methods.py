@@ -167,11 +167,39 @@ def _tolist_method(tr: ConcreteTracer, func: Callable[..., Any], args: Tuple[Any
     value is guarded (torch.jit records the list as constants, silently wrong elsewhere)."""
     value = tr._untraced_call(func, args, kwargs)
     if _watched(tr, args[0]):
-        _guard_value(tr, args[0], "tolist",
-                     message="Converting a tensor to a Python list might cause the trace to be "
-                             "incorrect. fxtrace records the values as constants and guards "
-                             "the tensor's value at run time.")
+        message = ("Converting a tensor to a Python list might cause the trace to be "
+                   "incorrect. fxtrace records the values as constants and guards the "
+                   "tensor's value at run time.")
+        if _has_nan(args[0]):
+            _guard_value_with_nan(tr, args[0], "tolist", message)
+        else:
+            _guard_value(tr, args[0], "tolist", message=message)
     return value
+
+
+def _has_nan(t: torch.Tensor) -> bool:
+    with torch._C.DisableTorchFunction():
+        return (t.is_floating_point() or t.is_complex()) and bool(t.isnan().any())
+
+
+def _guard_value_with_nan(tr: ConcreteTracer, t: torch.Tensor, kind: str, message: str
+                          ) -> None:
+    """:func:`_guard_value` for a tensor holding NaN, which ``torch.equal`` never finds equal
+    to itself (the guard failed on the trace's own example): the NaN positions are guarded,
+    then the other values, with NaN replaced by 0 on both sides (infinities kept)."""
+    frame, inf = tr.frame, float("inf")
+    with torch._C.DisableTorchFunction():
+        example = t.detach().clone()
+        mask, filled = example.isnan(), torch.nan_to_num(example, 0.0, inf, -inf)
+        dtype = t.dtype
+    consts = tr._constant(mask, frame), tr._constant(filled, frame)
+    tr.specialise_tensor(kind, t, dtype, _attribute("dtype"), message=message)
+    tr.specialise_tensor(kind, t, True, lambda node: ("call_function", torch.equal, (
+        tr._create(frame, "call_method", "isnan", (node,), {}, mask), consts[0])),
+        message=message)
+    tr.specialise_tensor(kind, t, True, lambda node: ("call_function", torch.equal, (
+        tr._create(frame, "call_function", torch.nan_to_num, (node, 0.0, inf, -inf), {},
+                   filled), consts[1])), message=message)
 
 
 class NumpyExports:

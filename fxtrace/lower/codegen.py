@@ -30,6 +30,7 @@ import torch.fx as fx
 from ..capture.meta import SOURCE, TENSOR_META, SourceLoc
 from ..errors import LoweringError
 from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
+from .setattr import is_set_state, set_state_statement
 from .special import guard_statements, rewrite_python_call
 from .targets import (
     NO_BUILTIN_DTYPE_METHODS,
@@ -320,6 +321,9 @@ class _Writer:
         if fn in (operator.is_, operator.is_not):
             word = "is" if fn is operator.is_ else "is not"
             return f"{self.value(args[0])} {word} {self.value(args[1])}"
+        if is_set_state(fn):  # a rebound attribute: an assignment (lower/setattr.py)
+            self.emit(set_state_statement(node, self.value), node)
+            return None
         if fn is operator.setitem:
             target = f"{self.value(args[0])}[{self.subscript(node, args[0], args[1])}]"
             self.emit(f"{target} = {self.value(args[2])}", node)
