@@ -206,3 +206,76 @@ def test_guard_on_a_random_value_is_named_at_trace_time():
             fxtrace.trace(_RandomBranch().eval(), torch.randn(4, 4), check_trace=False)
         except torch.jit.TracerWarning as w:
             assert "random op" not in str(w)        # eval: dropout draws nothing
+
+
+def _calls_agree(fn, trace, args, calls=3):
+    """Eager and the trace agree on ``calls`` calls in a row (state carried on both sides)."""
+    for _ in range(calls):
+        want, got = fn(*args), trace(*args)
+        want = want if isinstance(want, tuple) else (want,)
+        got = got if isinstance(got, tuple) else (got,)
+        if not all(torch.allclose(a, b) for a, b in zip(want, got)):
+            return False
+    return True
+
+
+def test_f16_in_place_op_on_a_numpy_constant_starts_from_its_value():
+    # seeds 10917 and 21013: the constant kept was the tensor after the capture's mul_
+    def f(x):
+        v2 = torch.as_tensor(np.cumsum(x.detach().numpy(), -1))
+        v3 = v2.mul_(1.5)
+        return v3 + x, v2
+
+    def g(x):
+        v0 = torch.from_numpy(x.detach().numpy() * 2)   # not seen by the torch function mode
+        v1 = v0.mul_(1.5)
+        return v1 * x
+
+    x = torch.randn(3, 4)
+    for fn in (f, g):
+        t = fxtrace.trace(fn, x, check_trace=False)
+        assert _calls_agree(fn, t, (x,))
+        assert "clone" in t.code                         # the write goes to a clone
+        assert not _calls_agree(fn, _jit(fn, x), (x,))    # torch.jit: wrong on its example
+
+
+def test_f16_write_through_a_view_of_a_numpy_constant():
+    def f(x):
+        v0 = torch.from_numpy(x.detach().numpy() * 2)
+        v0[0].add_(1)                                    # read first, then written through a view
+        return v0 * x
+    x = torch.randn(3, 4)
+    assert _calls_agree(f, fxtrace.trace(f, x, check_trace=False), (x,))
+
+
+def test_seed_841_a_guard_before_the_write_reads_the_value_made():
+    # seed 841: int(argmax) of a NumPy constant, later written in place; the guard read the
+    # constant after the capture's add_ and failed on the trace's own example
+    def f(x, y):
+        v1 = torch.as_tensor(np.cumsum(y.detach().numpy(), axis=-1))
+        v2 = v1.roll(int(v1[0].argmax()), 1)
+        v1.add_(x)
+        return torch.atan2(v2, v1)
+    x, y = torch.randn(4, 4, dtype=torch.float64), torch.randn(4, 4, dtype=torch.float64)
+    t = fxtrace.trace(f, (x, y), check_trace=False)
+    assert _calls_agree(f, t, (x, y))
+    assert _guarded(t, x, torch.randn(4, 4, dtype=torch.float64))   # other values: guarded
+
+
+def test_a_tensor_attribute_written_in_place_stays_shared():
+    # the clone is for tensors made anew on every call; the model's own tensor attributes
+    # persist across calls, and the trace keeps writing them (as eager does)
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.acc = torch.zeros(3)
+
+        def forward(self, x):
+            self.acc.add_(x)
+            return self.acc * 1
+
+    m, e = M(), M()
+    t = fxtrace.trace(m, torch.ones(3), check_trace=False)
+    assert torch.equal(m.acc, torch.zeros(3))            # the trace is an observation
+    for _ in range(3):
+        assert torch.equal(t(torch.ones(3)), e(torch.ones(3)))

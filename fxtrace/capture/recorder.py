@@ -8,6 +8,14 @@ enclosing frame (lifted into an extra input of the submodule's graph), and other
 becomes a constant attribute. :class:`Recorder` holds that map and creates nodes; the guards,
 module frames and the torch-function hook are the layers above it
 (:mod:`.guards`, :mod:`.modules`, :mod:`.concrete`).
+
+NOTE [Fresh constants]
+A call the graph cannot hold (``torch.from_numpy(array)``) makes a tensor that becomes a
+constant, and eager makes it anew on every call. The value kept is the one it was made with,
+taken right then (a later in-place op at capture must not leak into the constant: fuzz F16),
+and an in-place op on it (or on a view of it) writes a clone that the graph makes where the
+constant is read, never the constant itself (else each call's write would carry into the
+next, and a guard reading it earlier would see the written value: fuzz seed 841).
 """
 from __future__ import annotations
 
@@ -35,12 +43,12 @@ from .methods import NumpyExports, guard_inputs_of_constant
 from .source import user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
-from .writes import StateWrites
+from .writes import StateWrites, is_inplace_call
 
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
 
-__all__ = ["Recorder", "untraced_tree", "has_tensor", "has_traced", "holds_traced_numbers",
+__all__ = ["Recorder", "untraced_tree", "has_tensor", "storage_key", "has_traced", "holds_traced_numbers",
            "is_traced_leaf"]
 
 
@@ -62,6 +70,14 @@ def untraced_tree(value: Any) -> Any:
     elif cls is dict and all(type(v) in _PLAIN_LEAVES for v in value.values()):
         return value
     return tree.map_leaves(_plain_leaf, value)
+
+
+def storage_key(t: torch.Tensor) -> Optional[int]:
+    """The address of ``t``'s storage (None for tensors without one): views share it."""
+    try:
+        return t.untyped_storage().data_ptr() if t.device.type != "meta" else None
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
 def has_tensor(value: Any) -> bool:
@@ -86,6 +102,54 @@ def holds_traced_numbers(value: Any) -> bool:
 
 def has_traced(value: Any) -> bool:
     return any(is_traced_leaf(v) for v in tree.leaves(value))
+
+
+class _FreshWrites(StateWrites):
+    """:class:`StateWrites`, and before an in-place call: the value of a written tensor that
+    no open frame knows yet and that is not the model's state, which becomes a constant when
+    the call is recorded (NOTE [Fresh constants]: ``torch.from_numpy`` is not seen by the
+    torch function mode, so such a tensor is first met by the op that writes it)."""
+
+    def __init__(self, root: Optional[torch.nn.Module], recorder: "Recorder") -> None:
+        super().__init__(root)
+        self.recorder = recorder
+
+    def before(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+        super().before(name, args, kwargs)
+        if not args or not isinstance(args[0], torch.Tensor) or not is_inplace_call(name, kwargs):
+            return
+        t, rec = args[0], self.recorder
+        with torch._C.DisableTorchFunction():
+            key = storage_key(t)
+            for const in rec.fresh_nodes.get(key, ()) if key is not None else ():
+                const.keep_value()
+            if id(t) in rec.fresh or id(t) in rec.param_names or not rec.frames or \
+                    rec._known_anywhere(t) or self.is_state(key):
+                return
+            rec.fresh[id(t)] = (holder(t), t.detach().clone())
+
+    def is_state(self, key: Optional[int]) -> bool:
+        """Whether storage ``key`` is a parameter's or tensor attribute's of the model (it
+        persists across calls: a write into it is the model's, not a fresh tensor's)."""
+        return key is not None and key in self._index()
+
+
+class _Constant:
+    """A constant the graph reads (NOTE [Fresh constants]): its ``get_attr`` node, the clone
+    in-place ops write (once one does), and the live tensor while the constant is that very
+    object (``keep_value`` replaces it by its value before the first write)."""
+
+    __slots__ = ("node", "clone", "table", "live")
+
+    def __init__(self, node: fx.Node, table: Dict[str, Any], live: Optional[torch.Tensor]
+                 ) -> None:
+        self.node, self.table, self.live = node, table, live
+        self.clone: Optional[fx.Node] = None
+
+    def keep_value(self) -> None:
+        if self.live is not None:
+            self.table[str(self.node.target)] = self.live.detach().clone()
+            self.live = None
 
 
 class Recorder:
@@ -122,7 +186,7 @@ class Recorder:
         #: a global, a config object) then acts as the plain value, recording nothing.
         self.finished = False
         #: Parameters and tensor attributes written in place, put back after the capture.
-        self.writes = StateWrites(root)
+        self.writes = _FreshWrites(root, self)
         #: Tensors whose memory left as NumPy arrays, watched for writes (fuzz F8).
         self.numpy_exports = NumpyExports()
         #: ``(graph, module, buffer name) -> get_attr node`` of a buffer forward rebound, so a
@@ -136,6 +200,11 @@ class Recorder:
         self.python_before: Dict[Tuple[int, str], Tuple[torch.nn.Module, str, Any]] = {}
         #: ``python_containers(root)`` taken before the capture (their copies).
         self.containers: List[Any] = []
+        #: NOTE [Fresh constants]: id -> (weak reference, value when made) of the tensors a
+        #: call the graph cannot hold made (``torch.from_numpy(array)``), and storage -> the
+        #: constants on it (the model's state left out).
+        self.fresh: Dict[int, Tuple[Any, torch.Tensor]] = {}
+        self.fresh_nodes: Dict[int, List[_Constant]] = {}
         if root is not None:
             for qual, p in root.named_parameters(remove_duplicate=False):
                 self.param_names.setdefault(id(p), []).append(qual)
@@ -210,10 +279,68 @@ class Recorder:
                 f"(shape {tuple(t.shape)}, at {src or 'unknown location'}). "
                 "Consider making it a parameter or input, or detaching the gradient.")
         name = f"_tensor_constant{len(frame.trace.constants)}"
-        frame.trace.constants[name] = t
+        fresh = self.fresh.get(id(t))
+        fresh_value = fresh[1] if fresh is not None and held(fresh[0]) is t else None
+        # a fresh tensor keeps the value it was made with (NOTE [Fresh constants])
+        frame.trace.constants[name] = t if fresh_value is None else fresh_value
         node = self._create(frame, "get_attr", name, (), {}, t)
         frame.bind(t, node)
+        with torch._C.DisableTorchFunction():
+            key = storage_key(t)
+        if key is not None and not self.writes.is_state(key):
+            self.fresh_nodes.setdefault(key, []).append(
+                _Constant(node, frame.trace.constants, t if fresh_value is None else None))
         return node
+
+    def _known_anywhere(self, t: torch.Tensor) -> bool:
+        frame: Optional[Frame] = self.frame
+        while frame is not None:
+            if frame.lookup(t) is not None:
+                return True
+            frame = frame.parent
+        return False
+
+    def _note_fresh(self, out: Any, frame: Frame) -> None:
+        """Keep the value of each tensor in ``out`` that a call the graph cannot hold made,
+        before any later op writes it (NOTE [Fresh constants])."""
+        for t in tree.leaves(out):
+            if isinstance(t, torch.Tensor) and not t.requires_grad and \
+                    frame.lookup(t) is None and id(t) not in self.param_names:
+                with torch._C.DisableTorchFunction():
+                    self.fresh[id(t)] = (holder(t), t.detach().clone())
+
+    def _clone_written_constant(self, target: Any, args: Tuple[Any, ...],
+                                kwargs: Dict[str, Any], fx_args: Any, fx_kwargs: Any
+                                ) -> Tuple[Any, Any]:
+        """NOTE [Fresh constants]: an in-place call writing a fresh constant (or a view of
+        it) writes a clone the graph makes right after the ``get_attr``, never the constant.
+
+        Eager makes the tensor anew on every call; writing the constant itself would carry
+        each call's write into the next. Every use of the constant reads the clone, and the
+        clone is made where the constant is read first, so reads before the write see the
+        value the tensor was made with, as in eager."""
+        name = target if isinstance(target, str) else getattr(target, "__name__", "")
+        if not self.fresh_nodes or not args or not isinstance(args[0], torch.Tensor) or \
+                not is_inplace_call(name, kwargs):
+            return fx_args, fx_kwargs
+        with torch._C.DisableTorchFunction():
+            key = storage_key(args[0])
+        graph = self.frame.graph
+        entry = next((c for c in self.fresh_nodes.get(key, ()) if c.node.graph is graph),
+                     None) if key is not None else None
+        if entry is None or entry.clone is not None:
+            return fx_args, fx_kwargs
+        const = entry.node
+        with graph.inserting_after(const):
+            clone = self._create(self.frame, "call_method", "clone", (const,), {}, args[0],
+                                 source=const.meta[SOURCE])
+        const.replace_all_uses_with(clone, delete_user_cb=lambda user: user is not clone)
+        entry.clone = clone
+        for vid, (entry_value, node) in list(self.frame.values.items()):
+            if node is const:
+                self.frame.values[vid] = (entry_value, clone)
+        swap = (lambda n: clone if n is const else n)
+        return fx.node.map_arg(fx_args, swap), fx.node.map_arg(fx_kwargs, swap)
 
     def to_arg(self, value: Any) -> Any:
         """Map a Python argument to an fx argument: tensors and traced numbers become nodes.
@@ -279,11 +406,14 @@ class Recorder:
             fx_args = self._map_arg(args)
             fx_kwargs = self._map_arg(kwargs)
         except Unrecordable as e:
+            self._note_fresh(out, frame)
             if self.guards and guard_inputs_of_constant(self.tracer, target, args, kwargs):
                 return out  # baked, and guarded on what it was computed from (fuzz F8)
             self.specialise_plain("constant", out, f"an argument of type {e} cannot be recorded; "
                                   "the result is a constant")
             return out
+        fx_args, fx_kwargs = self._clone_written_constant(target, args, kwargs, fx_args,
+                                                          fx_kwargs)
         node = self._create(frame, op, target, fx_args, fx_kwargs, out)
         self._bind_output(frame, node, out)
         return out
