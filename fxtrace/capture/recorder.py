@@ -8,14 +8,6 @@ enclosing frame (lifted into an extra input of the submodule's graph), and other
 becomes a constant attribute. :class:`Recorder` holds that map and creates nodes; the guards,
 module frames and the torch-function hook are the layers above it
 (:mod:`.guards`, :mod:`.modules`, :mod:`.concrete`).
-
-NOTE [Fresh constants]
-A call the graph cannot hold (``torch.from_numpy(array)``) makes a tensor that becomes a
-constant, and eager makes it anew on every call. The value kept is the one it was made with,
-taken right then (a later in-place op at capture must not leak into the constant: fuzz F16),
-and an in-place op on it (or on a view of it) writes a clone that the graph makes where the
-constant is read, never the constant itself (else each call's write would carry into the
-next, and a guard reading it earlier would see the written value: fuzz seed 841).
 """
 from __future__ import annotations
 
@@ -29,6 +21,7 @@ import torch.fx as fx
 from .. import tree
 from ..errors import TraceError
 from .frames import LEAF_TYPES, Frame, ModuleTrace, Unrecordable, held, holder, new_node
+from .fresh import FreshWrites, TensorConstant, storage_key
 from .meta import (
     MODULE,
     SOURCE,
@@ -43,12 +36,12 @@ from .methods import NumpyExports, guard_inputs_of_constant
 from .source import user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
-from .writes import StateWrites, is_inplace_call
+from .writes import is_inplace_call
 
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
 
-__all__ = ["Recorder", "untraced_tree", "has_tensor", "storage_key", "has_traced", "holds_traced_numbers",
+__all__ = ["Recorder", "untraced_tree", "has_tensor", "has_traced", "holds_traced_numbers",
            "is_traced_leaf"]
 
 
@@ -70,14 +63,6 @@ def untraced_tree(value: Any) -> Any:
     elif cls is dict and all(type(v) in _PLAIN_LEAVES for v in value.values()):
         return value
     return tree.map_leaves(_plain_leaf, value)
-
-
-def storage_key(t: torch.Tensor) -> Optional[int]:
-    """The address of ``t``'s storage (None for tensors without one): views share it."""
-    try:
-        return t.untyped_storage().data_ptr() if t.device.type != "meta" else None
-    except (RuntimeError, NotImplementedError):
-        return None
 
 
 def has_tensor(value: Any) -> bool:
@@ -102,54 +87,6 @@ def holds_traced_numbers(value: Any) -> bool:
 
 def has_traced(value: Any) -> bool:
     return any(is_traced_leaf(v) for v in tree.leaves(value))
-
-
-class _FreshWrites(StateWrites):
-    """:class:`StateWrites`, and before an in-place call: the value of a written tensor that
-    no open frame knows yet and that is not the model's state, which becomes a constant when
-    the call is recorded (NOTE [Fresh constants]: ``torch.from_numpy`` is not seen by the
-    torch function mode, so such a tensor is first met by the op that writes it)."""
-
-    def __init__(self, root: Optional[torch.nn.Module], recorder: "Recorder") -> None:
-        super().__init__(root)
-        self.recorder = recorder
-
-    def before(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
-        super().before(name, args, kwargs)
-        if not args or not isinstance(args[0], torch.Tensor) or not is_inplace_call(name, kwargs):
-            return
-        t, rec = args[0], self.recorder
-        with torch._C.DisableTorchFunction():
-            key = storage_key(t)
-            for const in rec.fresh_nodes.get(key, ()) if key is not None else ():
-                const.keep_value()
-            if id(t) in rec.fresh or id(t) in rec.param_names or not rec.frames or \
-                    rec._known_anywhere(t) or self.is_state(key):
-                return
-            rec.fresh[id(t)] = (holder(t), t.detach().clone())
-
-    def is_state(self, key: Optional[int]) -> bool:
-        """Whether storage ``key`` is a parameter's or tensor attribute's of the model (it
-        persists across calls: a write into it is the model's, not a fresh tensor's)."""
-        return key is not None and key in self._index()
-
-
-class _Constant:
-    """A constant the graph reads (NOTE [Fresh constants]): its ``get_attr`` node, the clone
-    in-place ops write (once one does), and the live tensor while the constant is that very
-    object (``keep_value`` replaces it by its value before the first write)."""
-
-    __slots__ = ("node", "clone", "table", "live")
-
-    def __init__(self, node: fx.Node, table: Dict[str, Any], live: Optional[torch.Tensor]
-                 ) -> None:
-        self.node, self.table, self.live = node, table, live
-        self.clone: Optional[fx.Node] = None
-
-    def keep_value(self) -> None:
-        if self.live is not None:
-            self.table[str(self.node.target)] = self.live.detach().clone()
-            self.live = None
 
 
 class Recorder:
@@ -186,7 +123,7 @@ class Recorder:
         #: a global, a config object) then acts as the plain value, recording nothing.
         self.finished = False
         #: Parameters and tensor attributes written in place, put back after the capture.
-        self.writes = _FreshWrites(root, self)
+        self.writes = FreshWrites(root, self)
         #: Tensors whose memory left as NumPy arrays, watched for writes (fuzz F8).
         self.numpy_exports = NumpyExports()
         #: ``(graph, module, buffer name) -> get_attr node`` of a buffer forward rebound, so a
@@ -204,7 +141,7 @@ class Recorder:
         #: call the graph cannot hold made (``torch.from_numpy(array)``), and storage -> the
         #: constants on it (the model's state left out).
         self.fresh: Dict[int, Tuple[Any, torch.Tensor]] = {}
-        self.fresh_nodes: Dict[int, List[_Constant]] = {}
+        self.fresh_nodes: Dict[int, List[TensorConstant]] = {}
         if root is not None:
             for qual, p in root.named_parameters(remove_duplicate=False):
                 self.param_names.setdefault(id(p), []).append(qual)
@@ -289,7 +226,7 @@ class Recorder:
             key = storage_key(t)
         if key is not None and not self.writes.is_state(key):
             self.fresh_nodes.setdefault(key, []).append(
-                _Constant(node, frame.trace.constants, t if fresh_value is None else None))
+                TensorConstant(node, frame.trace.constants, t if fresh_value is None else None))
         return node
 
     def _known_anywhere(self, t: torch.Tensor) -> bool:
@@ -339,7 +276,9 @@ class Recorder:
         for vid, (entry_value, node) in list(self.frame.values.items()):
             if node is const:
                 self.frame.values[vid] = (entry_value, clone)
-        swap = (lambda n: clone if n is const else n)
+
+        def swap(n: fx.Node) -> fx.Node:
+            return clone if n is const else n
         return fx.node.map_arg(fx_args, swap), fx.node.map_arg(fx_kwargs, swap)
 
     def to_arg(self, value: Any) -> Any:
