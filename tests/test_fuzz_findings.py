@@ -279,3 +279,78 @@ def test_a_tensor_attribute_written_in_place_stays_shared():
     assert torch.equal(m.acc, torch.zeros(3))            # the trace is an observation
     for _ in range(3):
         assert torch.equal(t(torch.ones(3)), e(torch.ones(3)))
+
+
+def _f15_programs():
+    # every way the fuzzer's vocabulary hands sizes to NumPy, and a few more
+    return {
+        "np_size_sum": lambda a: a * float(np.ones(a.shape).sum()),        # silent before
+        "np_ones": lambda a: a + torch.from_numpy(np.ones(a.shape, dtype=np.float32)),
+        "np_zeros": lambda a: a + torch.from_numpy(np.zeros(a.shape, dtype=np.float32)),
+        "np_arange": lambda a: a + torch.from_numpy(np.arange(a.size(1))).to(a.dtype),
+        "np_new_tensor": lambda a: a.new_tensor(np.ones((a.size(0), a.size(1)))) + a,
+        "np_prod": lambda a: a * float(np.prod(a.shape)),
+        "np_star": lambda a: a * float(np.ones((*a.shape,)).sum()),
+        "np_expr": lambda a: a * float(np.ones(a.size(0) * 2).sum()),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_f15_programs()))
+def test_f15_sizes_numpy_reads_are_guarded(name):
+    f = _f15_programs()[name]
+    x = torch.randn(3, 4)
+    t = fxtrace.trace(f, x, check_trace=False)
+    assert torch.allclose(t(x), f(x))
+    for other in (torch.randn(5, 4), torch.randn(3, 6)):
+        try:
+            got = t(other)
+        except Exception as e:  # noqa: BLE001 - a guard is the right answer
+            assert is_guard_error(e), e
+            continue
+        assert torch.allclose(got, f(other))           # else right: never silently wrong
+    assert _guarded(t, torch.randn(5, 7))
+    with pytest.raises((RuntimeError, AssertionError)):  # torch.jit: frozen: raises or wrong
+        assert torch.allclose(_jit(f, x)(torch.randn(5, 7)), f(torch.randn(5, 7)))
+
+
+def test_f15_guard_names_the_users_line_and_warns():
+    def f(a):
+        return a * float(np.ones(a.shape).sum())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        t = fxtrace.trace(f, torch.randn(4), check_trace=False)
+    ours = [w for w in seen if issubclass(w.category, torch.jit.TracerWarning)]
+    assert ours and all(w.filename == __file__ for w in ours), [str(w.message) for w in seen]
+    assert any("numpy" in str(w.message) for w in ours)
+    err = _error_of(t, torch.randn(2))
+    assert is_guard_error(err) and "test_fuzz_findings.py" in str(err) and "numpy" in str(err)
+
+
+def test_sizes_python_reads_stay_live():
+    # builtins, math and Python code read the sizes through their methods: nothing is frozen
+    import math
+
+    def f(a):
+        n = math.prod(a.shape) + len(tuple(a.shape)) + sum(list(a.shape))
+        return a.reshape(-1)[: n - 2 - sum(a.shape)] * 2
+    t = fxtrace.trace(f, torch.randn(3, 4), check_trace=False)
+    for probe in (torch.randn(3, 4), torch.randn(5, 6)):
+        assert torch.equal(t(probe), f(probe))
+
+
+def _error_of(fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - the error under test
+        return e
+    raise AssertionError("expected an error")
+
+
+def test_f15_still_guarded_once_the_interpreter_specialised_the_call():
+    # CPython 3.11 runs a call to a C function that it has specialised in PRECALL (after a
+    # few calls of the same line): the reader must be found there too
+    def f(a):
+        return a + torch.from_numpy(np.ones(a.shape, dtype=np.float32))
+    for _ in range(12):
+        t = fxtrace.trace(f, torch.randn(3, 4), check_trace=False)
+        assert _guarded(t, torch.randn(5, 4))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 import sys
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, cast
 
 import torch
@@ -20,6 +21,7 @@ import torch.fx as fx
 
 from .. import tree
 from ..errors import TraceError
+from .foreign import foreign_argument_of
 from .frames import LEAF_TYPES, Frame, ModuleTrace, Unrecordable, held, holder, new_node
 from .fresh import FreshWrites, TensorConstant, storage_key
 from .meta import (
@@ -33,7 +35,7 @@ from .meta import (
     tensor_meta_of,
 )
 from .methods import NumpyExports, guard_inputs_of_constant
-from .source import user_source
+from .source import user_frame, user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
 from .writes import is_inplace_call
@@ -396,12 +398,48 @@ class Recorder:
         cls = TracedInt if isinstance(value, int) and not isinstance(value, bool) else TracedFloat
         result = cls(value, self.tracer)
         frame.bind(result, node)
+        self._freeze_if_foreign(result)
         return result
 
     def traced_int(self, node: fx.Node, value: int) -> TracedInt:
         result = TracedInt(value, self.tracer)
         self.frame.bind(result, node)
+        self._freeze_if_foreign(result)
         return result
+
+    # -- NOTE [Foreign readers] -------------------------------------------------------------
+    def _freeze_if_foreign(self, value: Any) -> None:
+        """Freeze ``value`` when the user's code produces it as an argument of foreign C code
+        (``np.arange(x.size(1))``), which reads it without running any of its methods."""
+        frame = user_frame(sys._getframe(2))
+        reader = foreign_argument_of(frame)
+        if reader is not None and frame is not None:
+            self.freeze_number(value, reader, frame)
+
+    def freeze_sizes(self, sizes: TracedSize, reader: str, frame: FrameType) -> None:
+        """Freeze every item of ``sizes``, which foreign C code (``reader``) iterates."""
+        for item in sizes._whole():
+            self.freeze_number(item, reader, frame)
+
+    def freeze_number(self, value: Any, reader: str, frame: FrameType) -> None:
+        """Guard a traced number that ``reader`` (foreign C code called at ``frame``, or from
+        inside its package) reads as a plain number, naming the user's line that called it."""
+        if self.finished or not is_traced(value):
+            return
+        package = reader.split(".")[0]
+        caller: Optional[FrameType] = frame
+        while caller is not None and str(caller.f_globals.get("__name__", "")).split(".")[0] \
+                == package:
+            caller = caller.f_back
+        src = user_source(caller) if caller is not None else None
+        plain = untraced(value)
+        cond = self._create(self.frame, "call_function", operator.eq, (self.resolve(value), plain),
+                            {}, True, source=src)
+        self.tracer._guard(self.frame, cond, "size", plain, src,
+                           f"a size equal to {plain}, read by {reader}")
+        self.tracer.warn_frozen(src, f"A size was passed to {reader}, C code outside torch that "
+                                     "reads it as a plain number: the trace is specialised to it",
+                                "size")
 
     def _computed(self, value: Any) -> bool:
         """Whether some open frame computed ``value`` (no node is created or lifted)."""
