@@ -292,7 +292,29 @@ def _f15_programs():
         "np_prod": lambda a: a * float(np.prod(a.shape)),
         "np_star": lambda a: a * float(np.ones((*a.shape,)).sum()),
         "np_expr": lambda a: a * float(np.ones(a.size(0) * 2).sum()),
+        "np_named": _np_named,
+        "np_unpacked": _np_unpacked,
     }
+
+
+def _np_named(a):
+    seq = a.size(1)                                  # bound to a name, then handed to NumPy
+    return a + torch.from_numpy(np.arange(seq)).to(a.dtype)
+
+
+def _np_unpacked(a):
+    rows, cols = a.shape
+    return a + torch.from_numpy(np.ones((rows, cols), dtype=np.float32))
+
+
+def test_f15_a_name_not_handed_to_numpy_stays_live():
+    def f(a):
+        n = a.size(0)
+        out = a.view(n, -1) * 2
+        return out + float(np.ones(3).sum())
+    t = fxtrace.trace(f, torch.randn(3, 4), check_trace=False)
+    for probe in (torch.randn(3, 4), torch.randn(5, 7)):
+        assert torch.equal(t(probe), f(probe))
 
 
 @pytest.mark.parametrize("name", sorted(_f15_programs()))

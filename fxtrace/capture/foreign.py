@@ -20,7 +20,7 @@ import dis
 import inspect
 import linecache
 import types
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["foreign_caller", "foreign_argument_of"]
 
@@ -36,7 +36,7 @@ _NUMERIC = frozenset({"numpy", "scipy", "pandas", "cupy", "jax", "numba"})
 #: (CPython 3.11 runs a call to a C function it specialised in PRECALL)
 _CALLS = frozenset({"CALL", "CALL_FUNCTION_EX", "PRECALL"})
 #: per file: (span of a Call -> its callee expression, span of an argument -> callee expression)
-_index_cache: Dict[str, Tuple[Dict[Span, ast.expr], Dict[Span, ast.expr]]] = {}
+_index_cache: Dict[str, "_FileIndex"] = {}
 _positions_cache: Dict[types.CodeType, List[Span]] = {}
 
 
@@ -56,22 +56,67 @@ def _arguments(node: ast.expr) -> List[ast.expr]:
     return out
 
 
-def _index(filename: str) -> Tuple[Dict[Span, ast.expr], Dict[Span, ast.expr]]:
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def _walk_scope(scope: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of one scope: ``ast.walk`` that does not enter nested functions or classes
+    (their names are other variables)."""
+    todo = list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, _SCOPES):
+            todo.extend(ast.iter_child_nodes(node))
+
+
+class _FileIndex:
+    """One parsed file: span of a call -> its callee; span of an argument -> the callee it
+    is passed to; span of a value assigned to names (or of the names unpacked) -> the callees
+    those names are passed to anywhere in the same function (``n = x.size(0)`` ...
+    ``np.ones(n)``: a lexical over-approximation, which can only guard more)."""
+
+    def __init__(self, tree: ast.AST) -> None:
+        self.calls: Dict[Span, ast.expr] = {}
+        self.args: Dict[Span, ast.expr] = {}
+        self.named: Dict[Span, List[ast.expr]] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                self.calls[_span(node)] = node.func
+                for arg in node.args + [k.value for k in node.keywords]:
+                    for inner in _arguments(arg):
+                        self.args.setdefault(_span(inner), node.func)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)):
+                self._scope(node)
+
+    def _scope(self, scope: ast.AST) -> None:
+        passed: Dict[str, List[ast.expr]] = {}
+        for node in _walk_scope(scope):
+            if isinstance(node, ast.Call):
+                for arg in node.args + [k.value for k in node.keywords]:
+                    for inner in _arguments(arg):
+                        if isinstance(inner, ast.Name):
+                            passed.setdefault(inner.id, []).append(node.func)
+        if not passed:
+            return
+        for node in _walk_scope(scope):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    callees = [c for name in _arguments(target) if isinstance(name, ast.Name)
+                               for c in passed.get(name.id, ())]
+                    if callees:
+                        self.named.setdefault(_span(node.value), []).extend(callees)
+                        self.named.setdefault(_span(target), []).extend(callees)
+
+
+def _index(filename: str) -> _FileIndex:
     hit = _index_cache.get(filename)
     if hit is None:
-        calls: Dict[Span, ast.expr] = {}
-        args: Dict[Span, ast.expr] = {}
         try:
             tree = ast.parse("".join(linecache.getlines(filename)))
         except (SyntaxError, ValueError):
             tree = ast.Module(body=[], type_ignores=[])
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                calls[_span(node)] = node.func
-                for arg in node.args + [k.value for k in node.keywords]:
-                    for inner in _arguments(arg):
-                        args.setdefault(_span(inner), node.func)
-        hit = _index_cache[filename] = (calls, args)
+        hit = _index_cache[filename] = _FileIndex(tree)
     return hit
 
 
@@ -145,7 +190,7 @@ def foreign_caller(frame: Optional[types.FrameType]) -> Optional[str]:
     code = frame.f_code
     if dis.opname[code.co_code[frame.f_lasti]] not in _CALLS:
         return None  # a for loop, an unpacking: Python reads the items
-    func = _index(code.co_filename)[0].get(_position(frame))
+    func = _index(code.co_filename).calls.get(_position(frame))
     return _foreign_name(_resolve(func, frame)) if func is not None else None
 
 
@@ -154,5 +199,12 @@ def foreign_argument_of(frame: Optional[types.FrameType]) -> Optional[str]:
     (``np.arange(x.size(1))``, ``np.ones((x.size(0), 2))``), if any."""
     if frame is None:
         return None
-    func = _index(frame.f_code.co_filename)[1].get(_position(frame))
-    return _foreign_name(_resolve(func, frame)) if func is not None else None
+    index, span = _index(frame.f_code.co_filename), _position(frame)
+    func = index.args.get(span)
+    if func is not None:
+        return _foreign_name(_resolve(func, frame))
+    for func in index.named.get(span, ()):
+        name = _foreign_name(_resolve(func, frame))
+        if name is not None:
+            return name
+    return None
