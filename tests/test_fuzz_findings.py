@@ -294,7 +294,14 @@ def _f15_programs():
         "np_expr": lambda a: a * float(np.ones(a.size(0) * 2).sum()),
         "np_named": _np_named,
         "np_unpacked": _np_unpacked,
+        "np_list": _np_list,
     }
+
+
+def _np_list(a):
+    n = a.size(0)
+    dims = [n, 4]
+    return a * float(np.ones(dims).sum())
 
 
 def _np_named(a):

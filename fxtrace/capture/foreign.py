@@ -99,14 +99,26 @@ class _FileIndex:
                             passed.setdefault(inner.id, []).append(node.func)
         if not passed:
             return
-        for node in _walk_scope(scope):
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    callees = [c for name in _arguments(target) if isinstance(name, ast.Name)
-                               for c in passed.get(name.id, ())]
-                    if callees:
-                        self.named.setdefault(_span(node.value), []).extend(callees)
-                        self.named.setdefault(_span(target), []).extend(callees)
+        assigns = [n for n in _walk_scope(scope) if isinstance(n, ast.Assign)]
+        for _ in range(4):  # ``dims = [n]`` ... ``np.ones(dims)``: n is handed over too
+            grew = False
+            for node in assigns:
+                via = [c for t in node.targets for name in _arguments(t)
+                       if isinstance(name, ast.Name) for c in passed.get(name.id, ())]
+                for inner in _arguments(node.value) if via else ():
+                    if isinstance(inner, ast.Name) and not set(via) <= set(
+                            passed.get(inner.id, ())):
+                        passed.setdefault(inner.id, []).extend(via)
+                        grew = True
+            if not grew:
+                break
+        for node in assigns:
+            for target in node.targets:
+                callees = [c for name in _arguments(target) if isinstance(name, ast.Name)
+                           for c in passed.get(name.id, ())]
+                if callees:
+                    self.named.setdefault(_span(node.value), []).extend(callees)
+                    self.named.setdefault(_span(target), []).extend(callees)
 
 
 def _index(filename: str) -> _FileIndex:
