@@ -143,7 +143,7 @@ def _position(frame: types.FrameType) -> Span:
 
 def _resolve(expr: ast.expr, frame: types.FrameType) -> Any:
     """The object ``expr`` (a name or attribute chain) denotes in ``frame``, running no user
-    code (attributes of non-modules are read statically); None when it cannot tell."""
+    code (attributes are read statically); None when it cannot tell."""
     if isinstance(expr, ast.Name):
         for scope in (frame.f_locals, frame.f_globals, vars(builtins)):
             if expr.id in scope:
@@ -153,9 +153,10 @@ def _resolve(expr: ast.expr, frame: types.FrameType) -> Any:
         base = _resolve(expr.value, frame)
         if base is None:
             return None
-        if isinstance(base, types.ModuleType):
-            return getattr(base, expr.attr, None)
-        return inspect.getattr_static(base, expr.attr, None)
+        try:  # static: no module ``__getattr__`` (lazy imports), property or descriptor runs
+            return inspect.getattr_static(base, expr.attr, None)
+        except Exception:  # noqa: BLE001 - an odd object: the callee is unknown, left alone
+            return None
     return None
 
 
