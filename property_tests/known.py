@@ -24,21 +24,16 @@ def _one(key: str, inputs: InputSpec = _F32, module: bool = False) -> Program:
 
 
 #: finding id -> the entries that trigger it
-_BY_FINDING: Dict[str, Tuple[str, ...]] = {
-    "F15-numpy-reads-sizes": ("numpy.np_size_sum", "numpy.np_ones", "numpy.np_arange",
-                              "numpy.np_new_tensor"),
-}
+_BY_FINDING: Dict[str, Tuple[str, ...]] = {}
 
 _WRONG = ("fx-wrong", "fx-wrong-example")
 
 #: finding id -> the fxtrace classes it gives (attribution of fuzzer outcomes to findings)
-CLASSES: Dict[str, Tuple[str, ...]] = {"F15-numpy-reads-sizes": _WRONG + ("fx-run-error",)}
+CLASSES: Dict[str, Tuple[str, ...]] = {}
 
 KNOWN: Dict[str, str] = {key: f for f, keys in _BY_FINDING.items() for key in keys}
 
-REPROS: Dict[str, Tuple[Program, str]] = {
-    "F15-numpy-reads-sizes": (_one("numpy.np_size_sum"), "fx-wrong"),
-}
+REPROS: Dict[str, Tuple[Program, str]] = {}
 
 
 #: Fixed since filed (FINDINGS.md says how): F1 ``x ** 2``, F2 ``x[..., idx]``, F4
@@ -46,11 +41,13 @@ REPROS: Dict[str, Tuple[Program, str]] = {
 #: F13 aliased example inputs (each input position gets its own tensor object), F7 no-op
 #: conversions (the operand's dtype and device are guarded); F3 ``tolist``, F6 ``type(str)``,
 #: F8 NumPy round trips, F9 buffer ``item``, F10/F12 buffer rebinding, F11 dead random ops,
-#: F14 the check's re-capture RNG (tests/test_fuzz_findings.py, one differential test each).
+#: F14 the check's re-capture RNG, F15 sizes NumPy reads, F16 in-place writes into a NumPy
+#: constant (tests/test_fuzz_findings.py, one differential test each).
 FIXED = ("F1-pow-crash", "F2-ellipsis-tensor-index", "F3-tolist", "F4-bool-method",
          "F5-uniform-int-args", "F6-type-string", "F7-noop-conversion", "F8-numpy-baked",
          "F9-buffer-item-unguarded", "F10-buffer-rebind-dtype", "F11-dead-random-op-dropped",
-         "F12-buffer-rebound-twice", "F13-aliased-example-inputs", "F14-check-rng-false-alarm")
+         "F12-buffer-rebound-twice", "F13-aliased-example-inputs", "F14-check-rng-false-alarm",
+         "F15-numpy-reads-sizes", "F16-inplace-numpy-constant")
 
 #: Families left out of the default-run test because of a finding no entry list captures
 #: (none open).

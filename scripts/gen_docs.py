@@ -103,9 +103,9 @@ MODELS = textwrap.dedent("""\
 
 
     def escapes(x):
-        # the size leaves torch through NumPy, which fxtrace cannot see (fuzz F15): the trace
-        # keeps the value as a constant, with no guard
-        return x * float(np.ones(x.shape).sum())
+        # the size leaves the trace as text, which fxtrace does not guard (printing a size must
+        # not specialise a trace): the number read back is a constant, with no guard
+        return x * float(str(x.size(0)))
 
 
     def rescale(x):

@@ -209,3 +209,180 @@ def test_guard_on_a_random_value_is_named_at_trace_time():
             fxtrace.trace(_RandomBranch().eval(), torch.randn(4, 4), check_trace=False)
         except torch.jit.TracerWarning as w:
             assert "random op" not in str(w)        # eval: dropout draws nothing
+
+
+def _calls_agree(fn, trace, args, calls=3):
+    """Eager and the trace agree on ``calls`` calls in a row (state carried on both sides)."""
+    for _ in range(calls):
+        want, got = fn(*args), trace(*args)
+        want = want if isinstance(want, tuple) else (want,)
+        got = got if isinstance(got, tuple) else (got,)
+        if not all(torch.allclose(a, b) for a, b in zip(want, got)):
+            return False
+    return True
+
+
+def test_f16_in_place_op_on_a_numpy_constant_starts_from_its_value():
+    # seeds 10917 and 21013: the constant kept was the tensor after the capture's mul_
+    def f(x):
+        v2 = torch.as_tensor(np.cumsum(x.detach().numpy(), -1))
+        v3 = v2.mul_(1.5)
+        return v3 + x, v2
+
+    def g(x):
+        v0 = torch.from_numpy(x.detach().numpy() * 2)   # not seen by the torch function mode
+        v1 = v0.mul_(1.5)
+        return v1 * x
+
+    x = torch.randn(3, 4)
+    for fn in (f, g):
+        t = fxtrace.trace(fn, x, check_trace=False)
+        assert _calls_agree(fn, t, (x,))
+        assert "clone" in t.code                         # the write goes to a clone
+        assert not _calls_agree(fn, _jit(fn, x), (x,))    # torch.jit: wrong on its example
+
+
+def test_f16_write_through_a_view_of_a_numpy_constant():
+    def f(x):
+        v0 = torch.from_numpy(x.detach().numpy() * 2)
+        v0[0].add_(1)                                    # read first, then written through a view
+        return v0 * x
+    x = torch.randn(3, 4)
+    assert _calls_agree(f, fxtrace.trace(f, x, check_trace=False), (x,))
+
+
+def test_seed_841_a_guard_before_the_write_reads_the_value_made():
+    # seed 841: int(argmax) of a NumPy constant, later written in place; the guard read the
+    # constant after the capture's add_ and failed on the trace's own example
+    def f(x, y):
+        v1 = torch.as_tensor(np.cumsum(y.detach().numpy(), axis=-1))
+        v2 = v1.roll(int(v1[0].argmax()), 1)
+        v1.add_(x)
+        return torch.atan2(v2, v1)
+    x, y = torch.randn(4, 4, dtype=torch.float64), torch.randn(4, 4, dtype=torch.float64)
+    t = fxtrace.trace(f, (x, y), check_trace=False)
+    assert _calls_agree(f, t, (x, y))
+    assert _guarded(t, x, torch.randn(4, 4, dtype=torch.float64))   # other values: guarded
+
+
+def test_a_tensor_attribute_written_in_place_stays_shared():
+    # the clone is for tensors made anew on every call; the model's own tensor attributes
+    # persist across calls, and the trace keeps writing them (as eager does)
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.acc = torch.zeros(3)
+
+        def forward(self, x):
+            self.acc.add_(x)
+            return self.acc * 1
+
+    m, e = M(), M()
+    t = fxtrace.trace(m, torch.ones(3), check_trace=False)
+    assert torch.equal(m.acc, torch.zeros(3))            # the trace is an observation
+    for _ in range(3):
+        assert torch.equal(t(torch.ones(3)), e(torch.ones(3)))
+
+
+def _f15_programs():
+    # every way the fuzzer's vocabulary hands sizes to NumPy, and a few more
+    return {
+        "np_size_sum": lambda a: a * float(np.ones(a.shape).sum()),        # silent before
+        "np_ones": lambda a: a + torch.from_numpy(np.ones(a.shape, dtype=np.float32)),
+        "np_zeros": lambda a: a + torch.from_numpy(np.zeros(a.shape, dtype=np.float32)),
+        "np_arange": lambda a: a + torch.from_numpy(np.arange(a.size(1))).to(a.dtype),
+        "np_new_tensor": lambda a: a.new_tensor(np.ones((a.size(0), a.size(1)))) + a,
+        "np_prod": lambda a: a * float(np.prod(a.shape)),
+        "np_star": lambda a: a * float(np.ones((*a.shape,)).sum()),
+        "np_expr": lambda a: a * float(np.ones(a.size(0) * 2).sum()),
+        "np_named": _np_named,
+        "np_unpacked": _np_unpacked,
+        "np_list": _np_list,
+    }
+
+
+def _np_list(a):
+    n = a.size(0)
+    dims = [n, 4]
+    return a * float(np.ones(dims).sum())
+
+
+def _np_named(a):
+    seq = a.size(1)                                  # bound to a name, then handed to NumPy
+    return a + torch.from_numpy(np.arange(seq)).to(a.dtype)
+
+
+def _np_unpacked(a):
+    rows, cols = a.shape
+    return a + torch.from_numpy(np.ones((rows, cols), dtype=np.float32))
+
+
+def test_f15_a_name_not_handed_to_numpy_stays_live():
+    def f(a):
+        n = a.size(0)
+        out = a.view(n, -1) * 2
+        return out + float(np.ones(3).sum())
+    t = fxtrace.trace(f, torch.randn(3, 4), check_trace=False)
+    for probe in (torch.randn(3, 4), torch.randn(5, 7)):
+        assert torch.equal(t(probe), f(probe))
+
+
+@pytest.mark.parametrize("name", sorted(_f15_programs()))
+def test_f15_sizes_numpy_reads_are_guarded(name):
+    f = _f15_programs()[name]
+    x = torch.randn(3, 4)
+    t = fxtrace.trace(f, x, check_trace=False)
+    assert torch.allclose(t(x), f(x))
+    for other in (torch.randn(5, 4), torch.randn(3, 6)):
+        try:
+            got = t(other)
+        except Exception as e:  # noqa: BLE001 - a guard is the right answer
+            assert is_guard_error(e), e
+            continue
+        assert torch.allclose(got, f(other))           # else right: never silently wrong
+    assert _guarded(t, torch.randn(5, 7))
+    with pytest.raises((RuntimeError, AssertionError)):  # torch.jit: frozen: raises or wrong
+        assert torch.allclose(_jit(f, x)(torch.randn(5, 7)), f(torch.randn(5, 7)))
+
+
+def test_f15_guard_names_the_users_line_and_warns():
+    def f(a):
+        return a * float(np.ones(a.shape).sum())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        t = fxtrace.trace(f, torch.randn(4), check_trace=False)
+    ours = [w for w in seen if issubclass(w.category, torch.jit.TracerWarning)]
+    assert ours and all(w.filename == __file__ for w in ours), [str(w.message) for w in seen]
+    assert any("numpy" in str(w.message) for w in ours)
+    err = _error_of(t, torch.randn(2))
+    assert is_guard_error(err) and "test_fuzz_findings.py" in str(err) and "numpy" in str(err)
+
+
+def test_sizes_python_reads_stay_live():
+    # builtins, math and Python code read the sizes through their methods: nothing is frozen
+    import math
+
+    def f(a):
+        n = math.prod(a.shape) + len(tuple(a.shape)) + sum(list(a.shape))
+        return a.reshape(-1)[: n - 2 - sum(a.shape)] * 2
+    t = fxtrace.trace(f, torch.randn(3, 4), check_trace=False)
+    for probe in (torch.randn(3, 4), torch.randn(5, 6)):
+        assert torch.equal(t(probe), f(probe))
+
+
+def _error_of(fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - the error under test
+        return e
+    raise AssertionError("expected an error")
+
+
+def test_f15_still_guarded_once_the_interpreter_specialised_the_call():
+    # CPython 3.11 runs a call to a C function that it has specialised in PRECALL (after a
+    # few calls of the same line): the reader must be found there too
+    def f(a):
+        return a + torch.from_numpy(np.ones(a.shape, dtype=np.float32))
+    for _ in range(12):
+        t = fxtrace.trace(f, torch.randn(3, 4), check_trace=False)
+        assert _guarded(t, torch.randn(5, 4))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 import sys
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, cast
 
 import torch
@@ -20,7 +21,9 @@ import torch.fx as fx
 
 from .. import tree
 from ..errors import TraceError
+from .foreign import foreign_argument_of
 from .frames import LEAF_TYPES, Frame, ModuleTrace, Unrecordable, held, holder, new_node
+from .fresh import FreshWrites, TensorConstant, storage_key
 from .meta import (
     MODULE,
     SOURCE,
@@ -32,10 +35,10 @@ from .meta import (
     tensor_meta_of,
 )
 from .methods import NumpyExports, guard_inputs_of_constant
-from .source import user_source
+from .source import user_frame, user_source
 from .types import python_type_of
 from .values import TracedFloat, TracedInt, TracedSize, is_traced, untraced
-from .writes import StateWrites
+from .writes import is_inplace_call
 
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
@@ -122,7 +125,7 @@ class Recorder:
         #: a global, a config object) then acts as the plain value, recording nothing.
         self.finished = False
         #: Parameters and tensor attributes written in place, put back after the capture.
-        self.writes = StateWrites(root)
+        self.writes = FreshWrites(root, self)
         #: Tensors whose memory left as NumPy arrays, watched for writes (fuzz F8).
         self.numpy_exports = NumpyExports()
         #: ``(graph, module, buffer name) -> get_attr node`` of a buffer forward rebound, so a
@@ -136,6 +139,11 @@ class Recorder:
         self.python_before: Dict[Tuple[int, str], Tuple[torch.nn.Module, str, Any]] = {}
         #: ``python_containers(root)`` taken before the capture (their copies).
         self.containers: List[Any] = []
+        #: NOTE [Fresh constants]: id -> (weak reference, value when made) of the tensors a
+        #: call the graph cannot hold made (``torch.from_numpy(array)``), and storage -> the
+        #: constants on it (the model's state left out).
+        self.fresh: Dict[int, Tuple[Any, torch.Tensor]] = {}
+        self.fresh_nodes: Dict[int, List[TensorConstant]] = {}
         if root is not None:
             for qual, p in root.named_parameters(remove_duplicate=False):
                 self.param_names.setdefault(id(p), []).append(qual)
@@ -210,10 +218,70 @@ class Recorder:
                 f"(shape {tuple(t.shape)}, at {src or 'unknown location'}). "
                 "Consider making it a parameter or input, or detaching the gradient.")
         name = f"_tensor_constant{len(frame.trace.constants)}"
-        frame.trace.constants[name] = t
+        fresh = self.fresh.get(id(t))
+        fresh_value = fresh[1] if fresh is not None and held(fresh[0]) is t else None
+        # a fresh tensor keeps the value it was made with (NOTE [Fresh constants])
+        frame.trace.constants[name] = t if fresh_value is None else fresh_value
         node = self._create(frame, "get_attr", name, (), {}, t)
         frame.bind(t, node)
+        with torch._C.DisableTorchFunction():
+            key = storage_key(t)
+        if key is not None and not self.writes.is_state(key):
+            self.fresh_nodes.setdefault(key, []).append(
+                TensorConstant(node, frame.trace.constants, t if fresh_value is None else None))
         return node
+
+    def _known_anywhere(self, t: torch.Tensor) -> bool:
+        frame: Optional[Frame] = self.frame
+        while frame is not None:
+            if frame.lookup(t) is not None:
+                return True
+            frame = frame.parent
+        return False
+
+    def _note_fresh(self, out: Any, frame: Frame) -> None:
+        """Keep the value of each tensor in ``out`` that a call the graph cannot hold made,
+        before any later op writes it (NOTE [Fresh constants])."""
+        for t in tree.leaves(out):
+            if isinstance(t, torch.Tensor) and not t.requires_grad and \
+                    frame.lookup(t) is None and id(t) not in self.param_names:
+                with torch._C.DisableTorchFunction():
+                    self.fresh[id(t)] = (holder(t), t.detach().clone())
+
+    def _clone_written_constant(self, target: Any, args: Tuple[Any, ...],
+                                kwargs: Dict[str, Any], fx_args: Any, fx_kwargs: Any
+                                ) -> Tuple[Any, Any]:
+        """NOTE [Fresh constants]: an in-place call writing a fresh constant (or a view of
+        it) writes a clone the graph makes right after the ``get_attr``, never the constant.
+
+        Eager makes the tensor anew on every call; writing the constant itself would carry
+        each call's write into the next. Every use of the constant reads the clone, and the
+        clone is made where the constant is read first, so reads before the write see the
+        value the tensor was made with, as in eager."""
+        name = target if isinstance(target, str) else getattr(target, "__name__", "")
+        if not self.fresh_nodes or not args or not isinstance(args[0], torch.Tensor) or \
+                not is_inplace_call(name, kwargs):
+            return fx_args, fx_kwargs
+        with torch._C.DisableTorchFunction():
+            key = storage_key(args[0])
+        graph = self.frame.graph
+        entry = next((c for c in self.fresh_nodes.get(key, ()) if c.node.graph is graph),
+                     None) if key is not None else None
+        if entry is None or entry.clone is not None:
+            return fx_args, fx_kwargs
+        const = entry.node
+        with graph.inserting_after(const):
+            clone = self._create(self.frame, "call_method", "clone", (const,), {}, args[0],
+                                 source=const.meta[SOURCE])
+        const.replace_all_uses_with(clone, delete_user_cb=lambda user: user is not clone)
+        entry.clone = clone
+        for vid, (entry_value, node) in list(self.frame.values.items()):
+            if node is const:
+                self.frame.values[vid] = (entry_value, clone)
+
+        def swap(n: fx.Node) -> fx.Node:
+            return clone if n is const else n
+        return fx.node.map_arg(fx_args, swap), fx.node.map_arg(fx_kwargs, swap)
 
     def to_arg(self, value: Any) -> Any:
         """Map a Python argument to an fx argument: tensors and traced numbers become nodes.
@@ -279,11 +347,14 @@ class Recorder:
             fx_args = self._map_arg(args)
             fx_kwargs = self._map_arg(kwargs)
         except Unrecordable as e:
+            self._note_fresh(out, frame)
             if self.guards and guard_inputs_of_constant(self.tracer, target, args, kwargs):
                 return out  # baked, and guarded on what it was computed from (fuzz F8)
             self.specialise_plain("constant", out, f"an argument of type {e} cannot be recorded; "
                                   "the result is a constant")
             return out
+        fx_args, fx_kwargs = self._clone_written_constant(target, args, kwargs, fx_args,
+                                                          fx_kwargs)
         node = self._create(frame, op, target, fx_args, fx_kwargs, out)
         self._bind_output(frame, node, out)
         return out
@@ -327,12 +398,48 @@ class Recorder:
         cls = TracedInt if isinstance(value, int) and not isinstance(value, bool) else TracedFloat
         result = cls(value, self.tracer)
         frame.bind(result, node)
+        self._freeze_if_foreign(result)
         return result
 
     def traced_int(self, node: fx.Node, value: int) -> TracedInt:
         result = TracedInt(value, self.tracer)
         self.frame.bind(result, node)
+        self._freeze_if_foreign(result)
         return result
+
+    # -- NOTE [Foreign readers] -------------------------------------------------------------
+    def _freeze_if_foreign(self, value: Any) -> None:
+        """Freeze ``value`` when the user's code produces it as an argument of foreign C code
+        (``np.arange(x.size(1))``), which reads it without running any of its methods."""
+        frame = user_frame(sys._getframe(2))
+        reader = foreign_argument_of(frame)
+        if reader is not None and frame is not None:
+            self.freeze_number(value, reader, frame)
+
+    def freeze_sizes(self, sizes: TracedSize, reader: str, frame: FrameType) -> None:
+        """Freeze every item of ``sizes``, which foreign C code (``reader``) iterates."""
+        for item in sizes._whole():
+            self.freeze_number(item, reader, frame)
+
+    def freeze_number(self, value: Any, reader: str, frame: FrameType) -> None:
+        """Guard a traced number that ``reader`` (foreign C code called at ``frame``, or from
+        inside its package) reads as a plain number, naming the user's line that called it."""
+        if self.finished or not is_traced(value):
+            return
+        package = reader.split(".")[0]
+        caller: Optional[FrameType] = frame
+        while caller is not None and str(caller.f_globals.get("__name__", "")).split(".")[0] \
+                == package:
+            caller = caller.f_back
+        src = user_source(caller) if caller is not None else None
+        plain = untraced(value)
+        cond = self._create(self.frame, "call_function", operator.eq, (self.resolve(value), plain),
+                            {}, True, source=src)
+        self.tracer._guard(self.frame, cond, "size", plain, src,
+                           f"a size equal to {plain}, read by {reader}")
+        self.tracer.warn_frozen(src, f"A size was passed to {reader}, C code outside torch that "
+                                     "reads it as a plain number: the trace is specialised to it",
+                                "size")
 
     def _computed(self, value: Any) -> bool:
         """Whether some open frame computed ``value`` (no node is created or lifted)."""

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Tuple
 
 from .. import tree
+from .foreign import foreign_caller
+from .source import is_internal_file
 
 if TYPE_CHECKING:
     from .concrete import ConcreteTracer
@@ -44,11 +47,21 @@ def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
         result = op(untraced(self), untraced(other))
         if other is self and self._base is int:
             return result  # an int against itself: the same answer at every value, no guard
+        _foreign_read(self, sys._getframe(1))  # np.arange(n) compares n, then reads it
         self._tracer.specialise_scalar("compare", op, (self, other), result)
         return result
 
     method.__name__ = f"__{op.__name__.strip('_')}__"
     return method
+
+
+def _foreign_read(value: "_TracedNumber", frame: Any) -> None:
+    """Freeze ``value`` when foreign C code called at ``frame`` (NOTE [Foreign readers]) runs
+    one of its methods: it reads the number too, where no method runs."""
+    if not is_internal_file(frame.f_code.co_filename):
+        reader = foreign_caller(frame)
+        if reader is not None:
+            value._tracer.freeze_number(value, reader, frame)
 
 
 def _escape(kind: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -202,11 +215,31 @@ class TracedSize(tuple):
         return self._tracer.size_item(self, index)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._whole())
+        items = self._whole()
+        self._foreign_reader(sys._getframe(1))
+        return iter(items)
 
     def __len__(self) -> int:
         self._whole()
+        self._foreign_reader(sys._getframe(1))
         return tuple.__len__(self)
+
+    def _foreign_reader(self, frame: Any) -> None:
+        """Called C code outside torch (``np.zeros(x.shape)``) reads the items as plain ints:
+        freeze them all (NOTE [Foreign readers])."""
+        if is_internal_file(frame.f_code.co_filename):
+            return
+        reader = foreign_caller(frame)
+        if reader is not None:
+            self._tracer.freeze_sizes(self, reader, frame)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        """NumPy converting the whole size (``np.prod(x.shape)``, ``np.array(x.shape)``): the
+        items become plain numbers, so every one is frozen (NOTE [Foreign readers])."""
+        import numpy as np
+        frame = sys._getframe(1)
+        self._tracer.freeze_sizes(self, "numpy.asarray", frame)
+        return np.array(tuple(tuple.__iter__(self)), dtype=dtype)
 
     def __contains__(self, item: Any) -> bool:
         return any(d == item for d in self._whole())
