@@ -122,10 +122,40 @@ class CalledTwice(torch.nn.Module):  # the second call reads what the first one 
         return self.c(self.c(x)) + self.c.n
 
 
+class RebindThenAdd(torch.nn.Module):  # fuzz F18: F17's mirror
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+
+    def forward(self, x):
+        self.count = self.count + 1
+        self.count += 1  # in place on the rebound tensor, which *is* the buffer now
+        return x + self.count
+
+
+class RebindScaleViewRebind(RebindThenAdd):  # a view of the rebound tensor outlives it
+    def forward(self, x):
+        self.count = self.count + 1
+        self.count.mul_(3)
+        v = self.count.view(1)
+        self.count = self.count + x.sum()
+        return x * v
+
+
+class KeepsOldThenAdd(RebindThenAdd):
+    def forward(self, x):
+        old = self.count
+        self.count = self.count + 1
+        self.count += 1
+        return x + old + self.count
+
+
 F64 = torch.ones(3, 2, dtype=torch.float64)
 F32 = torch.ones(3, 2)
 CASES = [(Running, F64), (Running, F32), (AddThenRebind, F32), (Mixed, F64), (Mixed, F32),
-         (Parent, F64), (Grow, F32), (KeepsOld, F32), (CalledTwice, F32), (CalledTwice, F64)]
+         (Parent, F64), (Grow, F32), (KeepsOld, F32), (CalledTwice, F32), (CalledTwice, F64),
+         (RebindThenAdd, F32), (RebindThenAdd, F64), (RebindScaleViewRebind, F32),
+         (KeepsOldThenAdd, F32)]
 IDS = [f"{cls.__name__}-{str(x.dtype)[6:]}" for cls, x in CASES]
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from .meta import STATE_WRITE
+from .meta import STATE_WRITE, TENSOR_META
 from .source import user_source
 
 if TYPE_CHECKING:
@@ -186,8 +186,12 @@ def rebind_state(tracer: "ConcreteTracer", module: torch.nn.Module, name: str,
         tracer.assigned_state.add(key)
         return True
     guards = _fit_guards(tracer, frame, target, written, value, name, src) if tracer.guards else []
-    node = tracer._create(frame, "call_method", "copy_", (target, written), {}, None, source=src)
+    node = tracer._create(frame, "call_method", "copy_", (target, written), {}, value,
+                          source=src)
     node.meta[STATE_WRITE] = True
+    # From here on eager's ``value`` *is* the attribute: an in-place op on it writes the
+    # attribute, so the object now stands for the copy_'s result, the attribute (fuzz F18).
+    frame.bind(value, node)
     tracer.state_copies.append(StateCopy(key, node, target, guards))
     return True
 
@@ -207,6 +211,17 @@ def _target_name(node: fx.Node) -> str:
     return node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
 
 
+def _aliases(user: fx.Node, node: fx.Node, ignored: set) -> bool:
+    """Whether ``user``'s result may be ``node``'s tensor or share its memory: a view, an
+    in-place op on it, or an earlier rebinding's ``copy_`` into it (which returns it, and
+    stands for the rebound object from then on: fuzz F18)."""
+    name = _target_name(user)
+    if user in ignored:
+        return name == "copy_" and user.args[0] is node
+    in_place = name.endswith("_") and not name.startswith("_") and user.args[:1] == (node,)
+    return in_place or name in _VIEWS
+
+
 def _read_after(copy: StateCopy, ignored: set) -> bool:
     """Whether the old tensor (or a view of it) is used after the ``copy_`` overwrote it."""
     order = {n: i for i, n in enumerate(copy.node.graph.nodes)}
@@ -217,8 +232,7 @@ def _read_after(copy: StateCopy, ignored: set) -> bool:
         if n in aliases:
             continue
         aliases.add(n)
-        todo.extend(u for u in n.users if order[u] < at and u not in ignored and
-                    _target_name(u) in _VIEWS)
+        todo.extend(u for u in n.users if order[u] < at and _aliases(u, n, ignored))
     return any(order[u] > at and u not in ignored for n in aliases for u in n.users)
 
 
@@ -234,7 +248,10 @@ def assign_aliased_copies(copies: List[StateCopy]) -> None:
         if c.key not in unsafe or not isinstance(path, str) or not _spellable(path):
             continue
         written = c.node.args[1]
+        assert isinstance(written, fx.Node)
+        c.node.replace_all_uses_with(written)  # an assignment rebinds to the value itself
         c.node.op, c.node.target, c.node.args = "call_function", set_state, (path, written)
+        c.node.meta[TENSOR_META] = None
         for n in reversed(c.guards):
             if not n.users:
                 n.graph.erase_node(n)
