@@ -70,8 +70,11 @@ def call_ops_directly(gm: fx.GraphModule) -> PassResult:
 
     Invariant: outputs are bitwise unchanged (the wrapper would call exactly that op with
     those arguments). Lowered, the wrapper is a TorchScript function compiled from its
-    Python source and called per use; the op is one instruction, as in torch.jit's trace.
-    The new node keeps the old one's name-independent meta (source line, tensor meta).
+    Python source (once per process, at the first trace that calls it) and inlined by the
+    graph executor; the op is the one call torch.jit's trace records, and the generated
+    ``.code`` names it instead of ``__torch__.torch.nn.functional.batch_norm``.
+    The node is rewritten in place, keeping its name, meta (source line, tensor meta) and
+    users.
 
     Before / after::
 
@@ -90,10 +93,7 @@ def call_ops_directly(gm: fx.GraphModule) -> PassResult:
         if found is None:
             continue
         op, args = found
-        with gm.graph.inserting_before(node):
-            new = gm.graph.call_function(op, args)
-        new.meta.update(node.meta)
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
+        # rewritten in place: the node keeps its name (the generated local's), meta and users
+        node.target, node.args, node.kwargs = op, args, {}
         modified = True
     return PassResult(gm, modified)
