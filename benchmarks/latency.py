@@ -10,15 +10,20 @@ One intra-op thread (``torch.set_num_threads(1)``), as in the other benchmarks.
 Columns: ``fxtrace / jit`` (plain trace) and ``optimized / jit`` (``fxtrace.optimize`` of
 the trace: the passes of ``docs/passes.md``); below 1 fxtrace is faster.
 
-``--clock cpu`` times with the calling thread's CPU clock (``time.thread_time``; with one
-intra-op thread the call runs on it), so other processes on a shared machine do not count;
-each sample is then the mean of a block of 10 calls (the CPU clock is coarser than a call of
-the smallest models), the figure the median over blocks. ``--before`` adds the plain trace
-as it was lowered before issue 14's latency work (no ``call_ops_directly``/``merge_guards``
-in the capture passes, guard conditions as separate statements: NOTE [Guard conditions]),
-built in the same process, for an A/B comparison.
+``--clock instructions`` counts the CPU instructions of a call with callgrind (valgrind
+must be installed; ``--calls 300`` counts 10 calls per program, each program saved and
+loaded in a child process): the µs columns are then thousands of instructions, and the
+ratios do not move with the load of a shared machine. ``--clock cpu`` times with the calling
+thread's CPU clock (``time.thread_time``; with one intra-op thread the call runs on it), so
+other processes on a shared machine do not count; each sample is then the mean of a block of
+10 calls (the CPU clock is coarser than a call of the smallest models), the figure the median
+over blocks. ``--before`` adds the plain trace as it was lowered before issue 14's latency
+work (no ``call_ops_directly``/``merge_guards`` in the capture passes, guard conditions as
+separate statements: NOTE [Guard conditions]), built in the same process, for an A/B
+comparison.
 
-    python benchmarks/latency.py [--calls 400] [--models mlp,resnet] [--clock cpu] [--before]
+    python benchmarks/latency.py [--calls 400] [--models mlp,resnet]
+                                 [--clock wall|cpu|instructions] [--before]
 """
 from __future__ import annotations
 
@@ -118,12 +123,47 @@ def call_latency(programs: Dict[str, Any], example: Tuple[Any, ...], warmup: int
     return {name: statistics.median(ts) * 1e6 for name, ts in times.items()}
 
 
+def _example_setup(example: Tuple[Any, ...]) -> str:
+    """Python source rebuilding tensors of ``example``'s shapes and dtypes as ``x0, x1, ...``
+    (callgrind's child process takes no tensors from its parent)."""
+    lines = ["import torch", "torch.manual_seed(0)"]
+    for i, v in enumerate(example):
+        shape = tuple(v.shape)
+        lines.append(f"x{i} = torch.randn({shape}, dtype={v.dtype})" if v.is_floating_point()
+                     else f"x{i} = torch.zeros({shape}, dtype={v.dtype})")
+    return "\n".join(lines)
+
+
+def call_instructions(programs: Dict[str, Any], example: Tuple[Any, ...], calls: int
+                      ) -> Dict[str, float]:
+    """CPU instructions of one call of each program (mean of ``calls`` calls after a warmup),
+    counted by callgrind through ``torch.utils.benchmark``: deterministic, whatever else runs
+    on the machine. Each program is saved and loaded in a child process (its TorchScript, as
+    ``torch.jit.load`` gives it back); inputs are random tensors of the example's shapes."""
+    import os
+
+    from torch.utils.benchmark import CopyIfCallgrind, Timer
+    # the child runs ``python`` from PATH and insists on this interpreter
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+    stmt = "with torch.no_grad(): p(" + ", ".join(f"x{i}" for i in range(len(example))) + ")"
+    setup = _example_setup(example) + "\nwith torch.no_grad():\n" + \
+        "".join(f"    {stmt.split(': ', 1)[1]}\n" for _ in range(5))
+    out: Dict[str, float] = {}
+    for name, program in programs.items():
+        timer = Timer(stmt, setup=setup, globals={"p": CopyIfCallgrind(program)})
+        stats = timer.collect_callgrind(number=calls, repeats=1)
+        stats = stats[0] if isinstance(stats, tuple) else stats
+        out[name] = stats.counts(denoise=True) / calls
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--clock", choices=("wall", "cpu", "instructions"), default="wall",
+                        help="instructions: callgrind's count (valgrind), in thousands")
     parser.add_argument("--before", action="store_true",
                         help="add the trace as lowered before issue 14's latency work")
     args = parser.parse_args(argv)
@@ -137,8 +177,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     for name in names:
         make, example_of, strict = table[name]
         example = example_of()
-        got = call_latency(traced_programs(make, example, strict, args.before), example,
-                           args.warmup, args.calls, args.clock)
+        programs = traced_programs(make, example, strict, args.before)
+        got = call_instructions(programs, example, max(1, args.calls // 30)) \
+            if args.clock == "instructions" else \
+            call_latency(programs, example, args.warmup, args.calls, args.clock)
+        if args.clock == "instructions":
+            got = {k: v / 1e3 for k, v in got.items()}  # printed in thousands, not µs
         jit = got["jit"]
         row = [name, f"{jit:.0f}", f"{got['fxtrace']:.0f}", f"{got['optimized']:.0f}"]
         row += [f"{got['before']:.0f}"] if args.before else []

@@ -213,3 +213,30 @@ def test_functional_wrappers_become_their_aten_ops_bitwise(
     assert torch.equal(traced(y), model(y))
     traced = fxtrace.optimize(fxtrace.trace(model, (x,)))
     assert torch.equal(traced(y), model(y))
+
+
+class Pools(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.square = torch.nn.AdaptiveAvgPool2d(1)
+        self.pair = torch.nn.AdaptiveAvgPool2d((2, 3))
+        self.open = torch.nn.AdaptiveAvgPool2d((2, None))  # None: the wrapper reads x's size
+        self.cube = torch.nn.AdaptiveAvgPool3d(2)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return self.square(x), self.pair(x), self.open(x), self.cube(x.unsqueeze(1))
+
+
+def test_adaptive_average_pools_with_literal_sizes_call_the_op_bitwise() -> None:
+    model = Pools()
+    x = torch.randn(2, 3, 7, 5)
+    traced = fxtrace.trace(model, (x,))
+    gm = traced._fxtrace_capture
+    targets = {path: [n.target for n in m.graph.nodes if n.op == "call_function"]
+               for path, m in gm.named_modules() if isinstance(m, fx.GraphModule)}
+    assert targets["square"] == targets["pair"] == [torch._C._nn.adaptive_avg_pool2d]
+    assert targets["open"] == [torch.nn.functional.adaptive_avg_pool2d]
+    assert targets["cube"] == [torch._C._nn.adaptive_avg_pool3d]
+    for y in (x, torch.randn(1, 3, 9, 11)):
+        for got, want in zip(traced(y), model(y)):
+            assert torch.equal(got, want)

@@ -52,6 +52,24 @@ def _layer_norm(node: fx.Node) -> Optional[Tuple[Callable[..., Any], Tuple[Any, 
                               _arg(node, 3, "bias", None), _arg(node, 4, "eps", 1e-5))
 
 
+def _adaptive_avg_pool(op: Callable[..., Any], rank: int) -> Callable[[fx.Node], Any]:
+    """``F.adaptive_avg_poolNd(x, output_size)`` with a literal size (an int or ints, no
+    ``None``, which the wrapper would fill in from ``x``'s sizes): the op on that size as a
+    list. Outputs are bitwise the same; an input of too low a rank fails in the op (a
+    RuntimeError, as in torch.jit's trace) instead of in the wrapper (a ValueError)."""
+    def rewrite(node: fx.Node) -> Optional[Tuple[Callable[..., Any], Tuple[Any, ...]]]:
+        x, size = _arg(node, 0, "input"), _arg(node, 1, "output_size")
+        if x is _MISSING or set(node.kwargs) - {"input", "output_size"}:
+            return None
+        if type(size) is int:
+            size = [size] * rank
+        if not isinstance(size, (list, tuple)) or len(size) != rank or \
+                any(type(v) is not int for v in size):
+            return None
+        return op, (x, list(size))
+    return rewrite
+
+
 #: wrapper -> rewrite(node) -> (ATen op, args) or None to leave the call alone
 DIRECT_OPS: Dict[Callable[..., Any], Callable[[fx.Node], Any]] = {
     F.batch_norm: _batch_norm,
@@ -59,6 +77,8 @@ DIRECT_OPS: Dict[Callable[..., Any], Callable[[fx.Node], Any]] = {
     F.hardswish: _unary(torch._C._nn.hardswish, torch._C._nn.hardswish_),
     F.hardsigmoid: _unary(torch._C._nn.hardsigmoid, torch._C._nn.hardsigmoid_),
     F.layer_norm: _layer_norm,
+    F.adaptive_avg_pool2d: _adaptive_avg_pool(torch._C._nn.adaptive_avg_pool2d, 2),
+    F.adaptive_avg_pool3d: _adaptive_avg_pool(torch._C._nn.adaptive_avg_pool3d, 3),
 }
 
 
