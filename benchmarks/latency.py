@@ -10,7 +10,20 @@ One intra-op thread (``torch.set_num_threads(1)``), as in the other benchmarks.
 Columns: ``fxtrace / jit`` (plain trace) and ``optimized / jit`` (``fxtrace.optimize`` of
 the trace: the passes of ``docs/passes.md``); below 1 fxtrace is faster.
 
+``--clock instructions`` counts the CPU instructions of a call with callgrind (valgrind
+must be installed; ``--calls 300`` counts 10 calls per program, each program saved and
+loaded in a child process): the µs columns are then thousands of instructions, and the
+ratios do not move with the load of a shared machine. ``--clock cpu`` times with the calling
+thread's CPU clock (``time.thread_time``; with one intra-op thread the call runs on it), so
+other processes on a shared machine do not count; each sample is then the mean of a block of
+10 calls (the CPU clock is coarser than a call of the smallest models), the figure the median
+over blocks. ``--before`` adds the plain trace as it was lowered before issue 14's latency
+work (no ``call_ops_directly``/``merge_guards`` in the capture passes, guard conditions as
+separate statements: NOTE [Guard conditions]), built in the same process, for an A/B
+comparison.
+
     python benchmarks/latency.py [--calls 400] [--models mlp,resnet]
+                                 [--clock wall|cpu|instructions] [--before]
 """
 from __future__ import annotations
 
@@ -57,20 +70,37 @@ def models() -> Dict[str, Model]:
     return out
 
 
-def traced_programs(make: Callable[[], Any], example: Tuple[Any, ...], strict: bool = True
-                    ) -> Dict[str, Any]:
-    """``{"jit": ..., "fxtrace": ..., "optimized": ...}`` of one model, traced under no_grad."""
+def _trace_before(model: Any, example: Tuple[Any, ...], strict: bool) -> Any:
+    """``fxtrace.trace`` as lowered before the latency work of issue 14 (see ``--before``)."""
+    import fxtrace.api as api
+    import fxtrace.lower.codegen as codegen
+    now = (api.CAPTURE_PASSES, codegen.inlined_conditions)
+    api.CAPTURE_PASSES = [p for p in now[0]
+                          if p.__name__ not in ("call_ops_directly", "merge_guards")]
+    codegen.inlined_conditions = lambda graph: set()  # type: ignore[assignment]
+    try:
+        return fxtrace.trace(model, example, strict=strict)
+    finally:
+        api.CAPTURE_PASSES, codegen.inlined_conditions = now
+
+
+def traced_programs(make: Callable[[], Any], example: Tuple[Any, ...], strict: bool = True,
+                    before: bool = False) -> Dict[str, Any]:
+    """``{"jit": ..., "fxtrace": ..., "optimized": ...}`` of one model, traced under no_grad
+    (with ``before``, also ``"before"``: :func:`_trace_before`)."""
     model = make()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        jit = torch.jit.trace(model, example, strict=strict)
-        plain = fxtrace.trace(model, example, strict=strict)
-        optimized = fxtrace.optimize(fxtrace.trace(model, example, strict=strict))
-    return {"jit": jit, "fxtrace": plain, "optimized": optimized}
+        out = {"jit": torch.jit.trace(model, example, strict=strict),
+               "fxtrace": fxtrace.trace(model, example, strict=strict),
+               "optimized": fxtrace.optimize(fxtrace.trace(model, example, strict=strict))}
+        if before:
+            out["before"] = _trace_before(model, example, strict)
+    return out
 
 
 def call_latency(programs: Dict[str, Any], example: Tuple[Any, ...], warmup: int,
-                 calls: int) -> Dict[str, float]:
+                 calls: int, clock: str = "wall") -> Dict[str, float]:
     """Median µs of one call of each program (see the module docstring)."""
     times: Dict[str, List[float]] = {name: [] for name in programs}
     with torch.no_grad():
@@ -78,12 +108,53 @@ def call_latency(programs: Dict[str, Any], example: Tuple[Any, ...], warmup: int
             for _ in range(warmup):
                 fn(*example)
         for block in range(0, calls, 10):
+            n = min(10, calls - block)
             for name, fn in programs.items():
-                for _ in range(min(10, calls - block)):
+                if clock == "cpu":
+                    t0 = time.thread_time()
+                    for _ in range(n):
+                        fn(*example)
+                    times[name].append((time.thread_time() - t0) / n)
+                    continue
+                for _ in range(n):
                     t0 = time.perf_counter()
                     fn(*example)
                     times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) * 1e6 for name, ts in times.items()}
+
+
+def _example_setup(example: Tuple[Any, ...]) -> str:
+    """Python source rebuilding tensors of ``example``'s shapes and dtypes as ``x0, x1, ...``
+    (callgrind's child process takes no tensors from its parent)."""
+    lines = ["import torch", "torch.manual_seed(0)"]
+    for i, v in enumerate(example):
+        shape = tuple(v.shape)
+        lines.append(f"x{i} = torch.randn({shape}, dtype={v.dtype})" if v.is_floating_point()
+                     else f"x{i} = torch.zeros({shape}, dtype={v.dtype})")
+    return "\n".join(lines)
+
+
+def call_instructions(programs: Dict[str, Any], example: Tuple[Any, ...], calls: int
+                      ) -> Dict[str, float]:
+    """CPU instructions of one call of each program (mean of ``calls`` calls after a warmup),
+    counted by callgrind through ``torch.utils.benchmark``: deterministic, whatever else runs
+    on the machine. Each program is saved and loaded in a child process (its TorchScript, as
+    ``torch.jit.load`` gives it back); inputs are random tensors of the example's shapes."""
+    import os
+
+    from torch.utils.benchmark import CopyIfCallgrind, Timer
+    # the child runs ``python`` from PATH and insists on this interpreter
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+    stmt = "with torch.no_grad(): p(" + ", ".join(f"x{i}" for i in range(len(example))) + ")"
+    setup = _example_setup(example) + "\nwith torch.no_grad():\n" + \
+        "".join(f"    {stmt.split(': ', 1)[1]}\n" for _ in range(5))
+    out: Dict[str, float] = {}
+    for name, program in programs.items():
+        timer = Timer(stmt, setup=setup, globals={"p": CopyIfCallgrind(program)})
+        stats = timer.collect_callgrind(number=calls, repeats=1)
+        stats = stats[0] if isinstance(stats, tuple) else stats
+        out[name] = stats.counts(denoise=True) / calls
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -91,20 +162,33 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--clock", choices=("wall", "cpu", "instructions"), default="wall",
+                        help="instructions: callgrind's count (valgrind), in thousands")
+    parser.add_argument("--before", action="store_true",
+                        help="add the trace as lowered before issue 14's latency work")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     table = models()
     names = [n for n in args.models.split(",") if n] or list(table)
-    print("| model | jit µs | fxtrace µs | optimized µs | fxtrace / jit | optimized / jit |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    extra = (" before µs |", " before / jit |") if args.before else ("", "")
+    print(f"| model | jit µs | fxtrace µs | optimized µs |{extra[0]} fxtrace / jit | "
+          f"optimized / jit |{extra[1]}")
+    print("| --- " * (6 + 2 * args.before) + "|")
     for name in names:
         make, example_of, strict = table[name]
         example = example_of()
-        got = call_latency(traced_programs(make, example, strict), example, args.warmup,
-                           args.calls)
-        print(f"| {name} | {got['jit']:.0f} | {got['fxtrace']:.0f} | {got['optimized']:.0f} "
-              f"| {got['fxtrace'] / got['jit']:.2f} | {got['optimized'] / got['jit']:.2f} |",
-              flush=True)
+        programs = traced_programs(make, example, strict, args.before)
+        got = call_instructions(programs, example, max(1, args.calls // 30)) \
+            if args.clock == "instructions" else \
+            call_latency(programs, example, args.warmup, args.calls, args.clock)
+        if args.clock == "instructions":
+            got = {k: v / 1e3 for k, v in got.items()}  # printed in thousands, not µs
+        jit = got["jit"]
+        row = [name, f"{jit:.0f}", f"{got['fxtrace']:.0f}", f"{got['optimized']:.0f}"]
+        row += [f"{got['before']:.0f}"] if args.before else []
+        row += [f"{got['fxtrace'] / jit:.2f}", f"{got['optimized'] / jit:.2f}"]
+        row += [f"{got['before'] / jit:.2f}"] if args.before else []
+        print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ For every zoo case (tests/zoo.py) it builds, from the same concrete capture pipe
 * ``none``: the capture lowered as it comes out of ``capture_concrete`` + ``assemble``, with
   no pass at all (what ``fxtrace/api.py``'s ``_capture`` does minus ``run_passes``);
 * ``trace``: ``fxtrace.trace(model, example, check_trace=False)``, i.e. the capture passes
-  ``CAPTURE_PASSES`` (dead code elimination, CSE, dead code elimination);
+  ``CAPTURE_PASSES`` (dead code elimination, CSE, ``call_ops_directly``, ``merge_guards``,
+  dead code elimination);
 * ``default``: the capture run through ``fxtrace.passes.DEFAULT_PASSES`` (adds constant
   folding) and lowered;
 * ``fold_bn``: ``fxtrace.trace(model, example, check_trace=False, fold_batchnorm=True)``;

@@ -25,12 +25,17 @@ from .failures import pipeline_error
 from .lower.script import lower_function, lower_module
 from .lower.setattr import assigns_state
 from .passes import eliminate_common_subexpressions, eliminate_dead_code, run_passes
+from .passes.direct_ops import call_ops_directly
 from .passes.fold_batchnorm import fold_on_request, require_eval_for_fold
+from .passes.merge_guards import merge_guards
 from .state import preserved_state
 
 #: The passes every capture goes through. Constant folding is not among them: it would store
 #: folded tensors as new module state, which torch.jit.trace's results do not have.
-CAPTURE_PASSES = [eliminate_dead_code, eliminate_common_subexpressions, eliminate_dead_code]
+#: ``call_ops_directly`` and ``merge_guards`` leave every output and every guard's verdict
+#: bitwise as they were (docs/passes.md).
+CAPTURE_PASSES = [eliminate_dead_code, eliminate_common_subexpressions, call_ops_directly,
+                  merge_guards, eliminate_dead_code]
 
 __all__ = ["trace", "trace_module", "capture", "optimize"]
 

@@ -173,14 +173,18 @@ class Functional(torch.nn.Module):
         return torch.nn.functional.relu(z * 2, inplace=True)
 
 
-def test_functional_wrappers_become_their_aten_ops_bitwise() -> None:
+def test_functional_wrappers_become_their_aten_ops_bitwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fxtrace.passes import eliminate_dead_code
     from fxtrace.passes.direct_ops import call_ops_directly
     from fxtrace.passes.manager import run_passes
 
     model = Functional().eval()
     model.bn.running_mean.uniform_(-0.5, 0.5)
     x = torch.randn(3, 4)
-    gm = fxtrace.capture(model, (x,))
+    with monkeypatch.context() as m:  # the capture as recorded, before the capture passes
+        m.setattr(fxtrace.api, "CAPTURE_PASSES", [eliminate_dead_code])
+        gm = fxtrace.capture(model, (x,))
     def calls(gm: fx.GraphModule) -> set:
         return {(getattr(n.target, "__module__", None) or "torch", n.target.__name__)
                 for m in gm.modules() if isinstance(m, fx.GraphModule)
@@ -189,13 +193,50 @@ def test_functional_wrappers_become_their_aten_ops_bitwise() -> None:
     wrappers = {("torch.nn.functional", f) for f in ("batch_norm", "relu", "hardswish",
                                                       "hardsigmoid", "layer_norm")}
     assert wrappers <= calls(gm)
+    names = {n.name for m in gm.modules() if isinstance(m, fx.GraphModule)
+             for n in m.graph.nodes}
     gm, records = run_passes(gm, [call_ops_directly])
     after = calls(gm)
     assert records[0].modified
     assert not wrappers & after
     assert {"relu", "relu_", "hardswish", "hardsigmoid", "batch_norm", "layer_norm"} <= {
         name for _, name in after}
+    assert names == {n.name for m in gm.modules() if isinstance(m, fx.GraphModule)
+                     for n in m.graph.nodes}  # rewritten in place: the locals keep their names
     y = torch.randn(3, 4)
     assert torch.equal(gm(y), model(y))  # bitwise: the op the wrapper would call
+    # the default pipeline runs it: no wrapper is left in a plain trace either
+    assert not wrappers & calls(fxtrace.capture(model, (x,)))
+    traced = fxtrace.trace(model, (x,))
+    assert "__torch__.torch.nn.functional" not in traced.bn.code
+    assert "torch.batch_norm(" in traced.bn.code
+    assert torch.equal(traced(y), model(y))
     traced = fxtrace.optimize(fxtrace.trace(model, (x,)))
     assert torch.equal(traced(y), model(y))
+
+
+class Pools(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.square = torch.nn.AdaptiveAvgPool2d(1)
+        self.pair = torch.nn.AdaptiveAvgPool2d((2, 3))
+        self.open = torch.nn.AdaptiveAvgPool2d((2, None))  # None: the wrapper reads x's size
+        self.cube = torch.nn.AdaptiveAvgPool3d(2)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return self.square(x), self.pair(x), self.open(x), self.cube(x.unsqueeze(1))
+
+
+def test_adaptive_average_pools_with_literal_sizes_call_the_op_bitwise() -> None:
+    model = Pools()
+    x = torch.randn(2, 3, 7, 5)
+    traced = fxtrace.trace(model, (x,))
+    gm = traced._fxtrace_capture
+    targets = {path: [n.target for n in m.graph.nodes if n.op == "call_function"]
+               for path, m in gm.named_modules() if isinstance(m, fx.GraphModule)}
+    assert targets["square"] == targets["pair"] == [torch._C._nn.adaptive_avg_pool2d]
+    assert targets["open"] == [torch.nn.functional.adaptive_avg_pool2d]
+    assert targets["cube"] == [torch._C._nn.adaptive_avg_pool3d]
+    for y in (x, torch.randn(1, 3, 9, 11)):
+        for got, want in zip(traced(y), model(y)):
+            assert torch.equal(got, want)

@@ -80,7 +80,8 @@ def test_zoo_verifies_after_every_pass(name, mode, monkeypatch):
     info = gm.meta["fxtrace"]
     assert info.mode == mode
     assert [r.name for r in info.passes] == [
-        "eliminate_dead_code", "eliminate_common_subexpressions", "eliminate_dead_code"]
+        "eliminate_dead_code", "eliminate_common_subexpressions", "call_ops_directly",
+        "merge_guards", "eliminate_dead_code"]
     # Every node but placeholders, outputs and get_attrs has a user line; targets lower.
     verify(gm, require_source=True)
     for batch in (c.batch, 3):

@@ -926,3 +926,86 @@ def test_functional_batch_norm_in_training_writes_its_running_stats():
     check_pass(eliminate_common_subexpressions, hand_graph(build(False), copy.deepcopy(root)),
                x, modified=True, shapes=[((4, 3),)],
                post=lambda gm: assert_count_fn(gm, F.batch_norm, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# merge_guards
+# --------------------------------------------------------------------------------------------
+
+def _guarded_twice(same_condition: bool):
+    """``x.dim() == 1`` asserted twice (on one condition node, or on two equal ones), with
+    different messages, and a guard on another value in between."""
+    from fxtrace.capture.meta import GUARD
+
+    def build(g, x):
+        dim = g.call_method("dim", (x,))
+        eq = g.call_function(operator.eq, (dim, 1))
+        first = g.call_function(torch._assert, (eq, "first"))
+        other = g.call_function(torch._assert, (g.call_function(operator.ge, (dim, 0)), "ge"))
+        second_cond = eq if same_condition else g.call_function(operator.eq, (dim, 1))
+        second = g.call_function(torch._assert, (second_cond, "second"))
+        for guard in (first, other, second):
+            guard.meta[GUARD] = True
+        return g.call_function(torch.relu, (x,))
+    return hand_graph(build)
+
+
+def _messages(gm):
+    return [n.args[1] for n in gm.graph.nodes if n.target is torch._assert]
+
+
+def test_merge_guards_drops_a_repeated_condition_and_keeps_the_first_message():
+    from fxtrace.passes.merge_guards import merge_guards
+
+    gm = _guarded_twice(same_condition=True)
+    check_pass(merge_guards, gm, X3, modified=True,
+               post=lambda out: (_messages(out) == ["first", "ge"]) or pytest.fail(out.code))
+    with pytest.raises(AssertionError, match="first"):  # the same input still fails, first
+        gm(torch.randn(2, 3))
+
+
+def test_merge_guards_after_cse_and_not_across_graphs():
+    from fxtrace.passes.merge_guards import merge_guards
+
+    gm = _guarded_twice(same_condition=False)  # two equal conditions: CSE makes them one
+    check_pass(merge_guards, copy.deepcopy(gm), X3, modified=False)
+    gm, _ = run_passes(gm, [eliminate_common_subexpressions, merge_guards], verify_each=True)
+    assert _messages(gm) == ["first", "ge"]
+    # a submodule's guards stay in its own graph, even where its parent asserts the same
+    root = nn.Module()
+    root.sub = _guarded_twice(same_condition=False)
+    parent = hand_graph(lambda g, x: g.call_module("sub", (x,)), root)
+    parent, _ = run_passes(parent, [eliminate_common_subexpressions, merge_guards])
+    assert _messages(parent.sub) == ["first", "ge"]
+
+
+def test_traces_assert_each_condition_once():
+    """The capture passes merge guards that read one value: LSTM's batch size, the four
+    dtype and three device checks of MultiheadAttention's fast path."""
+    import warnings
+
+    import fxtrace
+
+    class Attend(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.attention(x, x, x, need_weights=False)[0]
+
+    cases = [(Attend().eval(), torch.randn(2, 5, 8)),
+             (nn.LSTM(4, 6, batch_first=True).eval(), torch.randn(2, 5, 4))]
+    for fn, x in cases:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm = fxtrace.capture(fn, (x,))
+        guards = 0
+        for m in gm.modules():
+            if isinstance(m, fx.GraphModule):
+                conds = [n.args[0] for n in m.graph.nodes if n.target is torch._assert]
+                assert len(conds) == len(set(conds)), m.code
+                guards += len(conds)
+        assert guards >= 3  # what the trace checks is still checked
+        with torch.no_grad():
+            torch.testing.assert_close(gm(x), fn(x))

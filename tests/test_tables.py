@@ -605,6 +605,7 @@ def test_passes_table_of_a_real_capture():
     traced = fxtrace.trace(Sub(), torch.randn(2, 4))
     rows = columns(passes_table(traced, fmt="tsv").split("\n", 1)[1])
     assert [r["pass"] for r in rows] == ["eliminate_dead_code", "eliminate_common_subexpressions",
+                                         "call_ops_directly", "merge_guards",
                                          "eliminate_dead_code"]
     assert all(r["modified"] in ("yes", "no") for r in rows)
 

@@ -22,13 +22,14 @@ import keyword
 import math
 import operator
 import typing
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.fx as fx
 
 from ..capture.meta import SOURCE, TENSOR_META, SourceLoc
 from ..errors import LoweringError
+from .guard_conditions import failing, inlined_conditions
 from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
 from .setattr import is_set_state, set_state_statement
 from .special import guard_statements, rewrite_python_call
@@ -138,6 +139,7 @@ class _Writer:
         self.names: Dict[fx.Node, str] = {}
         self.lines: List[str] = []
         self.line_nodes: List[Optional[fx.Node]] = []
+        self.inlined: Set[fx.Node] = set()  # NOTE [Guard conditions]
 
     # -- values -----------------------------------------------------------------------------
     def value(self, arg: Any) -> str:
@@ -215,9 +217,13 @@ class _Writer:
         self.lines.append(f"    {text}" + (f"  # {src.short}" if src is not None else ""))
         self.line_nodes.append(node)
 
-    def emit_guard(self, cond: str, message: str, node: fx.Node) -> None:
+    def emit_guard(self, cond: str, message: str, node: fx.Node, negated: bool = False) -> None:
+        """``if not cond: raise``; ``negated``: ``cond`` is the failing condition."""
         self.env["RuntimeError"] = RuntimeError  # the resolution callback names the raise
-        for line in guard_statements(cond, message):
+        lines = guard_statements(cond, message)
+        if negated:  # the raise as guard_statements writes it, under ``if cond:``
+            lines = [f"if {cond}:", *lines[1:]]
+        for line in lines:
             self.emit(line, node)
 
     def expression(self, node: fx.Node) -> Optional[str]:
@@ -335,7 +341,8 @@ class _Writer:
         if fn is torch._assert:
             cond = args[0] if args else kwargs["condition"]
             message = args[1] if len(args) > 1 else kwargs.get("message", "")
-            self.emit_guard(self.value(cond), self.value(message), node)
+            self.emit_guard(failing(cond, self.inlined, self.value), self.value(message), node,
+                            negated=True)
             return None
         method = tensor_method_name(fn)
         if method is not None and args:  # Tensor.__pow__ and friends, called as functions
@@ -450,7 +457,10 @@ def generate(graph: fx.Graph, name: str = "forward", *, method: bool = True) -> 
     w = _Writer(graph, env)
     params: List[str] = ["self"] if method else []
     ret = "None"
+    w.inlined = inlined_conditions(graph)
     for node in graph.nodes:
+        if node in w.inlined:
+            continue  # written inside the guard it feeds (NOTE [Guard conditions])
         if node.op == "placeholder":
             local = w.ns.create(node.name)
             w.names[node] = local

@@ -52,6 +52,24 @@ def _layer_norm(node: fx.Node) -> Optional[Tuple[Callable[..., Any], Tuple[Any, 
                               _arg(node, 3, "bias", None), _arg(node, 4, "eps", 1e-5))
 
 
+def _adaptive_avg_pool(op: Callable[..., Any], rank: int) -> Callable[[fx.Node], Any]:
+    """``F.adaptive_avg_poolNd(x, output_size)`` with a literal size (an int or ints, no
+    ``None``, which the wrapper would fill in from ``x``'s sizes): the op on that size as a
+    list. Outputs are bitwise the same; an input of too low a rank fails in the op (a
+    RuntimeError, as in torch.jit's trace) instead of in the wrapper (a ValueError)."""
+    def rewrite(node: fx.Node) -> Optional[Tuple[Callable[..., Any], Tuple[Any, ...]]]:
+        x, size = _arg(node, 0, "input"), _arg(node, 1, "output_size")
+        if x is _MISSING or set(node.kwargs) - {"input", "output_size"}:
+            return None
+        if type(size) is int:
+            size = [size] * rank
+        if not isinstance(size, (list, tuple)) or len(size) != rank or \
+                any(type(v) is not int for v in size):
+            return None
+        return op, (x, list(size))
+    return rewrite
+
+
 #: wrapper -> rewrite(node) -> (ATen op, args) or None to leave the call alone
 DIRECT_OPS: Dict[Callable[..., Any], Callable[[fx.Node], Any]] = {
     F.batch_norm: _batch_norm,
@@ -59,6 +77,8 @@ DIRECT_OPS: Dict[Callable[..., Any], Callable[[fx.Node], Any]] = {
     F.hardswish: _unary(torch._C._nn.hardswish, torch._C._nn.hardswish_),
     F.hardsigmoid: _unary(torch._C._nn.hardsigmoid, torch._C._nn.hardsigmoid_),
     F.layer_norm: _layer_norm,
+    F.adaptive_avg_pool2d: _adaptive_avg_pool(torch._C._nn.adaptive_avg_pool2d, 2),
+    F.adaptive_avg_pool3d: _adaptive_avg_pool(torch._C._nn.adaptive_avg_pool3d, 3),
 }
 
 
@@ -70,8 +90,11 @@ def call_ops_directly(gm: fx.GraphModule) -> PassResult:
 
     Invariant: outputs are bitwise unchanged (the wrapper would call exactly that op with
     those arguments). Lowered, the wrapper is a TorchScript function compiled from its
-    Python source and called per use; the op is one instruction, as in torch.jit's trace.
-    The new node keeps the old one's name-independent meta (source line, tensor meta).
+    Python source (once per process, at the first trace that calls it) and inlined by the
+    graph executor; the op is the one call torch.jit's trace records, and the generated
+    ``.code`` names it instead of ``__torch__.torch.nn.functional.batch_norm``.
+    The node is rewritten in place, keeping its name, meta (source line, tensor meta) and
+    users.
 
     Before / after::
 
@@ -90,10 +113,7 @@ def call_ops_directly(gm: fx.GraphModule) -> PassResult:
         if found is None:
             continue
         op, args = found
-        with gm.graph.inserting_before(node):
-            new = gm.graph.call_function(op, args)
-        new.meta.update(node.meta)
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
+        # rewritten in place: the node keeps its name (the generated local's), meta and users
+        node.target, node.args, node.kwargs = op, args, {}
         modified = True
     return PassResult(gm, modified)
