@@ -386,3 +386,16 @@ def test_f15_still_guarded_once_the_interpreter_specialised_the_call():
     for _ in range(12):
         t = fxtrace.trace(f, torch.randn(3, 4), check_trace=False)
         assert _guarded(t, torch.randn(5, 4))
+
+
+def test_f19_a_guard_on_a_name_starting_with_in_compiles():
+    """TorchScript lexes ``not in`` greedily: ``not index_fill_...`` must be parenthesised."""
+    def f(y):
+        v0 = y.clone()
+        v0.index_fill_(1, torch.tensor([0]), -1.0)
+        return v0[..., torch.argsort(v0[0])]     # a rank guard on ``index_fill_``
+
+    y = torch.randn(1, 1)
+    t = fxtrace.trace(f, y)
+    assert torch.equal(t(y), f(y)) and torch.equal(_jit(f, y)(y), f(y))
+    assert _guarded(t, torch.randn(1, 1, 1))       # the rank guard is there and compiled

@@ -32,7 +32,7 @@ from ..errors import LoweringError
 from .guard_conditions import failing, inlined_conditions
 from .schema import DTYPE_METHODS, Expr, aten_name, normalise_call
 from .setattr import is_set_state, set_state_statement
-from .special import guard_statements, rewrite_python_call
+from .special import guard_statements, negation, rewrite_python_call
 from .targets import (
     NO_BUILTIN_DTYPE_METHODS,
     binds,
@@ -55,7 +55,7 @@ _BINARY = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.tru
            operator.ne: "!=", operator.lt: "<", operator.le: "<=", operator.gt: ">",
            operator.ge: ">=", operator.and_: "&", operator.or_: "|", operator.xor: "^",
            operator.matmul: "@", operator.lshift: "<<", operator.rshift: ">>"}
-_UNARY = {operator.neg: "-", operator.pos: "+", operator.invert: "~", operator.not_: "not "}
+_UNARY = {operator.neg: "-", operator.pos: "+", operator.invert: "~"}
 
 # Tensor dunder methods as the torch function mode reports them -> infix operator.
 _DUNDER_BINARY = {"__add__": "+", "__sub__": "-", "__mul__": "*", "__truediv__": "/",
@@ -336,6 +336,8 @@ class _Writer:
             return None
         if fn in _BINARY and not kwargs:
             return f"{self.value(args[0])} {_BINARY[fn]} {self.value(args[1])}"
+        if fn is operator.not_ and not kwargs:
+            return negation(self.value(args[0]))
         if fn in _UNARY and not kwargs:
             return f"{_UNARY[fn]}{self.value(args[0])}"
         if fn is torch._assert:

@@ -20,6 +20,7 @@ import torch
 import torch.fx as fx
 
 from ..capture.meta import GUARD
+from .special import negation
 from .targets import is_tensor
 
 __all__ = ["inlined_conditions", "failing", "holding"]
@@ -67,12 +68,12 @@ def inlined_conditions(graph: fx.Graph) -> Set[fx.Node]:
 def failing(cond: Any, inlined: Set[fx.Node], value: Value) -> str:
     """TorchScript text that is true exactly when the guard condition ``cond`` is false."""
     if cond not in inlined:
-        return f"not {value(cond)}"
+        return negation(value(cond))
     if cond.target is operator.not_:
         return holding(cond.args[0], inlined, value)
     a, b = cond.args
     if cond.target is operator.eq and isinstance(b, bool) and _is_training_flag(a):
-        return value(a) if b is False else f"not {value(a)}"
+        return value(a) if b is False else negation(value(a))
     if cond.target in _NEGATED:
         return f"{value(a)} {_NEGATED[cond.target]} {value(b)}"
     return f"not ({holding(cond, inlined, value)})"

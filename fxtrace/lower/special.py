@@ -98,6 +98,13 @@ def rewrite_python_call(fn: Any, args: Args, kwargs: Kwargs) -> Optional[Rewrite
     return rewrite(args, kwargs) if rewrite is not None else None
 
 
+def negation(operand: str) -> str:
+    """``not operand`` as TorchScript reads it. Its lexer takes ``not in`` greedily, so
+    ``not index_fill_ == 2`` would read as ``not in`` + ``dex_fill_`` (fuzz F19): an operand
+    starting with ``in`` is parenthesised (``not (index_fill_ == 2)``, the same test)."""
+    return f"not ({operand})" if operand.startswith("in") else f"not {operand}"
+
+
 def guard_statements(cond: str, message: str) -> List[str]:
     """The TorchScript lines of a runtime guard: ``cond`` must hold, else the call fails with
     ``message`` (a string literal) alone.
@@ -108,4 +115,4 @@ def guard_statements(cond: str, message: str) -> List[str]:
     comment) above the message; a ``raise`` quotes the generated guard line, whose comment
     names the user's file:line, and ends with the message (``builtins.RuntimeError: ...``),
     in the compiling process and after ``torch.jit.load`` alike."""
-    return [f"if not {cond}:", f"    raise RuntimeError({message})"]
+    return [f"if {negation(cond)}:", f"    raise RuntimeError({message})"]
