@@ -102,8 +102,12 @@ class InputChecker:
         return self.kept.kept()
 
     def _run(self, fn: Any, call: Call) -> Any:
+        # fxtrace's own trace (and its loaded copy) runs TorchScript only: it cannot draw
+        # from Python's or NumPy's generators, so only torch's are set before it
+        own = self.gm is not None and fn is not self.original
         with self._kept():
-            return run_isolated(fn, call[0], call[1], self.stateful, self.snapshot)
+            return run_isolated(fn, call[0], call[1], self.stateful, self.snapshot,
+                                torch_rng_only=own)
 
     def _diff(self, call: Call) -> Optional[Any]:
         """The graph difference of a re-trace on this input (None: the same graph)."""
