@@ -121,11 +121,14 @@ class StateSnapshot:
                 entry[2] = entry[1]._version
         return self
 
-    def restore(self) -> None:
-        for m, training in self.flags:
-            if m.training is not training:  # setting goes through Module.__setattr__: slow
-                m.training = training
-        self._restore_python()
+    def restore(self, python: bool = True) -> None:
+        """Put the state back; ``python=False``: not the training flags and Python
+        attributes (after a body that cannot set them)."""
+        if python:
+            for m, training in self.flags:
+                if m.training is not training:  # setting goes through Module.__setattr__
+                    m.training = training
+            self._restore_python()
         for m, name, b in self.slots:
             if m._buffers.get(name) is not b:
                 m._buffers[name] = b
@@ -251,7 +254,7 @@ def _copy_all(targets: List[torch.Tensor], values: List[torch.Tensor]) -> None:
 @contextlib.contextmanager
 def preserved_state(modules: Sequence[torch.nn.Module], *, always: bool,
                     parameters: bool = False, snapshot: Optional[StateSnapshot] = None,
-                    torch_rng_only: bool = False) -> Iterator[None]:
+                    script_body: bool = False) -> Iterator[None]:
     """Restore the state of ``modules`` (see the module docstring) on exit.
 
     Grad mode is always restored. The rest is restored on every exit when ``always`` is True,
@@ -260,15 +263,17 @@ def preserved_state(modules: Sequence[torch.nn.Module], *, always: bool,
     parameters for in-place writes (reported, not undone). ``snapshot``: a
     :class:`StateSnapshot` of the same modules to reuse instead of taking a new one; when
     its ``rng`` is set, the generators are set to those states before the body instead
-    (``torch_rng_only``: torch's only, for a body that cannot draw from Python's or NumPy's
-    generators: a trace fxtrace generated, which runs TorchScript only).
+    ``script_body``: the body runs TorchScript only (a trace fxtrace generated): it can
+    neither draw from Python's or NumPy's generators nor set a Python module's attributes or
+    training flags, so with a snapshot only torch's generators are set before it and the
+    restore skips the Python attributes and flags (:meth:`StateSnapshot.restore`).
     """
     grad = torch.is_grad_enabled()
     start = snapshot.rng if snapshot is not None else None
     if start is not None:
         # every body starts from the snapshot's RNG states: one restore per body, and the
         # caller that set them restores the generators once its last body ran
-        if torch_rng_only:
+        if script_body:
             restore_torch_rng(start)
         else:
             start.restore()
@@ -278,7 +283,7 @@ def preserved_state(modules: Sequence[torch.nn.Module], *, always: bool,
     def restore() -> None:
         if rng is not None:
             rng.restore()
-        snap.restore()
+        snap.restore(python=not (script_body and snapshot is not None))
 
     try:
         yield

@@ -100,7 +100,7 @@ def test_runs_start_from_the_snapshot_rng() -> None:
         with preserved_state([model], always=True, snapshot=snap):
             seen.append(_draws())
     assert seen[0] == seen[1]  # each body started from the same states
-    with preserved_state([model], always=True, snapshot=snap, torch_rng_only=True):
+    with preserved_state([model], always=True, snapshot=snap, script_body=True):
         torch_draw = torch.rand(2).tolist()
         python_draw = random.random()
     assert torch_draw == seen[0][0]  # torch's generator set back
