@@ -9,6 +9,12 @@ on request, *watching* the parameters.
 Buffers are cloned and copied back (``copy_``) on restore: they are small, and copying back
 unconditionally also undoes writes that bypass the version counter (``buf.data.add_(1)``).
 
+NOTE [Trusted counters]: a caller that runs a model many times from one snapshot and knows
+that no module class of it writes past a version counter (``fxtrace.check``, whose class scan
+in ``fxtrace.checking.put_back`` found no ``.data``, ``set_(`` or storage write) sets
+``trust_versions``: a restore then copies back only the buffers whose counter moved (on a
+ResNet-style model most runs write none), and ``refresh`` skips the shape comparisons.
+
 Parameters are **not** copied: a model's parameters are most of its memory, and a forward
 that writes its own parameters in place is rare. With ``parameters=True`` each parameter's
 ``_version`` counter (bumped by every in-place write through the tensor or a view of it) is
