@@ -9,6 +9,12 @@ on request, *watching* the parameters.
 Buffers are cloned and copied back (``copy_``) on restore: they are small, and copying back
 unconditionally also undoes writes that bypass the version counter (``buf.data.add_(1)``).
 
+NOTE [Trusted counters]: a caller that runs a model many times from one snapshot and knows
+that no module class of it writes past a version counter (``fxtrace.check``, whose class scan
+in ``fxtrace.checking.put_back`` found no ``.data``, ``set_(`` or storage write) sets
+``trust_versions``: a restore then copies back only the buffers whose counter moved (on a
+ResNet-style model most runs write none), and ``refresh`` skips the shape comparisons.
+
 Parameters are **not** copied: a model's parameters are most of its memory, and a forward
 that writes its own parameters in place is rare. With ``parameters=True`` each parameter's
 ``_version`` counter (bumped by every in-place write through the tensor or a view of it) is
@@ -31,7 +37,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]
 
-__all__ = ["preserved_state", "StateSnapshot", "RngStates", "restore_contents"]
+__all__ = ["preserved_state", "StateSnapshot", "RngStates", "restore_contents",
+           "restore_torch_rng"]
 
 
 class RngStates:
@@ -105,23 +112,34 @@ class StateSnapshot:
                         seen.add(id(p))
                         self.params.append([name, p, p._version])
         self.warned = False
+        # NOTE [Trusted counters]: set by a caller that knows no forward run from this
+        # snapshot writes a buffer past its version counter (``.data``, ``set_``, storages):
+        # a restore then copies back only the buffers whose counter moved.
+        self.trust_versions = False
+        # set by a caller running many bodies from this snapshot: the RNG states every body
+        # starts from (restored before it, instead of saved and restored around it)
+        self.rng: Optional[RngStates] = None
 
     def refresh(self) -> "StateSnapshot":
         """Re-clone the buffers written since the last clone or restore (by version)."""
+        trusted = self.trust_versions  # NOTE [Trusted counters]: a resize moves the counter
         for entry in self.buffers:
             t = entry[0]
-            if t._version != entry[2] or t.shape != entry[1].shape:
+            if t._version != entry[2] or (not trusted and t.shape != entry[1].shape):
                 entry[1], entry[2] = t.detach().clone(), t._version
-        for entry in self.params:
-            entry[2] = entry[1]._version
+        if not trusted:  # (trusted: a restore or put-back left every counter read)
+            for entry in self.params:
+                entry[2] = entry[1]._version
         return self
 
-    def restore(self) -> None:
-        for m, training in self.flags:
-            if m.training is not training:  # setting goes through Module.__setattr__: slow
-                m.training = training
-        for m, saved in self.python:
-            _restore_python_attributes(m, saved)
+    def restore(self, python: bool = True) -> None:
+        """Put the state back; ``python=False``: not the training flags and Python
+        attributes (after a body that cannot set them)."""
+        if python:
+            for m, training in self.flags:
+                if m.training is not training:  # setting goes through Module.__setattr__
+                    m.training = training
+            self._restore_python()
         for m, name, b in self.slots:
             slots = m._buffers  # (a ScriptModule's is a wrapper without .get)
             if (slots.get(name) if isinstance(slots, dict) else slots[name]) is not b:
@@ -132,14 +150,13 @@ class StateSnapshot:
         with torch.no_grad():
             for t, copy in self.copies:
                 t.data.copy_(copy)
-        with torch.no_grad():
-            same = [e for e in self.buffers if e[0].shape == e[1].shape]
-            _copy_all([e[0] for e in same], [e[1] for e in same])
-            for entry in self.buffers:
-                entry[2] = entry[0]._version
-        written = [e[0] for e in self.params if e[1]._version != e[2]]
-        for e in self.params:
-            e[2] = e[1]._version
+        self._restore_buffers()
+        written = []
+        for e in self.params:  # each counter read once
+            version = e[1]._version
+            if version != e[2]:
+                written.append(e[0])
+                e[2] = version
         if written and not self.warned:
             self.warned = True
             from .errors import TracerWarning
@@ -148,6 +165,43 @@ class StateSnapshot:
                           "parameters, so running the model again to check the trace left "
                           "these writes in the model and later runs started from the written "
                           "values", TracerWarning, stacklevel=4)
+
+    def _restore_python(self) -> None:
+        """:func:`_restore_python_attributes` of every module in :attr:`python`, from a flat
+        list of ``(attribute dict, name, value, container copy)`` built once per list (a
+        caller may filter :attr:`python` after the snapshot is taken)."""
+        if getattr(self, "_flat_of", None) is not self.python:
+            self._flat_of = self.python
+            self._flat = [(m.__dict__, name, value, copy) for m, saved in self.python
+                          for name, (value, copy) in saved.items()]
+        for attrs, name, value, copy in self._flat:
+            if attrs.get(name, _MISSING) is not value:
+                attrs[name] = value
+            if copy is not None:
+                restore_contents(value, copy)
+
+    def _restore_buffers(self) -> None:
+        """Copy the saved buffers back: all of them (writes through ``.data`` move no
+        counter), or with :attr:`trust_versions` only those whose counter moved."""
+        if self.trust_versions:
+            moved = [e for e in self.buffers if e[0]._version != e[2]]
+            if not moved:
+                return
+        else:
+            moved = self.buffers
+        with torch.no_grad():
+            same = [e for e in moved if e[0].shape == e[1].shape]
+            _copy_all([e[0] for e in same], [e[1] for e in same])
+            for entry in moved:
+                entry[2] = entry[0]._version
+
+
+def restore_torch_rng(states: RngStates) -> None:
+    """Put back torch's generators (CPU and CUDA) of ``states``, not Python's or NumPy's
+    (whose restore costs ten times torch's)."""
+    torch.random.set_rng_state(states.cpu)
+    for i, state in enumerate(states.cuda):
+        torch.cuda.set_rng_state(state, i)
 
 
 #: Plain Python values a forward may assign on a module (``self.calls += 1``).
@@ -211,23 +265,37 @@ def _copy_all(targets: List[torch.Tensor], values: List[torch.Tensor]) -> None:
 
 @contextlib.contextmanager
 def preserved_state(modules: Sequence[torch.nn.Module], *, always: bool,
-                    parameters: bool = False, snapshot: Optional[StateSnapshot] = None
-                    ) -> Iterator[None]:
+                    parameters: bool = False, snapshot: Optional[StateSnapshot] = None,
+                    script_body: bool = False) -> Iterator[None]:
     """Restore the state of ``modules`` (see the module docstring) on exit.
 
     Grad mode is always restored. The rest is restored on every exit when ``always`` is True,
     and only when the body raises otherwise (for a caller that decides itself whether a
     successful body's effects stay). ``parameters=True`` watches the
     parameters for in-place writes (reported, not undone). ``snapshot``: a
-    :class:`StateSnapshot` of the same modules to reuse instead of taking a new one.
+    :class:`StateSnapshot` of the same modules to reuse instead of taking a new one; when
+    its ``rng`` is set, the generators are set to those states before the body instead
+    ``script_body``: the body runs TorchScript only (a trace fxtrace generated): it can
+    neither draw from Python's or NumPy's generators nor set a Python module's attributes or
+    training flags, so with a snapshot only torch's generators are set before it and the
+    restore skips the Python attributes and flags (:meth:`StateSnapshot.restore`).
     """
     grad = torch.is_grad_enabled()
-    rng = RngStates()
+    start = snapshot.rng if snapshot is not None else None
+    if start is not None:
+        # every body starts from the snapshot's RNG states: one restore per body, and the
+        # caller that set them restores the generators once its last body ran
+        if script_body:
+            restore_torch_rng(start)
+        else:
+            start.restore()
+    rng = RngStates() if start is None else None
     snap = snapshot.refresh() if snapshot is not None else StateSnapshot(modules, parameters)
 
     def restore() -> None:
-        rng.restore()
-        snap.restore()
+        if rng is not None:
+            rng.restore()
+        snap.restore(python=not (script_body and snapshot is not None))
 
     try:
         yield

@@ -102,8 +102,13 @@ class InputChecker:
         return self.kept.kept()
 
     def _run(self, fn: Any, call: Call) -> Any:
+        # fxtrace's own trace (and its loaded copy) runs TorchScript only: it cannot draw
+        # from Python's or NumPy's generators or set the original's Python attributes, so
+        # only torch's generators are set before it and the restore skips the attributes
+        own = self.gm is not None and fn is not self.original
         with self._kept():
-            return run_isolated(fn, call[0], call[1], self.stateful, self.snapshot)
+            return run_isolated(fn, call[0], call[1], self.stateful, self.snapshot,
+                                script_body=own)
 
     def _diff(self, call: Call) -> Optional[Any]:
         """The graph difference of a re-trace on this input (None: the same graph)."""

@@ -58,7 +58,7 @@ from ..capture.meta import INFO
 from ..errors import InvalidArgument, PropertyCheckError
 from ..inspect.report import CheckReport, OutputCheck
 from ..lower.quiet import quiet_jit
-from ..state import StateSnapshot
+from ..state import RngStates, StateSnapshot
 from .calls import Call, describe, describe_inputs
 from .check_report import (
     CheckWarning,
@@ -190,6 +190,11 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
     found: Optional[Failure] = None
     with torch.no_grad(), parameter_copies(root, snapshot) as copied, \
             isolated_state(stateful, snapshot, watch=not copied):
+        # NOTE [Trusted counters]: the copies are taken only when no module class writes
+        # past a version counter, so a restore may skip the buffers whose counter is still
+        # the same; every run starts from the RNG states saved here (restored before it)
+        snapshot.trust_versions = copied
+        snapshot.rng = RngStates()
         try:
             test()
             _cover(checker, plan.cover, search)
@@ -202,6 +207,8 @@ def check(traced: Any, original: Any, inputs: Any = None, *, max_examples: Optio
                                  outputs=[OutputCheck(path="out", status="error")],
                                  notes=[str(e).splitlines()[0]])
             raise PropertyCheckError(_message(report), report) from e
+        finally:
+            snapshot.trust_versions, snapshot.rng = False, None
     if found is not None:
         with torch.no_grad():
             _raise_failure(found, checker, tolerance, seed, repro_path)

@@ -175,17 +175,19 @@ def _cuda_devices() -> List[int]:
 
 @contextlib.contextmanager
 def isolated_state(stateful: Sequence[torch.nn.Module], snapshot: Optional[StateSnapshot] = None,
-                   watch: bool = True) -> Iterator[None]:
+                   watch: bool = True, script_body: bool = False) -> Iterator[None]:
     """Run a body from the current state and put everything back afterwards (see docstring).
 
     ``snapshot``: a :class:`fxtrace.state.StateSnapshot` of ``stateful`` taken once by a
     caller that runs many bodies from the same state (the buffers are then cloned once).
     ``watch=False``: no NOTE [Writes on later calls] around the body, for a caller whose
-    parameter copies put back what the body writes (``put_back.parameter_copies``)."""
+    parameter copies put back what the body writes (``put_back.parameter_copies``).
+    ``script_body``: see :func:`fxtrace.state.preserved_state`."""
     devices = _cuda_devices()
     snap = snapshot if snapshot is not None else StateSnapshot(stateful, parameters=True)
     # preserved_state restores the CPU RNG; fork_rng is only needed for CUDA generators
-    with preserved_state(stateful, always=True, parameters=True, snapshot=snap), \
+    with preserved_state(stateful, always=True, parameters=True, snapshot=snap,
+                         script_body=script_body), \
             (torch.random.fork_rng(devices=devices) if devices else contextlib.nullcontext()), \
             (writes_put_back(stateful, snap) if watch else contextlib.nullcontext()):
         yield
@@ -199,13 +201,15 @@ def is_script(fn: Any) -> bool:
 
 def run_isolated(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
                  stateful: Sequence[torch.nn.Module],
-                 snapshot: Optional[StateSnapshot] = None) -> Any:
-    """``fn`` on fresh copies of the inputs, with all state restored afterwards.
+                 snapshot: Optional[StateSnapshot] = None, script_body: bool = False
+                 ) -> Any:
+    """``fn`` on fresh copies of the inputs, with all state restored afterwards
+    (``script_body``: see :func:`fxtrace.state.preserved_state`).
 
     A TorchScript ``fn`` runs with ``torch.jit.optimized_execution(False)``: the checks run
     each trace a few times on inputs of varying shapes, where the profiling executor would
     spend most of the time profiling and re-optimising; the graph run is the trace's own."""
-    with isolated_state(stateful, snapshot):
+    with isolated_state(stateful, snapshot, script_body=script_body):
         if is_script(fn):
             with torch.jit.optimized_execution(False):
                 return fn(*clone_inputs(args), **clone_inputs(kwargs))
