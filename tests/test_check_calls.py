@@ -125,3 +125,43 @@ def test_calls_false_keeps_the_per_input_check():
     report = fxtrace.check(_jit(Counter(), x), Counter(), example_inputs=(x,), seed=0,
                            calls=False)
     assert report.ok and not any(n.startswith("call sequences") for n in report.notes)
+
+
+class _BumpsInPlace(torch.nn.Module):
+    """A counter written in place, which the trace shares with the model (as torch.jit's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("n", torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.n.add_(1)
+        return x + self.n
+
+
+class _RebindsCounter(_BumpsInPlace):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.n = self.n + 1  # torch.jit.trace drops the rebinding: its n never moves
+        return x + self.n
+
+
+def test_a_buffer_the_trace_shares_is_carried_per_side() -> None:
+    # each side keeps its own values of the shared buffer: no false alarm on a right trace
+    model = _BumpsInPlace()
+    x = torch.zeros(2)
+    traced = fx_trace(model, x)
+    assert traced.n.data_ptr() == model.n.data_ptr()  # shared
+    report = check_calls(traced, model, example_inputs=(x,), max_examples=10, seed=0)
+    assert report.counts["calls"] >= 2
+    assert fxtrace.check(traced, model, example_inputs=(x,), max_examples=8, seed=0)
+    assert model.n.item() == 0.0
+
+
+def test_a_shared_buffer_the_trace_drops_is_found() -> None:
+    model = _RebindsCounter()
+    x = torch.zeros(2)
+    traced = jit_trace(model, x)  # torch.jit's own trace ran forward once: n is 1 now
+    before = model.n
+    with pytest.raises(fxtrace.PropertyCheckError, match="differs from eager"):
+        check_calls(traced, model, example_inputs=(x,), max_examples=20, seed=0)
+    assert model.n is before and model.n.item() == 1.0  # the check changed nothing

@@ -79,7 +79,7 @@ def test_check_restores_every_run(cls: type) -> None:
     x = torch.zeros(2)
     traced = fxtrace.trace(model, x, check_trace=False)
     model.n.zero_()
-    report = fxtrace.check(traced, model, max_examples=8, seed=0, calls=False)
+    report = fxtrace.check(traced, model, max_examples=8, seed=0)
     assert report.counts["agreed"] >= 8
     assert model.n.item() == 0.0
 

@@ -54,9 +54,57 @@ def _state(module: Any) -> Dict[str, torch.Tensor]:
     return dict(module.state_dict()) if isinstance(module, torch.nn.Module) else {}
 
 
-def _state_problems(traced: Any, original: Any, tolerance: float) -> List[str]:
-    """The common ``state_dict`` entries whose values differ."""
-    a, b = _state(traced), _state(original)
+def _key(t: torch.Tensor) -> Tuple[int, int, Tuple[int, ...], torch.dtype]:
+    """One tensor's memory, whichever Python object holds it."""
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
+
+
+class _SharedState:
+    """The tensors both sides hold. A trace shares its model's parameters and buffers (as
+    torch.jit's does), so in a sequence each side would also see the other's in-place updates
+    (``self.n.add_(1)`` counted twice per step). Each side keeps its own values of them
+    instead, swapped in before its call; both start from the sequence's start state."""
+
+    def __init__(self, traced: Any, original: Any) -> None:
+        sides = [dict(m.state_dict(keep_vars=True)) if isinstance(m, torch.nn.Module) else {}
+                 for m in (traced, original)]
+        theirs = {_key(t) for t in sides[1].values() if isinstance(t, torch.Tensor)}
+        mine: Dict[Any, torch.Tensor] = {}
+        for t in sides[0].values():
+            if isinstance(t, torch.Tensor) and _key(t) in theirs:
+                mine.setdefault(_key(t), t)
+        self.tensors = list(mine.values())
+        self.values: Dict[str, List[torch.Tensor]] = {}
+        self.holder = ""
+
+    def start(self) -> None:
+        """A new sequence: both sides at the current (start) values."""
+        start = [t.detach().clone() for t in self.tensors]
+        self.values, self.holder = {"traced": start, "original": start}, ""
+
+    def enter(self, side: str) -> None:
+        """Put ``side``'s values into the shared tensors (the other side's saved first)."""
+        if not self.tensors or self.holder == side:
+            return
+        with torch.no_grad():
+            if self.holder:
+                self.values[self.holder] = [t.detach().clone() for t in self.tensors]
+            for t, v in zip(self.tensors, self.values[side]):
+                t.copy_(v)
+        self.holder = side
+
+    def state(self, module: Any, side: str) -> Dict[str, torch.Tensor]:
+        """``module``'s ``state_dict`` as ``side`` has it (shared tensors: its own values)."""
+        out = _state(module)
+        if self.holder in ("", side) or not self.tensors:
+            return out
+        mine = {_key(t): v for t, v in zip(self.tensors, self.values[side])}
+        return {k: mine.get(_key(v), v) if isinstance(v, torch.Tensor) else v
+                for k, v in out.items()}
+
+
+def _state_problems(a: Dict[str, Any], b: Dict[str, Any], tolerance: float) -> List[str]:
+    """The common ``state_dict`` entries (of the trace, of the original) whose values differ."""
     out = []
     for key in sorted(a.keys() & b.keys()):
         problems = compare_outputs(a[key], b[key], tolerance)
@@ -73,6 +121,7 @@ class _Runner:
         self.traced, self.original, self.stateful = traced, original, stateful
         self.tolerance = tolerance
         self.kept = KeptAttributes(stateful)
+        self.shared = _SharedState(traced, original)
         self.counts = {"sequences": 0, "calls": 0, "refused": 0, "skipped": 0, "switches": 0}
         self.at = 0
 
@@ -80,6 +129,7 @@ class _Runner:
         self.counts["sequences"] += 1
         ran = 0
         with self.kept.kept(), isolated_state(self.stateful):
+            self.shared.start()
             for number, step in enumerate(steps):
                 if isinstance(step, str):
                     self._switch(step)
@@ -100,11 +150,13 @@ class _Runner:
         """One call on both sides (state carried); False ends the sequence."""
         self.at = number  # a failure's sequence ends here (the steps after it are noise)
         try:
+            self.shared.enter("original")
             want = run_isolated(self.original, call[0], call[1], [])
         except Exception:  # noqa: BLE001 - outside the original's domain
             self.counts["skipped"] += 1
             return False
         try:
+            self.shared.enter("traced")
             got = run_isolated(self.traced, call[0], call[1], [])
         except Exception as e:  # noqa: BLE001
             if guard_refusal(e) is not None:
@@ -114,7 +166,9 @@ class _Runner:
                           detail=error_text(e)) from e
         self.counts["calls"] += 1
         problems = [p for _, p in compare_outputs(got, want, self.tolerance)]
-        problems += _state_problems(self.traced, self.original, self.tolerance)
+        problems += _state_problems(self.shared.state(self.traced, "traced"),
+                                    self.shared.state(self.original, "original"),
+                                    self.tolerance)
         if problems:
             nth = sum(1 for step in calls[:number + 1] if not isinstance(step, str))
             raise Failure(f"call {nth} of the sequence differs from eager",
