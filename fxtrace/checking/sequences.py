@@ -56,7 +56,7 @@ def _state(module: Any) -> Dict[str, torch.Tensor]:
 
 def _key(t: torch.Tensor) -> Tuple[int, int, Tuple[int, ...], torch.dtype]:
     """One tensor's memory, whichever Python object holds it."""
-    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
+    return (t.untyped_storage().data_ptr(), int(t.storage_offset()), tuple(t.shape), t.dtype)
 
 
 class _SharedState:
