@@ -58,7 +58,11 @@ def fuzz(count: int, seed: int = 0, seconds: float = 1e9, jobs: int = 1, check_e
     deadline = time.time() + seconds
     jobs_ = [(list(range(s, min(s + chunk, seed + count))), deadline, check_every, families,
               unknown_only) for s in range(seed, seed + count, chunk)]
-    ctx = multiprocessing.get_context("fork")
+    # Not "fork": a parent that has run torch's intra-op thread pool (a test session) leaves
+    # its locks held in a forked child, which then hangs in its first parallel kernel. The
+    # fork server is a fresh process with torch imported, forking each worker from there.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch"])
     records: List[Dict[str, Any]] = []
     with ctx.Pool(jobs, maxtasksperchild=1) as pool:
         for part in pool.imap_unordered(_worker, jobs_):
