@@ -141,10 +141,12 @@ def _source(gm: fx.GraphModule, name: str, graph: fx.Graph, sources: _Sources) -
 
 
 def _has_constants(gm: fx.GraphModule) -> bool:
-    """Does any graph of ``gm`` read a tensor attribute that is not a parameter or buffer?
-    (Registered on the type per module: such a type is not shared.)"""
+    """Does any graph of ``gm`` read an attribute that is not a parameter, a buffer or the
+    ``training`` flag every module type has? (A tensor constant is registered on the type
+    per module: such a type is not shared.)"""
     return any(n.op == "get_attr" and "." not in n.target and n.target not in gm._parameters
                and n.target not in gm._buffers
+               and not (n.target == "training" and isinstance(getattr(gm, n.target), bool))
                for graph in (gm.graph, *_methods(gm).values()) for n in graph.nodes)
 
 
