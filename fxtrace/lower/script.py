@@ -178,6 +178,9 @@ def _type_key(gm: fx.GraphModule, children: Dict[str, Any], sources: _Sources) -
 # defined every method into it, and the key names every method the type has, so a later trace
 # never defines into a published type; the root's type (which gets the trace's metadata and
 # constants, and which ``_with_exports`` and user ``_module_class``es build) is never shared.
+# The generated text names the user's file:line in comments, part of the key: a module whose
+# calls are attributed to the line that called ``trace`` (``nn.Sequential(nn.Linear)``) shares
+# only with traces made from that line; the first trace of a class in a process pays in full.
 
 #: False: a type is shared within one trace only (round one); ``phases.py --ab`` compares.
 SHARE_ACROSS_TRACES = True
