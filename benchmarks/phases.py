@@ -13,6 +13,7 @@ Each phase is timed by wrapping the function fxtrace's pipeline calls for it (CP
 
     python benchmarks/phases.py [--repeat 3] mlp chain_1000 linear_500 decoder
     python benchmarks/phases.py --ab fxtrace.lower.script.SHARE_TYPES linear_500 mlp
+    python benchmarks/phases.py --ab fxtrace.lower.script.SHARE_ACROSS_TRACES mlp lstm
 
 ``--ab MODULE.FLAG``: A/B in one process: each case is measured with the boolean switch
 ``FLAG`` of ``MODULE`` off (A, the code before the change it guards) and on (B), rounds

@@ -1,12 +1,13 @@
 """What the speed work (issue 14) must not change: a trace stays an observation of the
 garbage collector's state, the cached schema binding answers as the uncached one, and
-submodules sharing a TorchScript type (one compilation per distinct method) keep their own
-state, code and saved form."""
+submodules sharing a TorchScript type (one compilation per distinct method), within one trace
+or across traces, keep their own state, code and saved form."""
 from __future__ import annotations
 
 import gc
 import threading
-from typing import List
+import weakref
+from typing import Callable, List
 
 import pytest
 import torch
@@ -123,6 +124,7 @@ def _count_defines(monkeypatch: pytest.MonkeyPatch) -> List[str]:
     from fxtrace.lower import script
     seen: List[str] = []
     original = script._define
+    script._TYPE_CACHE.clear()  # counts of this process's first trace of a class
 
     def counting(define, what, source):  # type: ignore[no-untyped-def]
         seen.append(what)
@@ -259,3 +261,158 @@ def test_modules_with_tensor_constants_keep_their_own_values() -> None:
     traced = fxtrace.trace(model, (x,), check_trace=False)
     assert torch.equal(traced(x), model(x))
     assert torch.equal(traced(x), torch.full((2, 4), 6.0))
+
+
+# -- NOTE [Types shared across traces]: a later trace of the same class compiles nothing new ----
+class _Cell(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+        self.register_buffer("scale", torch.full((1,), 0.5), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x) * self.scale) + x
+
+
+class _Stack(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([_Cell(), _Cell()])
+        self.head = torch.nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.flatten(1))
+
+
+def _count_inferences(monkeypatch: pytest.MonkeyPatch) -> List[object]:
+    seen: List[object] = []
+    original = torch.jit._recursive.get_module_concrete_type
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not isinstance(args[0], torch.jit.ScriptModule):  # a built child: its own type
+            seen.append(args[0])
+        return original(*args, **kwargs)
+    monkeypatch.setattr(torch.jit._recursive, "get_module_concrete_type", counting)
+    return seen
+
+
+def _trace(model: torch.nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule:
+    """One call site: the generated methods' comments name the same user lines."""
+    return fxtrace.trace(model, (x,), check_trace=False)
+
+
+def test_a_second_trace_of_the_same_class_compiles_nothing_new(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(1, 2, 4, 4)
+    defines = _count_defines(monkeypatch)
+    inferences = _count_inferences(monkeypatch)
+    first_model = _Stack().eval()
+    first = _trace(first_model, x)
+    # methods: root, _Cell, Conv2d, Linear; types: those and the ModuleList
+    assert len(defines) == 4 and len(inferences) == 5, (defines, inferences)
+    defines.clear()
+    inferences.clear()
+    model = _Stack().eval()
+    second = _trace(model, x)
+    assert defines == ["_Stack.forward"] and len(inferences) == 1, (defines, inferences)
+    for (name, a), (_, b) in zip(first.named_modules(), second.named_modules()):
+        assert a._c._method_names() == b._c._method_names(), name
+        assert not a._c._has_method("forward") or a.code == b.code, name
+        if name:  # the root's type is the trace's own
+            assert a._c._type() == b._c._type(), name
+    assert second.head.weight is model.head.weight is not first.head.weight
+    assert getattr(second.blocks, "1").scale is model.blocks[1].scale
+    assert torch.equal(second(x), model(x)) and torch.equal(first(x), first_model(x))
+
+
+def _twin(activation: Callable[[torch.Tensor], torch.Tensor]) -> torch.nn.Module:
+    class Twin(torch.nn.Module):  # one name, two classes
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return activation(self.lin(x))
+    return torch.nn.Sequential(Twin())
+
+
+def test_classes_with_one_name_and_different_code_never_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(2, 4)
+    defines = _count_defines(monkeypatch)
+    models = [_twin(torch.relu), _twin(torch.sigmoid)]
+    traced = [_trace(m, x) for m in models]
+    assert sum(what.startswith("Twin.forward") for what in defines) == 2, defines
+    assert getattr(traced[0], "0")._c._type() != getattr(traced[1], "0")._c._type()
+    for m, t in zip(models, traced):
+        assert torch.equal(t(x), m(x))
+
+
+def test_methods_of_one_trace_never_leak_into_another() -> None:
+    class TwoMethods(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x)
+
+        def extra(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x) * 2
+
+    x = torch.randn(2, 4)
+    both = fxtrace.trace_module(TwoMethods(), {"forward": (x,), "extra": (x,)},
+                                check_trace=False)
+    plain = _trace(TwoMethods(), x)
+    assert both._c._has_method("extra") and not plain._c._has_method("extra")
+    for traced in (both, plain):
+        assert traced.lin._c._method_names() == ["forward"]
+
+
+def test_the_cache_keeps_no_model_alive_and_drops_entries_whose_objects_died() -> None:
+    from fxtrace.lower import script
+    x = torch.randn(1, 2, 4, 4)
+    model = _Stack()
+    traced = _trace(model, x)
+    refs = [weakref.ref(model), weakref.ref(model.head.weight), weakref.ref(traced)]
+    del model, traced
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    assert 0 < len(script._TYPE_CACHE) <= script._TYPE_CACHE._size
+
+    class Resolved:
+        pass
+    cache = script._TypeCache(2)
+    obj = Resolved()
+    cache.put(("key", id(obj)), "type", (weakref.ref(obj),))
+    assert cache.get(("key", id(obj))) == "type"
+    key = ("key", id(obj))
+    del obj
+    gc.collect()
+    assert cache.get(key) is None and len(cache) == 0  # an id reused later never matches
+    for i in range(3):
+        cache.put(i, i, ())
+    assert len(cache) == 2 and cache.get(0) is None and cache.get(2) == 2
+
+
+def test_threads_tracing_one_class_at_once_keep_their_own_state() -> None:
+    x = torch.randn(1, 2, 4, 4)
+    errors: List[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(3):
+                model = _Stack().eval()
+                traced = _trace(model, x)
+                assert traced.head.weight is model.head.weight
+                assert torch.equal(traced(x), model(x))
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -9,8 +9,13 @@ shell compiles nothing of the original classes, and the methods are fxtrace's ow
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import re
+import threading
+import types as pytypes
+import weakref
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -136,10 +141,12 @@ def _source(gm: fx.GraphModule, name: str, graph: fx.Graph, sources: _Sources) -
 
 
 def _has_constants(gm: fx.GraphModule) -> bool:
-    """Does any graph of ``gm`` read a tensor attribute that is not a parameter or buffer?
-    (Registered on the type per module: such a type is not shared.)"""
+    """Does any graph of ``gm`` read an attribute that is not a parameter, a buffer or the
+    ``training`` flag every module type has? (A tensor constant is registered on the type
+    per module: such a type is not shared.)"""
     return any(n.op == "get_attr" and "." not in n.target and n.target not in gm._parameters
                and n.target not in gm._buffers
+               and not (n.target == "training" and isinstance(getattr(gm, n.target), bool))
                for graph in (gm.graph, *_methods(gm).values()) for n in graph.nodes)
 
 
@@ -160,6 +167,127 @@ def _type_key(gm: fx.GraphModule, children: Dict[str, Any], sources: _Sources) -
             tuple((name, key) for name, (_, key) in children.items()), tuple(methods))
 
 
+# NOTE [Types shared across traces]
+# A type built for one trace is kept, process-wide, for later traces whose (sub)module gets an
+# equal key (NOTE [Shared method types]): a fresh instance of the same model class then pays
+# neither the type inference nor the ``define`` of its methods again. Keys are plain data
+# (names, generated text, ids of the objects the text resolves names to); an entry holds those
+# objects by weak reference and is dropped once one has died, so an id reused by a new object
+# never matches. Values that could hold user state (tensors, modules, bound methods, closures,
+# partials) make a type trace-local. A type is published only after the whole lowering
+# defined every method into it, and the key names every method the type has, so a later trace
+# never defines into a published type; the root's type (which gets the trace's metadata and
+# constants, and which ``_with_exports`` and user ``_module_class``es build) is never shared.
+# The generated text names the user's file:line in comments, part of the key: a module whose
+# calls are attributed to the line that called ``trace`` (``nn.Sequential(nn.Linear)``) shares
+# only with traces made from that line; the first trace of a class in a process pays in full.
+
+#: False: a type is shared within one trace only (round one); ``phases.py --ab`` compares.
+SHARE_ACROSS_TRACES = True
+_UNSHAREABLE = (torch.Tensor, torch.nn.Module, functools.partial)
+
+
+def _ref(value: Any) -> Any:
+    """A reference under which a cache entry may hold ``value``, or None: trace-local."""
+    owner = getattr(value, "__self__", None)
+    if isinstance(value, _UNSHAREABLE) or getattr(value, "__closure__", None) or (
+            owner is not None and not isinstance(owner, (pytypes.ModuleType, type))):
+        return None
+    try:
+        return weakref.ref(value)
+    except TypeError:  # a builtin function: module state, alive as long as its module
+        return (lambda: value) if isinstance(value, pytypes.BuiltinFunctionType) else None
+
+
+class _TypeCache:
+    """Published types by key, least recently used first; thread-safe; bounded."""
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._size = size
+        self._entries: "OrderedDict[Any, Tuple[Any, Tuple[Any, ...]]]" = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if any(ref() is None for ref in entry[1]):  # an id in the key may be reused
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: Any, concrete_type: Any, refs: Tuple[Any, ...]) -> None:
+        with self._lock:
+            self._entries[key] = (concrete_type, refs)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_TYPE_CACHE = _TypeCache(512)
+
+
+class _Types:
+    """One lowering's types by key; keys with ``refs`` are looked up in, and after a
+    successful lowering published to, the process-wide cache (NOTE [Types shared across
+    traces])."""
+
+    def __init__(self) -> None:
+        self.local: Dict[Any, Any] = {}
+        self.refs: Dict[Any, Optional[Tuple[Any, ...]]] = {}
+        self.new: List[Any] = []
+
+    def get(self, key: Any) -> Any:
+        hit = self.local.get(key)
+        if hit is None and self.refs.get(key) is not None and SHARE_ACROSS_TRACES:
+            hit = _TYPE_CACHE.get(key)
+            if hit is not None:
+                self.local[key] = hit
+        return hit
+
+    def __setitem__(self, key: Any, concrete_type: Any) -> None:
+        self.local[key] = concrete_type
+        if self.refs.get(key) is not None:
+            self.new.append(key)
+
+    def note(self, key: Any, gm: fx.GraphModule, children: Dict[str, Tuple[Any, Any]],
+             sources: _Sources) -> None:
+        """Record what an entry for ``gm``'s type must hold alive (None: trace-local)."""
+        refs: List[Any] = []
+        if not isinstance(key, tuple):
+            self.refs[key] = None
+            return
+        for _, child_key in children.values():
+            child_refs = self.refs.get(child_key)
+            if child_refs is None:
+                self.refs[key] = None
+                return
+            refs.extend(child_refs)
+        for name in ({} if gm.meta.get(UNTRACED) else _methods(gm)):
+            for value in sources[(id(gm), name)].env.values():
+                ref = _ref(value)
+                if ref is None:
+                    self.refs[key] = None
+                    return
+                refs.append(ref)
+        self.refs[key] = tuple(refs)
+
+    def publish(self) -> None:
+        """Called once every method is defined: the new types are complete."""
+        if SHARE_TYPES and SHARE_ACROSS_TRACES:
+            for key in self.new:
+                _TYPE_CACHE.put(key, self.local[key], self.refs[key] or ())
+
+
 def _wrapper(shell: torch.nn.Module) -> Optional[torch.nn.Module]:
     """The module ``TracedModule.__init__`` infers a TorchScript type from (a class named
     as the user's, the shell's parameters, buffers, children and flag); None where
@@ -177,7 +305,7 @@ def _wrapper(shell: torch.nn.Module) -> Optional[torch.nn.Module]:
     return tmp if len({id(t) for t in held}) == len(held) else None
 
 
-def _traced(cls: Any, shell: torch.nn.Module, key: Any, types: Dict[Any, Any]) -> Any:
+def _traced(cls: Any, shell: torch.nn.Module, key: Any, types: Any) -> Any:
     """What ``cls(shell)`` (a TracedModule class; children already built) returns, built
     without the scans a shell needs none of (NOTE [Shared method types]); a later module of
     an equal ``key`` gets the first one's type."""
@@ -217,7 +345,7 @@ def _instance(concrete_type: Any, shell: torch.nn.Module) -> torch.jit.Recursive
     return torch.jit.RecursiveScriptModule._construct(cpp_module, init_fn)
 
 
-def _built_children(gm: fx.GraphModule, shells: Dict[int, torch.nn.Module], types: Dict[Any, Any],
+def _built_children(gm: fx.GraphModule, shells: Dict[int, torch.nn.Module], types: _Types,
                     sources: _Sources) -> Dict[str, Tuple[Any, Any]]:
     """``gm``'s children as TracedModules (or what torch.jit's ``make_module`` makes of a
     module fxtrace did not trace), each with its type key, bottom up."""
@@ -231,6 +359,7 @@ def _built_children(gm: fx.GraphModule, shells: Dict[int, torch.nn.Module], type
             continue
         grandchildren = _built_children(child, shells, types, sources)
         key = _type_key(child, grandchildren, sources)
+        types.note(key, child, grandchildren, sources)
         shell = _occurrence(_shell(child, shells), grandchildren)
         built[name] = (_traced(torch.jit._trace.TracedModule, shell, key, types), key)
     return built
@@ -284,12 +413,13 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
     cls = module_class or torch.jit.TopLevelTracedModule
     with quiet_jit():
         sources: _Sources = {}
+        types = _Types()
         if exports_of is not None and module_class is None and \
                 torch._jit_internal.module_has_exports(exports_of):
             script = _with_exports(exports_of)
         else:  # NOTE [Shared method types]
             shells: Dict[int, torch.nn.Module] = {}
-            children = _built_children(root, shells, {}, sources)
+            children = _built_children(root, shells, types, sources)
             shell = _occurrence(_shell(root, shells), children)
             # a class of the user's own may do more in __init__: it is called as torch does
             script = _traced(cls, shell, object(), {}) if cls is torch.jit.TopLevelTracedModule \
@@ -307,6 +437,7 @@ def lower_module(root: fx.GraphModule, *, module_class: Optional[type] = None,
                 _define(lambda sub=sub, source=source: sub._c._define(
                     sub._concrete_type, source.src, source.rcb), what, source)
         attach(script, root)
+        types.publish()
     return script
 
 
