@@ -180,9 +180,10 @@ def _outcome(fn: Callable[..., Any], images: List[torch.Tensor], want: Any, what
     try:
         got = fn(images)
     except torch.jit.Error as e:
-        found = GUARD.search(str(e))
-        assert found is not None, f"{what}: not an fxtrace guard: {e}"
-        return f"guard {found.group(1)}:{found.group(2)}"
+        # the last one: TorchScript's excerpt above the error quotes neighbouring guards too
+        found = list(GUARD.finditer(str(e)))
+        assert found, f"{what}: not an fxtrace guard: {e}"
+        return f"guard {found[-1].group(1)}:{found[-1].group(2)}"
     _same(got, want, what)
     return "match"
 
