@@ -298,13 +298,22 @@ def _count_inferences(monkeypatch: pytest.MonkeyPatch) -> List[object]:
     return seen
 
 
+@pytest.fixture
+def across(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Types shared across traces, which is off by default (NOTE [Types shared across
+    traces]: concurrent lowerings can still pair a cached parent type with a child type of
+    their own)."""
+    from fxtrace.lower import script
+    monkeypatch.setattr(script, "SHARE_ACROSS_TRACES", True)
+
+
 def _trace(model: torch.nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule:
     """One call site: the generated methods' comments name the same user lines."""
     return fxtrace.trace(model, (x,), check_trace=False)
 
 
 def test_a_second_trace_of_the_same_class_compiles_nothing_new(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, across: None) -> None:
     x = torch.randn(1, 2, 4, 4)
     defines = _count_defines(monkeypatch)
     inferences = _count_inferences(monkeypatch)
@@ -339,7 +348,7 @@ def _twin(activation: Callable[[torch.Tensor], torch.Tensor]) -> torch.nn.Module
 
 
 def test_classes_with_one_name_and_different_code_never_share(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, across: None) -> None:
     x = torch.randn(2, 4)
     defines = _count_defines(monkeypatch)
     models = [_twin(torch.relu), _twin(torch.sigmoid)]
@@ -350,7 +359,7 @@ def test_classes_with_one_name_and_different_code_never_share(
         assert torch.equal(t(x), m(x))
 
 
-def test_methods_of_one_trace_never_leak_into_another() -> None:
+def test_methods_of_one_trace_never_leak_into_another(across: None) -> None:
     class TwoMethods(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -371,7 +380,8 @@ def test_methods_of_one_trace_never_leak_into_another() -> None:
         assert traced.lin._c._method_names() == ["forward"]
 
 
-def test_the_cache_keeps_no_model_alive_and_drops_entries_whose_objects_died() -> None:
+def test_the_cache_keeps_no_model_alive_and_drops_entries_whose_objects_died(
+        across: None) -> None:
     from fxtrace.lower import script
     x = torch.randn(1, 2, 4, 4)
     model = _Stack()
@@ -397,7 +407,7 @@ def test_the_cache_keeps_no_model_alive_and_drops_entries_whose_objects_died() -
     assert len(cache) == 2 and cache.get(0) is None and cache.get(2) == 2
 
 
-def test_threads_tracing_one_class_at_once_keep_their_own_state() -> None:
+def test_threads_tracing_one_class_at_once_keep_their_own_state(across: None) -> None:
     x = torch.randn(1, 2, 4, 4)
     errors: List[BaseException] = []
 

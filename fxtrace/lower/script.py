@@ -182,8 +182,11 @@ def _type_key(gm: fx.GraphModule, children: Dict[str, Any], sources: _Sources) -
 # calls are attributed to the line that called ``trace`` (``nn.Sequential(nn.Linear)``) shares
 # only with traces made from that line; the first trace of a class in a process pays in full.
 
-#: False: a type is shared within one trace only (round one); ``phases.py --ab`` compares.
-SHARE_ACROSS_TRACES = True
+#: Off by default: two threads lowering at once can pair a parent type taken from the cache
+#: with a child type of their own ("Could not cast attribute '0' to type ...", seen once in
+#: ``tests/test_threads.py``); until lookups and publication are made atomic per lowering,
+#: a type is shared within one trace only (round one). ``phases.py --ab`` compares.
+SHARE_ACROSS_TRACES = False
 _UNSHAREABLE = (torch.Tensor, torch.nn.Module, functools.partial)
 
 
