@@ -399,3 +399,23 @@ def test_f19_a_guard_on_a_name_starting_with_in_compiles():
     t = fxtrace.trace(f, y)
     assert torch.equal(t(y), f(y)) and torch.equal(_jit(f, y)(y), f(y))
     assert _guarded(t, torch.randn(1, 1, 1))       # the rank guard is there and compiled
+
+
+def test_f15_a_file_changed_under_the_same_name_is_read_again():
+    """The call-site index follows linecache: code recompiled from other lines under the same
+    file name (an edited cell or module) is looked up in its own lines, not the first ones."""
+    import linecache
+    name = "<f15-edited>"
+
+    def compiled(source):
+        linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+        namespace = {"np": np, "torch": torch}
+        exec(compile(source, name, "exec"), namespace)
+        return namespace["f"]
+
+    first = compiled("def f(x):\n    return x * x.size(0)\n")
+    fxtrace.trace(first, torch.randn(4))  # indexes the first lines
+    second = compiled("def f(x):\n"
+                      "    return x + torch.from_numpy(np.arange(x.size(0), dtype=np.float32))\n")
+    t = fxtrace.trace(second, torch.randn(4))
+    assert _guarded(t, torch.randn(2))  # the size NumPy read is guarded, not silently 4

@@ -20,6 +20,7 @@ import dis
 import inspect
 import linecache
 import types
+import weakref
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["foreign_caller", "foreign_argument_of"]
@@ -35,9 +36,12 @@ _PYTHON_SIDE = frozenset({"builtins", "math", "operator", "itertools", "functool
 _NUMERIC = frozenset({"numpy", "scipy", "pandas", "cupy", "jax", "numba"})
 #: (CPython 3.11 runs a call to a C function it specialised in PRECALL)
 _CALLS = frozenset({"CALL", "CALL_FUNCTION_EX", "PRECALL"})
-#: per file: (span of a Call -> its callee expression, span of an argument -> callee expression)
-_index_cache: Dict[str, "_FileIndex"] = {}
-_positions_cache: Dict[types.CodeType, List[Span]] = {}
+#: per file: the lines parsed (linecache's list, replaced when the file changes) and their
+#: index (span of a Call -> its callee expression, span of an argument -> callee expression)
+_index_cache: Dict[str, Tuple[List[str], "_FileIndex"]] = {}
+#: weak: a traced function's code object is not kept alive by having been traced
+_positions_cache: "weakref.WeakKeyDictionary[types.CodeType, List[Span]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def _span(node: ast.AST) -> Span:
@@ -122,14 +126,17 @@ class _FileIndex:
 
 
 def _index(filename: str) -> _FileIndex:
+    lines = linecache.getlines(filename)
     hit = _index_cache.get(filename)
-    if hit is None:
-        try:
-            tree = ast.parse("".join(linecache.getlines(filename)))
-        except (SyntaxError, ValueError):
-            tree = ast.Module(body=[], type_ignores=[])
-        hit = _index_cache[filename] = _FileIndex(tree)
-    return hit
+    if hit is not None and hit[0] is lines:
+        return hit[1]
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        tree = ast.Module(body=[], type_ignores=[])
+    index = _FileIndex(tree)
+    _index_cache[filename] = (lines, index)
+    return index
 
 
 def _position(frame: types.FrameType) -> Span:

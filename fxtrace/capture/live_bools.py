@@ -66,16 +66,7 @@ class TracedBool(TracedInt):
                 tracer._warn(src, BRANCH_WARNING.format(name=self._name, value=value))
         return value
 
-    def __repr__(self) -> str:
-        return repr(self._plain())
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return format(self._plain(), spec)
-
-    def __hash__(self) -> int:
-        return hash(self._plain())
+    # repr, str, format and hash come from _TracedNumber, through this class's _plain
 
     def __bool__(self) -> bool:
         return self._decided()
